@@ -1,0 +1,27 @@
+//! Federated analyses, each a pair: a **local step** that runs at a site and yields a partial that
+//! is safe to leave it, and a **combine step** that runs at the hub over all sites' partials.
+//!
+//! Today: [`sql`], aggregate SQL over OMOP. The same checker runs at the hub (on the researcher's
+//! query) and again at every site (on the partial the hub sends), because a site trusts nothing
+//! it has not verified itself.
+//!
+//! # Example
+//! ```
+//! # tokio_test_shim::block_on(async {
+//! use datafusion::prelude::SessionContext;
+//! use medfed_analysis::sql::FederatedSql;
+//!
+//! let ctx = SessionContext::new();
+//! ctx.sql("CREATE TABLE person (person_id INT, gender_concept_id INT, year_of_birth INT)")
+//!     .await.unwrap();
+//! let q = FederatedSql::plan(&ctx.state(), "SELECT gender_concept_id, AVG(year_of_birth) \
+//!     FROM person GROUP BY gender_concept_id").await.unwrap();
+//! // Each site computes sums and counts; the hub divides the merged sums.
+//! assert!(q.site_sql().contains("sum("), "{}", q.site_sql());
+//! assert!(FederatedSql::plan(&ctx.state(), "SELECT * FROM person").await.is_err());
+//! # });
+//! # mod tokio_test_shim { pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
+//! ```
+
+pub mod sql;

@@ -1,0 +1,278 @@
+//! Federated answers must equal the pooled answer; disclosive queries must be refused.
+//!
+//! Three synthetic sites with different profiles; the "pooled" context registers all three sites'
+//! Parquet files as one table each, which is what a single hospital holding everyone would query.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use medfed_store::{SiteStore, StoreConfig};
+use medfed_synth::{SynthConfig, synthesize};
+use tokio::sync::OnceCell;
+
+use super::*;
+
+struct Net {
+    _dir: tempfile::TempDir,
+    sites: Vec<SiteStore>,
+    pooled: SessionContext,
+}
+
+static NET: OnceCell<Net> = OnceCell::const_new();
+
+async fn net() -> &'static Net {
+    NET.get_or_init(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sites = Vec::new();
+        let pooled = SessionContext::new();
+        let mut files: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (i, profile) in ["general", "rural", "cardiac"].into_iter().enumerate() {
+            let site_dir = dir.path().join(profile);
+            let cfg = SynthConfig {
+                patients: 1500 + 700 * i,
+                seed: 11 + i as u64,
+                profile: profile.into(),
+                id_base: i as i32 * 10_000_000,
+            };
+            let summary = synthesize(&site_dir, &cfg, |_| {}).unwrap();
+            for t in medfed_synth::TABLES {
+                files.entry(t.into()).or_default().push(
+                    summary
+                        .omop_dir
+                        .join(format!("{t}.parquet"))
+                        .display()
+                        .to_string(),
+                );
+            }
+            sites.push(
+                SiteStore::open(&StoreConfig::omop_dir(&summary.omop_dir))
+                    .await
+                    .unwrap(),
+            );
+        }
+        for (t, paths) in files {
+            let df = pooled
+                .read_parquet(paths, ParquetReadOptions::default())
+                .await
+                .unwrap();
+            pooled.register_table(t.as_str(), df.into_view()).unwrap();
+        }
+        Net {
+            _dir: dir,
+            sites,
+            pooled,
+        }
+    })
+    .await
+}
+
+async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
+    let net = net().await;
+    let q = FederatedSql::plan(&net.sites[0].context().state(), sql).await?;
+    let mut partials = Vec::new();
+    for site in &net.sites {
+        let df = plan_site_partial(site.context(), q.site_sql()).await?;
+        for b in df.collect().await? {
+            partials.push(q.conform(&b)?);
+        }
+    }
+    q.merge(partials).await
+}
+
+/// Rows as strings, floats rounded to 9 significant digits, sorted (unless `ordered`).
+fn rows(batches: &[RecordBatch], ordered: bool) -> Vec<Vec<String>> {
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<Arc<dyn Array>> = b
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)
+                    .unwrap_or_else(|_| c.clone())
+            })
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .zip(b.columns())
+                    .map(|(c, orig)| {
+                        if orig.data_type().is_floating() && !orig.is_null(r) {
+                            let v: f64 = ArrayFormatter::try_new(c.as_ref(), &opts)
+                                .unwrap()
+                                .value(r)
+                                .to_string()
+                                .parse()
+                                .unwrap();
+                            format!("{v:.9e}")
+                        } else {
+                            ArrayFormatter::try_new(c.as_ref(), &opts)
+                                .unwrap()
+                                .value(r)
+                                .to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    if !ordered {
+        out.sort();
+    }
+    out
+}
+
+async fn assert_matches_pooled(sql: &str) {
+    let fed = federated(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    let pooled = net()
+        .await
+        .pooled
+        .sql(sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let ordered = sql.to_ascii_uppercase().contains("ORDER BY");
+    let (f, p) = (rows(&fed, ordered), rows(&pooled, ordered));
+    assert!(!p.is_empty(), "pooled answer empty: {sql}");
+    assert_eq!(f, p, "federated != pooled for {sql}");
+}
+
+#[tokio::test]
+async fn counts_sums_means_and_spreads_equal_the_pooled_answer() {
+    for sql in [
+        "SELECT COUNT(*) FROM person",
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT person_id) AS patients FROM condition_occurrence WHERE condition_concept_id = 201826",
+        "SELECT SUM(value_as_number), AVG(value_as_number) FROM measurement WHERE measurement_concept_id = 3004410",
+        "SELECT VAR_SAMP(value_as_number) AS v, STDDEV(value_as_number) AS sd, VAR_POP(value_as_number), STDDEV_POP(value_as_number) FROM measurement WHERE measurement_concept_id = 3004249",
+        "SELECT AVG(2025 - year_of_birth) AS mean_age, COUNT(*) FILTER (WHERE gender_concept_id = 8532) AS women FROM person",
+    ] {
+        assert_matches_pooled(sql).await;
+    }
+}
+
+#[tokio::test]
+async fn group_by_having_order_and_joins_equal_the_pooled_answer() {
+    for sql in [
+        "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY gender_concept_id",
+        "SELECT gender_concept_id, (year_of_birth / 10) * 10 AS decade, COUNT(*) AS n, AVG(year_of_birth) \
+         FROM person GROUP BY 1, 2",
+        "SELECT visit_concept_id, COUNT(*) AS n FROM visit_occurrence GROUP BY visit_concept_id HAVING COUNT(*) > 100 ORDER BY n DESC",
+        "SELECT c.condition_concept_id, COUNT(DISTINCT p.person_id) AS patients, AVG(2025 - p.year_of_birth) AS age \
+         FROM condition_occurrence c JOIN person p ON c.person_id = p.person_id \
+         WHERE 2025 - p.year_of_birth >= 65 AND c.condition_concept_id IN (201826, 320128, 316139) \
+         GROUP BY c.condition_concept_id ORDER BY c.condition_concept_id",
+        "SELECT m.measurement_concept_id, STDDEV(m.value_as_number) AS sd FROM measurement m \
+         JOIN person p ON m.person_id = p.person_id WHERE p.gender_concept_id = 8507 GROUP BY m.measurement_concept_id",
+        "SELECT COUNT(*) FROM person WHERE person_id IN (SELECT person_id FROM death)",
+        "SELECT AVG(n) FROM (SELECT person_id, COUNT(*) AS n FROM visit_occurrence GROUP BY person_id) v",
+        "SELECT race_concept_id, SUM(CASE WHEN gender_concept_id = 8532 THEN 1 ELSE 0 END) * 1.0 / COUNT(*) AS share_female \
+         FROM person GROUP BY race_concept_id ORDER BY 2 DESC LIMIT 2",
+    ] {
+        assert_matches_pooled(sql).await;
+    }
+}
+
+async fn refusal(sql: &str) -> SqlError {
+    match federated(sql).await {
+        Ok(_) => panic!("accepted: {sql}"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test]
+async fn row_level_and_non_mergeable_queries_are_refused_with_reasons() {
+    let cases: [(&str, &str); 12] = [
+        ("SELECT * FROM person", "individual rows"),
+        (
+            "SELECT person_id, year_of_birth FROM person",
+            "individual rows",
+        ),
+        (
+            "SELECT person_id, COUNT(*) FROM condition_occurrence GROUP BY person_id",
+            "identifies a patient",
+        ),
+        (
+            "SELECT person_id % 1000 AS bucket, COUNT(*) FROM person GROUP BY 1",
+            "identifies a patient",
+        ),
+        (
+            "SELECT MAX(value_as_number) FROM measurement",
+            "single patient's value",
+        ),
+        (
+            "SELECT MIN(year_of_birth) FROM person",
+            "single patient's value",
+        ),
+        (
+            "SELECT MEDIAN(value_as_number) FROM measurement",
+            "cannot be merged",
+        ),
+        (
+            "SELECT COUNT(DISTINCT condition_concept_id) FROM condition_occurrence",
+            "cannot be merged",
+        ),
+        ("SELECT SUM(person_id) FROM person", "identifies a patient"),
+        (
+            "SELECT SUM(y) FROM (SELECT year_of_birth AS y FROM person ORDER BY y LIMIT 1) t",
+            "individual rows",
+        ),
+        (
+            "SELECT COUNT(*) FROM person UNION ALL SELECT COUNT(*) FROM death",
+            "UNION",
+        ),
+        (
+            "SELECT DISTINCT year_of_birth FROM person",
+            "individual rows",
+        ),
+    ];
+    for (sql, why) in cases {
+        let e = refusal(sql).await;
+        assert!(e.is_refusal(), "{sql}: {e}");
+        assert!(
+            e.to_string().contains(why),
+            "{sql}: expected `{why}` in: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_tables_and_statements_are_errors_not_crashes() {
+    let e = refusal("SELECT COUNT(*) FROM patients").await;
+    assert!(matches!(e, SqlError::Plan(_)), "{e}");
+    assert!(e.to_string().contains("patients"), "{e}");
+    let e = refusal("SELECT COUNT(nonexistent) FROM person").await;
+    assert!(matches!(e, SqlError::Plan(_)), "{e}");
+    for sql in [
+        "DROP TABLE person",
+        "CREATE TABLE t AS SELECT * FROM person",
+        "COPY person TO '/tmp/x.csv'",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        assert!(federated(sql).await.is_err(), "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_site_checks_the_hubs_sql_itself() {
+    let site = net().await.sites[0].context();
+    for sql in [
+        "SELECT person_id, year_of_birth FROM person",
+        "SELECT MAX(year_of_birth) AS p0 FROM person",
+    ] {
+        assert!(
+            plan_site_partial(site, sql).await.is_err(),
+            "site ran {sql}"
+        );
+    }
+    assert!(
+        plan_site_partial(site, "SELECT COUNT(*) AS p0 FROM person")
+            .await
+            .is_ok()
+    );
+}

@@ -1,0 +1,27 @@
+//! medfed's shared vocabulary: the words the hub, the sites and the tools all use.
+//!
+//! - [`omop`]: the OMOP CDM v5.4 as Arrow schemas, parsed from the published DDL, and which columns
+//!   identify a person or an event (those may be counted, never grouped by or released).
+//! - [`result`]: what a federated answer looks like on the wire to a researcher: a table plus the
+//!   outcome at each site.
+//! - [`SiteName`]: a site's validated name (it doubles as its TLS server name).
+//!
+//! # Example
+//! ```
+//! let person = medfed_core::omop::table("person").unwrap();
+//! assert_eq!(person.primary_key.as_deref(), Some("person_id"));
+//! assert!(medfed_core::omop::is_identifier("person_id"));
+//! assert!(!medfed_core::omop::is_identifier("gender_concept_id"));
+//! ```
+
+pub mod omop;
+pub mod result;
+
+mod site_name;
+pub use site_name::{InvalidSiteName, SiteName};
+
+/// Arrow field metadata key that marks a column as identifying a person or an event.
+///
+/// Set by the site store on OMOP identifier columns and on extra-table columns the custodian
+/// declares; read by the query checker so the rule travels with the schema, whatever the table.
+pub const IDENTIFIER_METADATA_KEY: &str = "medfed.identifier";

@@ -1,0 +1,73 @@
+//! A federated answer as a researcher receives it: one merged table and what each site did.
+//!
+//! This is the JSON the hub returns from `POST /v1/queries` and `medfed query --format json` prints:
+//! `{"columns": [...], "rows": [[...]], "sites": {"north": {"status": "answered", ...}}}`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The merged result of one federated query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    /// Output column names, in SELECT order.
+    pub columns: Vec<String>,
+    /// Rows of JSON scalars (numbers, strings, booleans, null), one entry per column.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// What happened at each site that was asked, by site name.
+    pub sites: BTreeMap<String, SiteOutcome>,
+}
+
+impl QueryResult {
+    /// Names of the sites whose partials are in this result.
+    pub fn answered(&self) -> impl Iterator<Item = &str> {
+        self.sites
+            .iter()
+            .filter(|(_, o)| o.status == SiteStatus::Answered)
+            .map(|(n, _)| n.as_str())
+    }
+
+    /// True when some asked site is missing from the result.
+    pub fn is_partial(&self) -> bool {
+        self.sites
+            .values()
+            .any(|o| o.status != SiteStatus::Answered)
+    }
+}
+
+/// What one site did with its part of a query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteOutcome {
+    /// How it ended.
+    pub status: SiteStatus,
+    /// Wall time from fan-out to answer (or failure), in milliseconds.
+    pub elapsed_ms: f64,
+    /// Why it failed or refused; absent when it answered. Never carries row-level data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The end state of a site's part of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteStatus {
+    /// The site returned its partial and it is merged into the result.
+    Answered,
+    /// The site could not be reached or failed while running.
+    Failed,
+    /// The site refused the request under its own rules.
+    Refused,
+    /// The site did not answer within the per-site deadline.
+    TimedOut,
+}
+
+impl std::fmt::Display for SiteStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SiteStatus::Answered => "answered",
+            SiteStatus::Failed => "failed",
+            SiteStatus::Refused => "refused",
+            SiteStatus::TimedOut => "timed out",
+        })
+    }
+}

@@ -1,0 +1,337 @@
+//! A whole medfed network on loopback: PKI, synthetic hospitals, site nodes and a hub, in one
+//! process. Used by `medfed demo`, `medfed bench query` and the end-to-end tests, so all three
+//! exercise the real path (mTLS Flight between hub and sites, HTTP to the hub).
+//!
+//! Layout under `DIR`:
+//! ```text
+//! pki/                         network CA, hub and site certificates
+//! hub/hub.toml                 the hub's config (what `medfed hub serve` reads)
+//! sites/<name>/site.toml       each site's config (what `medfed site serve` reads)
+//! sites/<name>/omop/*.parquet  each site's OMOP tables
+//! demo.json                    {hub_url, token, sites: {name: omop dir}}
+//! ```
+//!
+//! # Example
+//! ```no_run
+//! # async fn f() -> Result<(), medfed_devnet::DevnetError> {
+//! use medfed_devnet::{Devnet, DevnetConfig};
+//! let cfg = DevnetConfig { sites: 3, patients_per_site: 5_000, ..DevnetConfig::new("/tmp/net") };
+//! let net = Devnet::start(&cfg, |_, _| {}).await?;
+//! println!("ask {} with token {}", net.hub_url, net.token);
+//! net.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use medfed_core::SiteName;
+use medfed_hub::Hub;
+use medfed_hub::config::{HubConfig, SiteEntry, TokenEntry};
+use medfed_protocol::pki::{self, PkiLayout};
+use medfed_site::{Site, SiteConfig};
+use medfed_store::StoreConfig;
+use medfed_synth::{PROFILES, SynthConfig};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Site names of a demo network, in order; more sites are `site-6`, `site-7`, ...
+const NAMES: [&str; 5] = ["north", "south", "east", "west", "central"];
+
+/// Ids of site `i` start at `i * ID_STRIDE`, so pooled tables never collide (OMOP ids are 32-bit:
+/// 21 sites of up to 100 M rows per table).
+const ID_STRIDE: i32 = 100_000_000;
+
+/// What network to stand up.
+#[derive(Debug, Clone)]
+pub struct DevnetConfig {
+    /// Working directory (created if absent; data is reused when the same size and seed).
+    pub dir: PathBuf,
+    /// Number of sites.
+    pub sites: usize,
+    /// Synthetic patients per site.
+    pub patients_per_site: usize,
+    /// Base seed; site `i` uses `seed + i`.
+    pub seed: u64,
+    /// Per-site query parallelism (None: share the machine's cores between the sites).
+    pub target_partitions: Option<usize>,
+    /// How long the hub waits for a site.
+    pub site_deadline_ms: u64,
+    /// Extra tables: name → one file per site, in site order.
+    pub extra_tables: Vec<(String, Vec<PathBuf>)>,
+}
+
+impl DevnetConfig {
+    /// Three sites of 20 000 patients under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            sites: 3,
+            patients_per_site: 20_000,
+            seed: 2026,
+            target_partitions: None,
+            site_deadline_ms: 10_000,
+            extra_tables: Vec::new(),
+        }
+    }
+}
+
+/// Why the network could not be stood up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevnetError {
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Synth(#[from] medfed_synth::SynthError),
+    #[error(transparent)]
+    Site(#[from] medfed_site::SiteError),
+    #[error(transparent)]
+    Hub(#[from] medfed_hub::HubError),
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What `demo.json` holds, for scripts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoInfo {
+    /// The hub's HTTP API.
+    pub hub_url: String,
+    /// A researcher's bearer token.
+    pub token: String,
+    /// Site name → its OMOP directory.
+    pub sites: BTreeMap<String, PathBuf>,
+}
+
+struct RunningSite {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), medfed_site::SiteError>>,
+}
+
+/// A running network.
+pub struct Devnet {
+    /// The hub's base URL, e.g. `http://127.0.0.1:41234`.
+    pub hub_url: String,
+    /// A researcher token accepted by the hub.
+    pub token: String,
+    /// Site names in order.
+    pub site_names: Vec<SiteName>,
+    /// Each site's OMOP directory.
+    pub omop_dirs: Vec<PathBuf>,
+    /// The hub (for in-process callers).
+    pub hub: Arc<Hub>,
+    sites: BTreeMap<SiteName, RunningSite>,
+    hub_stop: oneshot::Sender<()>,
+    hub_task: JoinHandle<std::io::Result<()>>,
+}
+
+/// Site name for index `i`.
+pub fn site_name(i: usize) -> SiteName {
+    let s = NAMES
+        .get(i)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("site-{}", i + 1));
+    SiteName::new(s).expect("valid built-in name")
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevnetError + '_ {
+    move |e| DevnetError::Io(path.to_path_buf(), e)
+}
+
+/// Synthesises site `i` unless the same data is already there.
+fn prepare_site(
+    cfg: &DevnetConfig,
+    i: usize,
+    dir: &Path,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<PathBuf, DevnetError> {
+    let synth = SynthConfig {
+        patients: cfg.patients_per_site,
+        seed: cfg.seed + i as u64,
+        profile: PROFILES[i % PROFILES.len()].name.to_string(),
+        id_base: i32::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_mul(ID_STRIDE))
+            .ok_or_else(|| DevnetError::Invalid("at most 21 sites".into()))?,
+    };
+    let stamp = dir.join("synth.stamp");
+    let want = format!(
+        "{} {} {} {}",
+        synth.patients, synth.seed, synth.profile, synth.id_base
+    );
+    let omop = dir.join("omop");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str())
+        && omop.join("person.parquet").exists()
+    {
+        progress(i, cfg.patients_per_site);
+        return Ok(omop);
+    }
+    let summary = medfed_synth::synthesize(dir, &synth, |done| progress(i, done))?;
+    std::fs::write(&stamp, want).map_err(io(&stamp))?;
+    Ok(summary.omop_dir)
+}
+
+impl Devnet {
+    /// Creates (or reuses) the PKI and data, starts every site and the hub on loopback ports.
+    /// `progress(site_index, patients_done)` reports synthesis.
+    pub async fn start(
+        cfg: &DevnetConfig,
+        progress: impl Fn(usize, usize) + Sync,
+    ) -> Result<Self, DevnetError> {
+        if cfg.sites == 0 {
+            return Err(DevnetError::Invalid(
+                "a network needs at least one site".into(),
+            ));
+        }
+        if cfg
+            .extra_tables
+            .iter()
+            .any(|(_, files)| files.len() != cfg.sites)
+        {
+            return Err(DevnetError::Invalid(format!(
+                "each extra table needs one file per site ({} sites)",
+                cfg.sites
+            )));
+        }
+        std::fs::create_dir_all(&cfg.dir).map_err(io(&cfg.dir))?;
+        let names: Vec<SiteName> = (0..cfg.sites).map(site_name).collect();
+        let layout = PkiLayout {
+            dir: cfg.dir.join("pki"),
+        };
+        let have_all = layout.ca().exists() && names.iter().all(|n| layout.site(n).cert.exists());
+        if !have_all {
+            let _ = std::fs::remove_dir_all(&layout.dir);
+            pki::init(&layout.dir, "hub", &names)?;
+        }
+
+        let partitions = cfg.target_partitions.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
+            (cores / cfg.sites).max(1)
+        });
+        let mut sites = BTreeMap::new();
+        let mut entries = Vec::new();
+        let mut omop_dirs = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let dir = cfg.dir.join("sites").join(name.as_str());
+            let omop_dir = tokio::task::block_in_place(|| prepare_site(cfg, i, &dir, &progress))?;
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(io(&dir))?;
+            let addr = listener.local_addr().map_err(io(&dir))?;
+            let extra_tables = cfg
+                .extra_tables
+                .iter()
+                .map(|(t, files)| medfed_store::ExtraTable {
+                    name: t.clone(),
+                    path: files[i].clone(),
+                    identifiers: vec![],
+                    null_regex: None,
+                })
+                .collect();
+            let site_cfg = SiteConfig {
+                name: name.clone(),
+                listen: addr.to_string(),
+                tls: layout.site(name),
+                store: StoreConfig {
+                    omop_dir: omop_dir.clone(),
+                    extra_tables,
+                    target_partitions: Some(partitions),
+                },
+            };
+            let path = dir.join("site.toml");
+            site_cfg.save(&path).map_err(io(&path))?;
+            let site = Site::open(&site_cfg).await?;
+            let (stop, stopped) = oneshot::channel::<()>();
+            let tls = site_cfg.tls.clone();
+            let task = tokio::spawn(async move {
+                site.serve(listener, &tls, async {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            sites.insert(name.clone(), RunningSite { stop, task });
+            entries.push(SiteEntry {
+                name: name.clone(),
+                url: format!("https://{addr}"),
+            });
+            omop_dirs.push(omop_dir);
+        }
+
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = hex::encode(secret);
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(io(&cfg.dir))?;
+        let addr = listener.local_addr().map_err(io(&cfg.dir))?;
+        let hub_cfg = HubConfig {
+            listen: addr.to_string(),
+            site_deadline_ms: cfg.site_deadline_ms,
+            tls: layout.hub(),
+            tokens: vec![TokenEntry::for_token("researcher", &token)],
+            sites: entries,
+        };
+        let hub_dir = cfg.dir.join("hub");
+        std::fs::create_dir_all(&hub_dir).map_err(io(&hub_dir))?;
+        let hub_toml = hub_dir.join("hub.toml");
+        hub_cfg.save(&hub_toml).map_err(io(&hub_toml))?;
+        let hub = Hub::new(&hub_cfg).await?;
+        let (hub_stop, stopped) = oneshot::channel::<()>();
+        let hub_task = tokio::spawn(medfed_hub::serve(hub.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        let hub_url = format!("http://{addr}");
+
+        let info = DemoInfo {
+            hub_url: hub_url.clone(),
+            token: token.clone(),
+            sites: names
+                .iter()
+                .zip(&omop_dirs)
+                .map(|(n, d)| (n.to_string(), d.clone()))
+                .collect(),
+        };
+        let demo_json = cfg.dir.join("demo.json");
+        std::fs::write(
+            &demo_json,
+            serde_json::to_vec_pretty(&info).expect("serialisable"),
+        )
+        .map_err(io(&demo_json))?;
+        Ok(Self {
+            hub_url,
+            token,
+            site_names: names,
+            omop_dirs,
+            hub,
+            sites,
+            hub_stop,
+            hub_task,
+        })
+    }
+
+    /// Stops one site (as if its hospital went offline); the hub keeps running.
+    pub async fn stop_site(&mut self, name: &SiteName) -> bool {
+        let Some(site) = self.sites.remove(name) else {
+            return false;
+        };
+        let _ = site.stop.send(());
+        let _ = site.task.await;
+        true
+    }
+
+    /// Stops the hub and every site, waiting for requests in flight.
+    pub async fn shutdown(self) {
+        let _ = self.hub_stop.send(());
+        let _ = self.hub_task.await;
+        for (_, site) in self.sites {
+            let _ = site.stop.send(());
+            let _ = site.task.await;
+        }
+    }
+}

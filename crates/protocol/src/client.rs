@@ -1,0 +1,120 @@
+//! The hub's handle on one site: a lazily connected, mTLS Flight channel.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::error::FlightError;
+use arrow_flight::{Action, FlightClient};
+use futures::TryStreamExt;
+use medfed_core::SiteName;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::NodeTls;
+use crate::wire::SiteRequest;
+
+/// How a call to a site failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiteCallError {
+    /// The site's own rules refused the request.
+    #[error("{0}")]
+    Refused(String),
+    /// The site could not be reached, or failed while running.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<FlightError> for SiteCallError {
+    fn from(e: FlightError) -> Self {
+        match e {
+            FlightError::Tonic(status) => match status.code() {
+                tonic::Code::PermissionDenied | tonic::Code::InvalidArgument => {
+                    SiteCallError::Refused(status.message().to_string())
+                }
+                tonic::Code::Unavailable => {
+                    SiteCallError::Failed(format!("unreachable: {}", status.message()))
+                }
+                _ => SiteCallError::Failed(status.message().to_string()),
+            },
+            other => SiteCallError::Failed(other.to_string()),
+        }
+    }
+}
+
+/// A connection to one site's Flight endpoint. Cheap to clone (channels multiplex).
+#[derive(Clone)]
+pub struct SiteClient {
+    name: SiteName,
+    channel: Channel,
+}
+
+impl SiteClient {
+    /// Prepares a connection to `url` (e.g. `https://127.0.0.1:7001`), authenticating as the
+    /// holder of `tls` and expecting the site's certificate to name `name`. Connects on first use,
+    /// so a site that is down fails its calls rather than the hub's start-up.
+    pub fn new(name: SiteName, url: &str, tls: &NodeTls) -> Result<Self, SiteCallError> {
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| SiteCallError::Failed(format!("bad site URL {url}: {e}")))?
+            .tls_config(tls.client_config(name.as_str()))
+            .map_err(|e| SiteCallError::Failed(format!("TLS setup for {name}: {e}")))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        Ok(Self {
+            name,
+            channel: endpoint.connect_lazy(),
+        })
+    }
+
+    /// The site's name.
+    pub fn name(&self) -> &SiteName {
+        &self.name
+    }
+
+    fn flight(&self) -> FlightClient {
+        FlightClient::new(self.channel.clone())
+    }
+
+    /// The site's tables and their schemas (no row counts).
+    pub async fn catalog(&self) -> Result<Vec<(String, SchemaRef)>, SiteCallError> {
+        let infos: Vec<_> = self
+            .flight()
+            .list_flights(bytes::Bytes::new())
+            .await?
+            .try_collect()
+            .await?;
+        infos
+            .into_iter()
+            .map(|info| {
+                let name = info
+                    .flight_descriptor
+                    .as_ref()
+                    .and_then(|d| d.path.first().cloned())
+                    .ok_or_else(|| {
+                        SiteCallError::Failed("catalogue entry without a table name".into())
+                    })?;
+                let schema = info.try_decode_schema().map_err(|e| {
+                    SiteCallError::Failed(format!("catalogue schema of {name}: {e}"))
+                })?;
+                Ok((name, std::sync::Arc::new(schema)))
+            })
+            .collect()
+    }
+
+    /// Runs a request and collects the site's partial.
+    pub async fn run(&self, request: &SiteRequest) -> Result<Vec<RecordBatch>, SiteCallError> {
+        let stream = self.flight().do_get(request.to_ticket()).await?;
+        Ok(stream.try_collect().await?)
+    }
+
+    /// Liveness: the site answers a `health` action.
+    pub async fn health(&self) -> Result<(), SiteCallError> {
+        let mut s = self
+            .flight()
+            .do_action(Action::new(crate::ACTION_HEALTH, ""))
+            .await?;
+        while s.try_next().await?.is_some() {}
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! The hub⇄site wire: Arrow Flight (gRPC, tonic) over mutually authenticated TLS.
+//!
+//! Entrypoints: [`SiteClient`] (the hub's side), [`tls`] (identities for both ends), [`pki`]
+//! (making a network's CA and certificates), [`wire`] (what travels in a Flight ticket).
+//!
+//! RPCs, named by what they do for each role:
+//! - `ListFlights` → the site's catalogue: one `FlightInfo` per table with its Arrow schema and
+//!   never a row count (metadata is all the hub learns before a query);
+//! - `DoGet(ticket = SiteRequest JSON)` → the site runs the checked partial step and streams the
+//!   partial as Arrow record batches. A refusal is `PERMISSION_DENIED`, a bad request
+//!   `INVALID_ARGUMENT`, anything else `INTERNAL`; messages never carry row-level data.
+//!
+//! Trust boundary: a site accepts connections only from certificates issued by the network CA
+//! for client authentication (the hub's); site certificates are server-only, so one hospital's
+//! node cannot query another's.
+#![deny(missing_docs)]
+
+pub mod pki;
+pub mod tls;
+pub mod wire;
+
+mod client;
+pub use client::{SiteCallError, SiteClient};
+
+/// Flight action name for a liveness probe.
+pub const ACTION_HEALTH: &str = "health";

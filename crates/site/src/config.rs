@@ -1,0 +1,109 @@
+//! `site.toml`: what a custodian configures.
+//!
+//! ```toml
+//! name = "north"
+//! listen = "0.0.0.0:7001"
+//!
+//! [tls]
+//! cert = "pki/sites/north/cert.pem"
+//! key = "pki/sites/north/key.pem"
+//! ca = "pki/ca.pem"
+//!
+//! [store]
+//! omop_dir = "data/omop"
+//! target_partitions = 2
+//!
+//! [[store.table]]          # optional extra tables
+//! name = "cnsim"
+//! path = "data/CNSIM1.csv"
+//! ```
+//! Relative paths are resolved against the config file's directory.
+
+use std::path::{Path, PathBuf};
+
+use medfed_core::SiteName;
+use medfed_protocol::tls::TlsPaths;
+use medfed_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::SiteError;
+
+/// A site node's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The site's name; must match the DNS name in its certificate.
+    pub name: SiteName,
+    /// Address to listen on for the hub.
+    pub listen: String,
+    /// The site's TLS identity and the network CA.
+    pub tls: TlsPaths,
+    /// Where the data is.
+    pub store: StoreConfig,
+}
+
+impl SiteConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, SiteError> {
+        let err = |reason: String| SiteError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let mut cfg: SiteConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut cfg.tls.cert);
+        abs(&mut cfg.tls.key);
+        abs(&mut cfg.tls.ca);
+        abs(&mut cfg.store.omop_dir);
+        cfg.store
+            .extra_tables
+            .iter_mut()
+            .for_each(|t| abs(&mut t.path));
+        Ok(cfg)
+    }
+
+    /// Writes the config as TOML.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(
+            path,
+            toml::to_string_pretty(self).map_err(std::io::Error::other)?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_follow_the_config_file_and_typos_are_errors() {
+        let dir = std::env::temp_dir().join(format!("medfed-site-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("site.toml");
+        std::fs::write(
+            &path,
+            "name = \"north\"\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"/abs/ca.pem\"\n[store]\nomop_dir = \"omop\"\n",
+        )
+        .unwrap();
+        let cfg = SiteConfig::load(&path).unwrap();
+        assert_eq!(cfg.tls.cert, dir.join("c.pem"));
+        assert_eq!(cfg.tls.ca, PathBuf::from("/abs/ca.pem"));
+        assert_eq!(cfg.store.omop_dir, dir.join("omop"));
+        std::fs::write(&path, "name = \"North\"\n").unwrap();
+        assert!(
+            SiteConfig::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("invalid site name")
+        );
+        std::fs::write(&path, "name = \"north\"\nlisten = \"x\"\nlisen = 1\n").unwrap();
+        assert!(SiteConfig::load(&path).is_err());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
