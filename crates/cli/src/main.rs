@@ -1,1 +1,73 @@
-fn main() {}
+//! `medfed`: the one binary. Parses flags, sets up logging, and calls into the libraries.
+
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand};
+
+/// Federated analysis of hospital data: the analysis travels, the data stays.
+#[derive(Parser)]
+#[command(name = "medfed", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Stand up a whole network on this machine (PKI, synthetic hospitals, sites, hub) and run examples.
+    Demo(cmd::demo::Args),
+    /// Ask the network an aggregate SQL question through a hub.
+    Query(cmd::query::Args),
+    /// Write a synthetic hospital's OMOP CDM v5.4 tables as Parquet.
+    Synth(cmd::synth::Args),
+    /// Run a site node (at a hospital).
+    Site {
+        #[command(subcommand)]
+        command: cmd::serve::SiteCommand,
+    },
+    /// Run the hub (the network's coordinator).
+    Hub {
+        #[command(subcommand)]
+        command: cmd::serve::HubCommand,
+    },
+    /// Create a network's certificate authority and node certificates.
+    Pki {
+        #[command(subcommand)]
+        command: cmd::pki::PkiCommand,
+    },
+    /// Measure medfed against pooled (non-federated) execution.
+    Bench {
+        #[command(subcommand)]
+        command: cmd::bench::BenchCommand,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDFED_LOG")
+        .unwrap_or_else(|_| default.into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Site { .. } | Command::Hub { .. });
+    init_logging(if serving { "info" } else { "warn" });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => cmd::demo::run(a).await,
+            Command::Query(a) => cmd::query::run(a).await,
+            Command::Synth(a) => cmd::synth::run(a),
+            Command::Site { command } => cmd::serve::site(command).await,
+            Command::Hub { command } => cmd::serve::hub(command).await,
+            Command::Pki { command } => cmd::pki::run(command),
+            Command::Bench { command } => cmd::bench::run(command).await,
+        }
+    })
+}

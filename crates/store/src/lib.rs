@@ -29,7 +29,7 @@ use datafusion::catalog::MemTable;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::metadata::FieldMetadata;
 use datafusion::execution::config::SessionConfig;
-use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext, col};
+use datafusion::prelude::{ParquetReadOptions, SessionContext, col};
 use serde::{Deserialize, Serialize};
 
 /// Where a site's data lives.
@@ -109,12 +109,20 @@ impl SiteStore {
             if !file.exists() {
                 continue;
             }
-            ctx.register_parquet(&def.name, path_str(&file), ParquetReadOptions::default())
-                .await
-                .map_err(|source| StoreError::Register {
-                    path: file.clone(),
-                    source,
-                })?;
+            // Registered with the CDM's own schema: every site serves the same columns and types
+            // whatever wrote the file, and identifier marks survive (Parquet inference drops
+            // field metadata).
+            let schema = def.arrow_schema();
+            ctx.register_parquet(
+                &def.name,
+                path_str(&file),
+                ParquetReadOptions::default().schema(&schema),
+            )
+            .await
+            .map_err(|source| StoreError::Register {
+                path: file.clone(),
+                source,
+            })?;
             tables.push(def.name.clone());
         }
         if tables.is_empty() {

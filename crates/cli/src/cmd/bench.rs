@@ -1,0 +1,147 @@
+//! `medfed bench query`: federated latency against the same SQL on pooled data, in one run.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use medfed_devnet::{Devnet, DevnetConfig};
+use serde_json::json;
+
+use super::query::HubClient;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Start N sites + hub on loopback with mTLS and time queries end to end.
+    Query(QueryArgs),
+}
+
+#[derive(clap::Args)]
+pub struct QueryArgs {
+    /// Number of sites.
+    #[arg(long, default_value_t = 15)]
+    sites: usize,
+    /// Synthetic patients per site.
+    #[arg(long, default_value_t = 100_000)]
+    patients_per_site: usize,
+    /// Timed runs per query (after 3 warm-up runs).
+    #[arg(long, default_value_t = 50)]
+    iterations: usize,
+    /// Working directory (data is reused between runs of the same size).
+    #[arg(long, default_value = "bench-net")]
+    dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The benchmark's queries: an aggregate over one table, and a join with a filter.
+const QUERIES: [(&str, &str); 2] = [
+    (
+        "count_by_gender_decade",
+        "SELECT gender_concept_id, (year_of_birth / 10) * 10 AS decade, COUNT(*) AS n \
+         FROM person GROUP BY 1, 2",
+    ),
+    (
+        "join_condition_person",
+        "SELECT c.condition_concept_id, COUNT(DISTINCT c.person_id) AS patients, AVG(2025 - p.year_of_birth) AS mean_age \
+         FROM condition_occurrence c JOIN person p ON c.person_id = p.person_id \
+         WHERE 2025 - p.year_of_birth BETWEEN 40 AND 80 AND c.condition_concept_id IN (201826, 320128, 316139) \
+         GROUP BY c.condition_concept_id",
+    ),
+];
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn stats(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    (percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+async fn time<F, Fut>(iterations: usize, mut f: F) -> anyhow::Result<Vec<f64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..3 {
+        f().await?;
+    }
+    let mut out = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f().await?;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Query(a) = cmd;
+    let cfg = DevnetConfig {
+        sites: a.sites,
+        patients_per_site: a.patients_per_site,
+        ..DevnetConfig::new(&a.dir)
+    };
+    if !a.json {
+        eprintln!(
+            "starting {} sites x {} patients (synthesising on first run)...",
+            a.sites, a.patients_per_site
+        );
+    }
+    let net = Devnet::start(&cfg, |_, _| {}).await?;
+    let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
+
+    // Pooled baseline: every site's Parquet as one table, one context with all cores.
+    let pooled = SessionContext::new();
+    for table in ["person", "condition_occurrence"] {
+        let files: Vec<String> = net
+            .omop_dirs
+            .iter()
+            .map(|d| d.join(format!("{table}.parquet")).display().to_string())
+            .collect();
+        let df = pooled
+            .read_parquet(files, ParquetReadOptions::default())
+            .await?;
+        pooled.register_table(table, df.into_view())?;
+    }
+
+    let mut queries = serde_json::Map::new();
+    let mut lines = Vec::new();
+    for (name, sql) in QUERIES {
+        let federated = time(a.iterations, || async {
+            let r = client.query(sql, &[]).await?;
+            anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
+            Ok(())
+        })
+        .await?;
+        let pooled_ms = time(a.iterations, || async {
+            pooled.sql(sql).await?.collect().await?;
+            Ok(())
+        })
+        .await?;
+        let (f50, f99) = stats(federated);
+        let (p50, p99) = stats(pooled_ms);
+        let ratio = f50 / p50;
+        lines.push(format!("{name:<24} federated p50 {f50:>8.1} ms  p99 {f99:>8.1} ms | pooled p50 {p50:>8.1} ms  p99 {p99:>8.1} ms | ratio p50 {ratio:.2}"));
+        queries.insert(
+            name.into(),
+            json!({"federated": {"p50_ms": f50, "p99_ms": f99}, "pooled": {"p50_ms": p50, "p99_ms": p99}, "ratio_p50": ratio}),
+        );
+    }
+    net.shutdown().await;
+    if a.json {
+        println!(
+            "{}",
+            json!({"sites": a.sites, "patients_per_site": a.patients_per_site, "queries": queries})
+        );
+    } else {
+        println!(
+            "medfed bench query: {} sites x {} patients, {} runs each (mTLS Flight + HTTP, one machine)",
+            a.sites, a.patients_per_site, a.iterations
+        );
+        lines.iter().for_each(|l| println!("{l}"));
+    }
+    Ok(())
+}

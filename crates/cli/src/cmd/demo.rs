@@ -1,0 +1,146 @@
+//! `medfed demo`: the whole network on this machine, with worked examples.
+
+use std::path::PathBuf;
+
+use indicatif::{MultiProgress, ProgressBar};
+use medfed_devnet::{Devnet, DevnetConfig};
+
+use super::query::HubClient;
+use crate::output::{site_line, table};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Working directory for certificates, data and configs (reused on the next run).
+    #[arg(long, default_value = "demo-net")]
+    dir: PathBuf,
+    /// Number of hospitals.
+    #[arg(long, default_value_t = 3)]
+    sites: usize,
+    /// Synthetic patients per hospital.
+    #[arg(long, default_value_t = 20_000)]
+    patients_per_site: usize,
+    /// Run the examples and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Add your own table to the sites: NAME=FILE1,FILE2,... (one CSV or Parquet file per site).
+    #[arg(long = "table", value_parser = parse_table)]
+    tables: Vec<(String, Vec<PathBuf>)>,
+}
+
+fn parse_table(s: &str) -> Result<(String, Vec<PathBuf>), String> {
+    let (name, files) = s.split_once('=').ok_or("expected NAME=FILE1,FILE2,...")?;
+    Ok((
+        name.to_string(),
+        files.split(',').map(PathBuf::from).collect(),
+    ))
+}
+
+/// Worked examples: what a researcher would ask first.
+pub const EXAMPLES: [(&str, &str); 5] = [
+    (
+        "Patients by sex and decade of birth",
+        "SELECT gender_concept_id AS gender, (year_of_birth / 10) * 10 AS decade, COUNT(*) AS patients \
+         FROM person GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+    (
+        "Patients with each cardiometabolic condition",
+        "SELECT condition_concept_id AS condition, COUNT(DISTINCT person_id) AS patients, COUNT(*) AS records \
+         FROM condition_occurrence \
+         WHERE condition_concept_id IN (201826, 320128, 4329847, 316139, 46271022, 255573) \
+         GROUP BY 1 ORDER BY patients DESC",
+    ),
+    (
+        "HbA1c (%) in patients with type 2 diabetes, by sex and age band",
+        "SELECT p.gender_concept_id AS gender, CASE WHEN 2025 - p.year_of_birth < 65 THEN '<65' ELSE '65+' END AS age, \
+         COUNT(*) AS tests, AVG(m.value_as_number) AS mean_hba1c, STDDEV(m.value_as_number) AS sd \
+         FROM measurement m JOIN person p ON m.person_id = p.person_id \
+         WHERE m.measurement_concept_id = 3004410 \
+           AND m.person_id IN (SELECT person_id FROM condition_occurrence WHERE condition_concept_id = 201826) \
+         GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+    (
+        "30-day readmission rate after an inpatient stay",
+        "SELECT COUNT(*) AS stays, SUM(readmitted) AS readmitted_30d, AVG(readmitted) AS rate \
+         FROM (SELECT a.visit_occurrence_id, \
+                      MAX(CASE WHEN b.visit_occurrence_id IS NULL THEN 0 ELSE 1 END) AS readmitted \
+               FROM visit_occurrence a LEFT JOIN visit_occurrence b \
+                 ON b.person_id = a.person_id AND b.visit_concept_id = 9201 \
+                AND b.visit_start_date > a.visit_end_date \
+                AND b.visit_start_date <= a.visit_end_date + INTERVAL '30 days' \
+               WHERE a.visit_concept_id = 9201 GROUP BY a.visit_occurrence_id) stays",
+    ),
+    (
+        "A row-level query, which the network refuses",
+        "SELECT person_id, year_of_birth FROM person",
+    ),
+];
+
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    let cfg = DevnetConfig {
+        sites: a.sites,
+        patients_per_site: a.patients_per_site,
+        extra_tables: a.tables,
+        ..DevnetConfig::new(&a.dir)
+    };
+    println!(
+        "medfed demo: {} hospitals x {} synthetic patients under {}",
+        a.sites,
+        a.patients_per_site,
+        a.dir.display()
+    );
+    let bars = MultiProgress::new();
+    let per_site: Vec<ProgressBar> = (0..a.sites)
+        .map(|i| {
+            bars.add(
+                ProgressBar::new(a.patients_per_site as u64)
+                    .with_style(super::synth::progress_style())
+                    .with_prefix(medfed_devnet::site_name(i).to_string()),
+            )
+        })
+        .collect();
+    let net = Devnet::start(&cfg, |i, done| per_site[i].set_position(done as u64)).await?;
+    per_site.iter().for_each(ProgressBar::finish);
+    println!(
+        "network up: hub {} <- mTLS -> sites {}\n",
+        net.hub_url,
+        net.site_names
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
+    for (title, sql) in EXAMPLES {
+        println!(
+            "== {title}\n   {}",
+            sql.split_whitespace().collect::<Vec<_>>().join(" ")
+        );
+        match client.query(sql, &[]).await {
+            Ok(r) => println!("{}\n{}\n", table(&r), site_line(&r)),
+            Err(e) => println!("   -> {e}\n"),
+        }
+    }
+
+    let demo_json = a.dir.join("demo.json");
+    if a.once {
+        net.shutdown().await;
+        return Ok(());
+    }
+    println!("The network keeps running. Ask it yourself:");
+    println!(
+        "  medfed query --hub {} --token {} \"SELECT COUNT(*) FROM person\"",
+        net.hub_url, net.token
+    );
+    println!(
+        "  curl -s -H 'Authorization: Bearer {}' {}/v1/catalog",
+        net.token, net.hub_url
+    );
+    println!(
+        "Connection details for scripts: {}. Ctrl-C stops.",
+        demo_json.display()
+    );
+    super::shutdown_signal().await;
+    net.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod demo;
+pub mod pki;
+pub mod query;
+pub mod serve;
+pub mod synth;
+
+/// Resolves when the process gets Ctrl-C (or SIGTERM on Unix).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

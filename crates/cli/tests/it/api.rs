@@ -1,0 +1,130 @@
+//! The researchers' HTTP API over a real three-site network.
+
+use crate::support::{assert_rows_eq, network};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_answers_equal_the_pooled_data() {
+    let net = network(3, 10_000).await;
+    for sql in [
+        "SELECT COUNT(*) AS n FROM person",
+        "SELECT COUNT(DISTINCT person_id) AS patients, COUNT(*) AS records FROM condition_occurrence",
+        "SELECT SUM(value_as_number) AS s, AVG(value_as_number) AS m, VAR_SAMP(value_as_number) AS v, \
+         STDDEV(value_as_number) AS sd FROM measurement WHERE measurement_concept_id = 3038553",
+        "SELECT gender_concept_id, COUNT(*) AS n FROM person GROUP BY gender_concept_id",
+        "SELECT gender_concept_id, (year_of_birth / 10) * 10 AS decade, COUNT(*) AS n FROM person GROUP BY 1, 2",
+        "SELECT c.condition_concept_id, COUNT(DISTINCT p.person_id) AS patients FROM condition_occurrence c \
+         JOIN person p ON c.person_id = p.person_id WHERE 2025 - p.year_of_birth > 60 \
+         AND c.condition_concept_id = 201826 GROUP BY c.condition_concept_id",
+        "SELECT visit_concept_id, COUNT(*) AS n FROM visit_occurrence GROUP BY visit_concept_id HAVING COUNT(*) > 50",
+    ] {
+        let body = net.query_ok(sql).await;
+        assert_rows_eq(
+            body["rows"].as_array().unwrap(),
+            &net.pooled(sql).await,
+            sql,
+        );
+        let sites = body["sites"].as_object().unwrap();
+        assert_eq!(sites.len(), 3);
+        assert!(sites.values().all(|s| s["status"] == "answered"), "{body}");
+    }
+    net.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disclosive_queries_are_refused_with_a_reason() {
+    let net = network(2, 10_000).await;
+    for (sql, why) in [
+        ("SELECT * FROM person", "individual rows"),
+        (
+            "SELECT person_id, year_of_birth FROM person",
+            "individual rows",
+        ),
+        (
+            "SELECT MIN(value_as_number) FROM measurement",
+            "single patient's value",
+        ),
+        (
+            "SELECT MAX(birth_datetime) FROM person",
+            "single patient's value",
+        ),
+        (
+            "SELECT person_id, COUNT(*) FROM visit_occurrence GROUP BY person_id",
+            "identifies a patient",
+        ),
+    ] {
+        let (status, body) = net.post_query(sql, Some(&net.net.token)).await;
+        assert_eq!(status, 422, "{sql}: {body}");
+        assert_eq!(body["kind"], "refused");
+        assert!(
+            body["error"].as_str().unwrap().contains(why),
+            "{sql}: {body}"
+        );
+    }
+    let (status, body) = net
+        .post_query("SELECT COUNT(*) FROM patients", Some(&net.net.token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("patients"),
+        "{body}"
+    );
+    net.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_v1_route_needs_a_valid_token() {
+    let net = network(1, 10_000).await;
+    for token in [None, Some("not-a-token"), Some("")] {
+        let (status, body) = net.post_query("SELECT COUNT(*) FROM person", token).await;
+        assert_eq!(status, 401, "{token:?}: {body}");
+        assert_eq!(body["kind"], "unauthenticated");
+    }
+    for path in ["/v1/sites", "/v1/catalog"] {
+        let url = format!("{}{path}", net.net.hub_url);
+        assert_eq!(
+            net.http.get(&url).send().await.unwrap().status(),
+            401,
+            "{path}"
+        );
+        let ok = net
+            .http
+            .get(&url)
+            .bearer_auth(&net.net.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{path}");
+    }
+    let health = net
+        .http
+        .get(format!("{}/healthz", net.net.hub_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    net.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_is_metadata_only() {
+    let net = network(2, 10_000).await;
+    let body: serde_json::Value = net
+        .http
+        .get(format!("{}/v1/catalog", net.net.hub_url))
+        .bearer_auth(&net.net.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let person = &body["tables"]["person"];
+    assert_eq!(person["sites"].as_array().unwrap().len(), 2);
+    let cols = person["columns"].as_array().unwrap();
+    assert_eq!(cols.len(), 18, "the full CDM person table");
+    assert_eq!(cols[0]["name"], "person_id");
+    assert_eq!(cols[0]["identifier"], true);
+    let text = body.to_string();
+    assert!(!text.contains("MRN-"), "no values in the catalogue");
+    net.net.shutdown().await;
+}
