@@ -335,3 +335,27 @@ impl Devnet {
         }
     }
 }
+
+/// The non-federated baseline: every site's Parquet for `tables` registered as one table each in
+/// a single DataFusion context — what one hospital holding everyone's records would query.
+pub async fn pooled_context(
+    omop_dirs: &[PathBuf],
+    tables: &[&str],
+) -> datafusion::error::Result<datafusion::prelude::SessionContext> {
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    let ctx = SessionContext::new();
+    for table in tables {
+        let files: Vec<String> = omop_dirs
+            .iter()
+            .map(|d| d.join(format!("{table}.parquet")).display().to_string())
+            .collect();
+        let schema = medfed_core::omop::table(table).map(|t| t.arrow_schema());
+        let mut opts = ParquetReadOptions::default();
+        if let Some(s) = schema.as_deref() {
+            opts = opts.schema(s);
+        }
+        let df = ctx.read_parquet(files, opts).await?;
+        ctx.register_table(*table, df.into_view())?;
+    }
+    Ok(ctx)
+}

@@ -80,11 +80,16 @@ pub struct Hub {
 }
 
 /// Tables the sites offer, as empty tables with their schemas: enough to plan, nothing to read.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Catalog {
     ctx: SessionContext,
     tables: BTreeMap<String, (SchemaRef, Vec<String>)>,
+    built: Instant,
 }
+
+/// An invalid query re-reads the sites' catalogues at most this often (a typo should not cost
+/// a round trip to every site each time).
+const CATALOG_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl Hub {
     /// Connects (lazily) to the configured sites and learns their catalogue. Sites that are down
@@ -101,7 +106,11 @@ impl Hub {
             .collect::<Result<Vec<_>, _>>()?;
         let hub = Arc::new(Self {
             sites,
-            catalog: RwLock::new(Catalog::default()),
+            catalog: RwLock::new(Catalog {
+                ctx: SessionContext::new(),
+                tables: BTreeMap::new(),
+                built: Instant::now(),
+            }),
             deadline: Duration::from_millis(cfg.site_deadline_ms),
             tokens: cfg.tokens.clone(),
             next_id: AtomicU64::new(1),
@@ -147,8 +156,16 @@ impl Hub {
                 let _ = ctx.register_table(name.as_str(), Arc::new(t));
             }
         }
-        *self.catalog.write().expect("catalog lock") = Catalog { ctx, tables };
+        *self.catalog.write().expect("catalog lock") = Catalog {
+            ctx,
+            tables,
+            built: Instant::now(),
+        };
         report
+    }
+
+    fn catalog_age(&self) -> Duration {
+        self.catalog.read().expect("catalog lock").built.elapsed()
     }
 
     /// The catalogue: table → (schema, sites offering it).
@@ -190,8 +207,17 @@ impl Hub {
         if self.catalog.read().expect("catalog lock").tables.is_empty() {
             self.refresh_catalog().await;
         }
-        let state = self.catalog.read().expect("catalog lock").ctx.state();
-        let plan = FederatedSql::plan(&state, sql).await?;
+        let mut state = self.catalog.read().expect("catalog lock").ctx.state();
+        let plan = match FederatedSql::plan(&state, sql).await {
+            // A table may be new since the catalogue was read (a site added an extract, or was
+            // down at start-up): refresh once before calling the query invalid.
+            Err(SqlError::Plan(_)) if self.catalog_age() > CATALOG_RETRY_AFTER => {
+                self.refresh_catalog().await;
+                state = self.catalog.read().expect("catalog lock").ctx.state();
+                FederatedSql::plan(&state, sql).await?
+            }
+            other => other?,
+        };
         let id = format!("q{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         tracing::info!(request_id = %id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
         let request = SiteRequest::partial_sql(&id, plan.site_sql());

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use medfed_devnet::{Devnet, DevnetConfig};
 use serde_json::json;
 
@@ -29,6 +28,9 @@ pub struct QueryArgs {
     /// Working directory (data is reused between runs of the same size).
     #[arg(long, default_value = "bench-net")]
     dir: PathBuf,
+    /// Run only these queries (repeatable): count_by_gender_decade, join_condition_person.
+    #[arg(long = "query")]
+    only: Vec<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -94,22 +96,15 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
 
     // Pooled baseline: every site's Parquet as one table, one context with all cores.
-    let pooled = SessionContext::new();
-    for table in ["person", "condition_occurrence"] {
-        let files: Vec<String> = net
-            .omop_dirs
-            .iter()
-            .map(|d| d.join(format!("{table}.parquet")).display().to_string())
-            .collect();
-        let df = pooled
-            .read_parquet(files, ParquetReadOptions::default())
-            .await?;
-        pooled.register_table(table, df.into_view())?;
-    }
+    let pooled =
+        medfed_devnet::pooled_context(&net.omop_dirs, &["person", "condition_occurrence"]).await?;
 
     let mut queries = serde_json::Map::new();
     let mut lines = Vec::new();
-    for (name, sql) in QUERIES {
+    for (name, sql) in QUERIES
+        .into_iter()
+        .filter(|(n, _)| a.only.is_empty() || a.only.iter().any(|o| o == n))
+    {
         let federated = time(a.iterations, || async {
             let r = client.query(sql, &[]).await?;
             anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);

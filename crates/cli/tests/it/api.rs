@@ -128,3 +128,52 @@ async fn the_catalogue_is_metadata_only() {
     assert!(!text.contains("MRN-"), "no values in the catalogue");
     net.net.shutdown().await;
 }
+
+/// DataSHIELD's CNSIM cohort split over three sites as an extra table: the federated mean and
+/// variance of LAB_TSC must equal the values DataSHIELD's own tests assert (GPL-3 data, so it is
+/// read from ../shared and the test skips where that is absent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cnsim_extract_matches_datashields_reference_values() {
+    let cnsim =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/cnsim");
+    if !cnsim.join("CNSIM1.csv").exists() {
+        eprintln!("skipped: {} not present", cnsim.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files = (1..=3)
+        .map(|i| cnsim.join(format!("CNSIM{i}.csv")))
+        .collect();
+    let cfg = medfed_devnet::DevnetConfig {
+        sites: 3,
+        patients_per_site: 500,
+        extra_tables: vec![("cnsim".into(), files)],
+        ..medfed_devnet::DevnetConfig::new(dir.path())
+    };
+    let net = medfed_devnet::Devnet::start(&cfg, |_, _| {}).await.unwrap();
+    let r = net
+        .hub
+        .query("SELECT AVG(lab_tsc) AS mean, VAR_SAMP(lab_tsc) AS var, COUNT(*) FILTER (WHERE gender = 1) AS women FROM cnsim", None)
+        .await
+        .unwrap();
+    let row = &r.rows[0];
+    assert!(
+        (row[0].as_f64().unwrap() - 5.85192485623003).abs() < 1e-12,
+        "{row:?}"
+    );
+    assert!(
+        (row[1].as_f64().unwrap() - 1.158384).abs() < 1e-6,
+        "{row:?}"
+    );
+    assert_eq!(row[2], 4611);
+    let per_site = net
+        .hub
+        .query(
+            "SELECT AVG(lab_tsc) AS mean FROM cnsim",
+            Some(&["north".to_string()]),
+        )
+        .await
+        .unwrap();
+    assert!((per_site.rows[0][0].as_f64().unwrap() - 5.87211344770338).abs() < 1e-12);
+    net.shutdown().await;
+}

@@ -1,8 +1,5 @@
 //! A small network per test (nextest runs each test in its own process).
 
-use std::collections::BTreeMap;
-
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use medfed_devnet::{Devnet, DevnetConfig};
 use serde_json::Value;
 
@@ -50,23 +47,9 @@ impl Net {
 
     /// The same SQL on every site's Parquet pooled into one context, as JSON-like rows.
     pub async fn pooled(&self, sql: &str) -> Vec<Vec<Value>> {
-        let ctx = SessionContext::new();
-        let mut tables: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for dir in &self.net.omop_dirs {
-            for t in medfed_synth::TABLES {
-                tables
-                    .entry(t)
-                    .or_default()
-                    .push(dir.join(format!("{t}.parquet")).display().to_string());
-            }
-        }
-        for (t, files) in tables {
-            let df = ctx
-                .read_parquet(files, ParquetReadOptions::default())
-                .await
-                .unwrap();
-            ctx.register_table(t, df.into_view()).unwrap();
-        }
+        let ctx = medfed_devnet::pooled_context(&self.net.omop_dirs, &medfed_synth::TABLES)
+            .await
+            .unwrap();
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
         let mut rows = Vec::new();
         for b in &batches {
