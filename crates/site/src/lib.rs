@@ -6,7 +6,7 @@
 //!
 //! Trust boundary: everything that arrives (SQL text, request envelopes) is untrusted, even from
 //! an authenticated hub. The site plans the SQL against its own tables and runs the same
-//! aggregate-only check the hub ran ([`medfed_analysis::sql::plan_site_partial`]) before
+//! aggregate-only check the hub ran ([`medfed_analysis::sql::run_site_partial`]) before
 //! executing; errors that could echo data values are logged locally and answered generically.
 //!
 //! # Example

@@ -11,7 +11,7 @@ use arrow_flight::{
 };
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
-use medfed_analysis::sql::{SqlError, plan_site_partial};
+use medfed_analysis::sql::{PartialPlanCache, SqlError, run_site_partial};
 use medfed_core::SiteName;
 use medfed_protocol::wire::{SiteRequest, Work};
 use medfed_store::SiteStore;
@@ -20,11 +20,16 @@ use tonic::{Request, Response, Status, Streaming};
 pub(crate) struct SiteService {
     name: SiteName,
     store: Arc<SiteStore>,
+    plans: PartialPlanCache,
 }
 
 impl SiteService {
     pub(crate) fn new(name: SiteName, store: Arc<SiteStore>) -> Self {
-        Self { name, store }
+        Self {
+            name,
+            store,
+            plans: PartialPlanCache::default(),
+        }
     }
 
     async fn partial_sql(
@@ -33,11 +38,7 @@ impl SiteService {
         sql: &str,
     ) -> Result<Vec<arrow::array::RecordBatch>, Status> {
         let started = Instant::now();
-        let outcome = async {
-            let df = plan_site_partial(self.store.context(), sql).await?;
-            df.collect().await.map_err(SqlError::from)
-        }
-        .await;
+        let outcome = run_site_partial(self.store.context(), Some(&self.plans), sql).await;
         match outcome {
             Ok(batches) => {
                 let groups: usize = batches.iter().map(|b| b.num_rows()).sum();

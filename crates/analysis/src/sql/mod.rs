@@ -18,6 +18,7 @@
 mod check;
 mod error;
 mod rewrite;
+mod site;
 
 use std::sync::Arc;
 
@@ -28,9 +29,10 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
+use datafusion::prelude::{SQLOptions, SessionContext};
 
 pub use error::{Result, SqlError};
+pub use site::{PartialPlanCache, run_site_partial};
 
 /// Name of the table that holds all sites' partials in the hub's merge plan.
 const PARTIALS: &str = "__medfed_partials";
@@ -143,14 +145,6 @@ impl FederatedSql {
         let ctx = SessionContext::new();
         Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
     }
-}
-
-/// The site's side: plans the hub's partial SQL against the site's own tables and runs the same
-/// check before returning a DataFrame ready to execute. Refuses anything but a checked aggregate.
-pub async fn plan_site_partial(ctx: &SessionContext, sql: &str) -> Result<DataFrame> {
-    let df = ctx.sql_with_options(sql, read_only()).await?;
-    check::analyse(df.logical_plan())?;
-    Ok(df)
 }
 
 #[cfg(test)]

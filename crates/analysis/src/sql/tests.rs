@@ -17,6 +17,7 @@ use super::*;
 struct Net {
     _dir: tempfile::TempDir,
     sites: Vec<SiteStore>,
+    caches: Vec<PartialPlanCache>,
     pooled: SessionContext,
 }
 
@@ -59,9 +60,11 @@ async fn net() -> &'static Net {
                 .unwrap();
             pooled.register_table(t.as_str(), df.into_view()).unwrap();
         }
+        let caches = sites.iter().map(|_| PartialPlanCache::default()).collect();
         Net {
             _dir: dir,
             sites,
+            caches,
             pooled,
         }
     })
@@ -72,9 +75,8 @@ async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
     let net = net().await;
     let q = FederatedSql::plan(&net.sites[0].context().state(), sql).await?;
     let mut partials = Vec::new();
-    for site in &net.sites {
-        let df = plan_site_partial(site.context(), q.site_sql()).await?;
-        for b in df.collect().await? {
+    for (site, cache) in net.sites.iter().zip(&net.caches) {
+        for b in run_site_partial(site.context(), Some(cache), q.site_sql()).await? {
             partials.push(q.conform(&b)?);
         }
     }
@@ -141,6 +143,13 @@ async fn assert_matches_pooled(sql: &str) {
     let (f, p) = (rows(&fed, ordered), rows(&pooled, ordered));
     assert!(!p.is_empty(), "pooled answer empty: {sql}");
     assert_eq!(f, p, "federated != pooled for {sql}");
+    // Again, now from the sites' plan caches.
+    let cached = federated(sql).await.unwrap();
+    assert_eq!(
+        rows(&cached, ordered),
+        p,
+        "cached federated != pooled for {sql}"
+    );
 }
 
 #[tokio::test]
@@ -259,20 +268,26 @@ async fn unknown_tables_and_statements_are_errors_not_crashes() {
 }
 
 #[tokio::test]
-async fn a_site_checks_the_hubs_sql_itself() {
+async fn a_site_checks_the_hubs_sql_itself_and_caches_only_what_passed() {
     let site = net().await.sites[0].context();
+    let cache = PartialPlanCache::default();
     for sql in [
         "SELECT person_id, year_of_birth FROM person",
         "SELECT MAX(year_of_birth) AS p0 FROM person",
     ] {
         assert!(
-            plan_site_partial(site, sql).await.is_err(),
+            run_site_partial(site, Some(&cache), sql).await.is_err(),
             "site ran {sql}"
         );
     }
-    assert!(
-        plan_site_partial(site, "SELECT COUNT(*) AS p0 FROM person")
-            .await
-            .is_ok()
-    );
+    assert!(cache.is_empty(), "refused plans must not be cached");
+    let count = "SELECT COUNT(*) AS p0 FROM person";
+    let first = run_site_partial(site, Some(&cache), count).await.unwrap();
+    let again = run_site_partial(site, Some(&cache), count).await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(cache.len(), 1);
+    // now() is folded to a constant by the optimiser: such plans are not kept.
+    let dated = "SELECT COUNT(*) AS p0 FROM person WHERE birth_datetime < now()";
+    run_site_partial(site, Some(&cache), dated).await.unwrap();
+    assert_eq!(cache.len(), 1);
 }
