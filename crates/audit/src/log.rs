@@ -1,0 +1,303 @@
+//! The appending side: one writer task per node, group-committing entries in chain order.
+
+use std::time::Duration;
+
+use ed25519_dalek::{Signer, SigningKey};
+use sqlx::{Any, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{Backend, Database, now_us};
+use crate::entry::{Entry, Record, checkpoint_message};
+use crate::{AuditError, read};
+
+/// How many queued entries one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+/// Tuning for an [`AuditLog`].
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    /// Sign a checkpoint after this many entries.
+    pub checkpoint_every: i64,
+    /// …and at least this often while entries keep arriving.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where an appended entry landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Its position in the chain.
+    pub seq: i64,
+    /// Its hash.
+    pub hash: String,
+}
+
+enum Command {
+    Append(Entry, oneshot::Sender<Result<Receipt, AuditError>>),
+    Checkpoint(oneshot::Sender<Result<Option<i64>, AuditError>>),
+}
+
+/// A node's audit trail. Cloning is cheap; all clones feed one writer, so the chain has one order.
+///
+/// [`append`](Self::append) returns once the entry is committed: callers audit *before* they
+/// release anything, so a result never leaves without its entry.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), medfed_audit::AuditError> {
+/// use medfed_audit::{AuditLog, AuditOptions, Decision, Entry};
+/// let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+/// let log = AuditLog::open("audit.db", key, AuditOptions::default()).await?;
+/// let receipt = log
+///     .append(Entry::new("alice", "researcher", "query", Decision::Allow, "released 12 rows").study("s1"))
+///     .await?;
+/// assert!(receipt.seq >= 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Command>,
+    db: Database,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("backend", &self.db.backend)
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating and migrating if needed) the trail at `url_or_path`, signing checkpoints
+    /// with `key`.
+    pub async fn open(
+        url_or_path: &str,
+        key: SigningKey,
+        options: AuditOptions,
+    ) -> Result<Self, AuditError> {
+        let db = Database::connect(url_or_path, 4).await?;
+        Self::with_database(db, key, options).await
+    }
+
+    /// As [`open`](Self::open), on an existing pool.
+    pub async fn with_database(
+        db: Database,
+        key: SigningKey,
+        options: AuditOptions,
+    ) -> Result<Self, AuditError> {
+        migrate(&db).await?;
+        let head = read::head(&db).await?;
+        let (tx, rx) = mpsc::channel(4096);
+        let writer = Writer {
+            db: db.clone(),
+            key,
+            options,
+            head,
+            since_checkpoint: 0,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(Self { tx, db })
+    }
+
+    /// Appends `entry`, returning once it is committed.
+    pub async fn append(&self, entry: Entry) -> Result<Receipt, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Append(entry, done))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        wait.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Signs a checkpoint at the current head now (if anything was appended since the last one);
+    /// returns its sequence number.
+    pub async fn checkpoint(&self) -> Result<Option<i64>, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Command::Checkpoint(done))
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        wait.await.map_err(|_| AuditError::Closed)?
+    }
+
+    /// Records with `seq > after`, oldest first, at most `limit`.
+    pub async fn records(&self, after: i64, limit: i64) -> Result<Vec<Record>, AuditError> {
+        read::records(&self.db, after, limit).await
+    }
+
+    /// The database the trail lives in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+/// Creates the trail's tables (idempotent).
+pub async fn migrate(db: &Database) -> Result<(), AuditError> {
+    let migrator = match db.backend {
+        Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+    };
+    db.migrate(migrator, "_medfed_audit_migrations").await?;
+    Ok(())
+}
+
+struct Writer {
+    db: Database,
+    key: SigningKey,
+    options: AuditOptions,
+    /// (seq, hash) of the last committed record.
+    head: (i64, String),
+    since_checkpoint: i64,
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let period = self.options.checkpoint_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+                _ = tick.tick() => {
+                    if self.since_checkpoint > 0
+                        && let Err(e) = self.checkpoint_now().await
+                    {
+                        tracing::error!(error = %e, "audit checkpoint failed");
+                    }
+                    continue;
+                }
+            };
+            let mut appends = Vec::new();
+            let mut checkpoints = Vec::new();
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Append(entry, done) => appends.push((entry, done)),
+                    Command::Checkpoint(done) => checkpoints.push(done),
+                }
+                if appends.len() < MAX_BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !appends.is_empty() {
+                self.commit_batch(appends).await;
+            }
+            for done in checkpoints {
+                let _ = done.send(self.checkpoint_now().await);
+            }
+        }
+        // Shutting down: seal what was written so far.
+        if self.since_checkpoint > 0 {
+            let _ = self.checkpoint_now().await;
+        }
+    }
+
+    async fn commit_batch(
+        &mut self,
+        appends: Vec<(Entry, oneshot::Sender<Result<Receipt, AuditError>>)>,
+    ) {
+        let (start, start_since) = (self.head.clone(), self.since_checkpoint);
+        let mut receipts = Vec::with_capacity(appends.len());
+        let result: Result<(), AuditError> = async {
+            let mut tx = self.db.pool.begin().await?;
+            for (entry, _) in &appends {
+                let at = now_us();
+                let record = Record::seal(self.head.0 + 1, at, entry.clone(), self.head.1.clone());
+                insert_record(&mut tx, &record).await?;
+                self.head = (record.seq, record.hash.clone());
+                receipts.push(Receipt {
+                    seq: record.seq,
+                    hash: record.hash,
+                });
+                self.since_checkpoint += 1;
+                if self.since_checkpoint >= self.options.checkpoint_every {
+                    self.insert_checkpoint(&mut tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                for ((_, done), receipt) in appends.into_iter().zip(receipts) {
+                    let _ = done.send(Ok(receipt));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit append failed; entries not recorded");
+                self.head = start;
+                self.since_checkpoint = start_since;
+                for (_, done) in appends {
+                    let _ = done.send(Err(AuditError::Write(e.to_string())));
+                }
+            }
+        }
+    }
+
+    async fn checkpoint_now(&mut self) -> Result<Option<i64>, AuditError> {
+        if self.head.0 == 0 || self.since_checkpoint == 0 {
+            return Ok(None);
+        }
+        let mut tx = self.db.pool.begin().await?;
+        self.insert_checkpoint(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(self.head.0))
+    }
+
+    async fn insert_checkpoint(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), AuditError> {
+        let (seq, hash) = &self.head;
+        let at = now_us();
+        let signature = self.key.sign(&checkpoint_message(*seq, hash, at));
+        sqlx::query(
+            "INSERT INTO audit_checkpoint (seq, hash, at_us, public_key, signature) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(*seq)
+        .bind(hash.as_str())
+        .bind(at)
+        .bind(hex::encode(self.key.verifying_key().as_bytes()))
+        .bind(hex::encode(signature.to_bytes()))
+        .execute(&mut **tx)
+        .await?;
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+}
+
+async fn insert_record(tx: &mut Transaction<'_, Any>, r: &Record) -> Result<(), sqlx::Error> {
+    let sites = serde_json::to_string(&r.entry.sites).expect("strings serialise");
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at_us, actor, role, action, study, sites, decision, reason, \
+         result_digest, epsilon, request_id, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(r.seq)
+    .bind(r.at_us)
+    .bind(r.entry.actor.as_str())
+    .bind(r.entry.role.as_str())
+    .bind(r.entry.action.as_str())
+    .bind(r.entry.study.as_deref())
+    .bind(sites)
+    .bind(r.entry.decision.as_str())
+    .bind(r.entry.reason.as_str())
+    .bind(r.entry.result_digest.as_deref())
+    .bind(r.entry.epsilon)
+    .bind(r.entry.request_id.as_deref())
+    .bind(r.prev_hash.as_str())
+    .bind(r.hash.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
