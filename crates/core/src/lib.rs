@@ -4,6 +4,7 @@
 //!   identify a person or an event (those may be counted, never grouped by or released).
 //! - [`result`]: what a federated answer looks like on the wire to a researcher: a table plus the
 //!   outcome at each site.
+//! - [`study`]: studies and their terms (the data-minimisation contract every query runs under).
 //! - [`SiteName`]: a site's validated name (it doubles as its TLS server name).
 //!
 //! # Example
@@ -16,6 +17,7 @@
 
 pub mod omop;
 pub mod result;
+pub mod study;
 
 mod site_name;
 pub use site_name::{InvalidSiteName, SiteName};
