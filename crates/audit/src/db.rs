@@ -83,6 +83,28 @@ impl Database {
     }
 }
 
+/// Creates (or empties) `schema` in the PostgreSQL database at `url` and returns a URL whose
+/// connections use it, so several networks, or tests, can share one PostgreSQL database.
+pub async fn isolated_postgres(url: &str, schema: &str) -> Result<String, sqlx::Error> {
+    if !schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(sqlx::Error::Configuration(
+            format!("schema name {schema:?} must be [A-Za-z0-9_]").into(),
+        ));
+    }
+    let admin = Database::connect(url, 1).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
+    )))
+    .execute(&admin.pool)
+    .await?;
+    admin.pool.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_us() -> i64 {
     let since = std::time::SystemTime::now()

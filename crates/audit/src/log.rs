@@ -41,7 +41,7 @@ pub struct Receipt {
 }
 
 enum Command {
-    Append(Entry, oneshot::Sender<Result<Receipt, AuditError>>),
+    Append(Box<Entry>, oneshot::Sender<Result<Receipt, AuditError>>),
     Checkpoint(oneshot::Sender<Result<Option<i64>, AuditError>>),
 }
 
@@ -111,7 +111,7 @@ impl AuditLog {
     pub async fn append(&self, entry: Entry) -> Result<Receipt, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Command::Append(entry, done))
+            .send(Command::Append(Box::new(entry), done))
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -183,7 +183,7 @@ impl Writer {
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Command::Append(entry, done) => appends.push((entry, done)),
+                    Command::Append(entry, done) => appends.push((*entry, done)),
                     Command::Checkpoint(done) => checkpoints.push(done),
                 }
                 if appends.len() < MAX_BATCH {

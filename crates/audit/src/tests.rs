@@ -51,15 +51,7 @@ pub(crate) async fn test_db(
                 return None;
             };
             let schema = format!("audit_{tag}_{}", std::process::id());
-            let admin = Database::connect(&url, 1).await.unwrap();
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};"
-            )))
-            .execute(&admin.pool)
-            .await
-            .unwrap();
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let url = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+            let url = db::isolated_postgres(&url, &schema).await.unwrap();
             Some((Database::connect(&url, 4).await.unwrap(), None))
         }
     }

@@ -1,5 +1,6 @@
 //! `medfed`: the one binary. Parses flags, sets up logging, and calls into the libraries.
 
+mod client;
 mod cmd;
 mod output;
 
@@ -19,6 +20,16 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Ask the network an aggregate SQL question through a hub.
     Query(cmd::query::Args),
+    /// Propose, approve, reject and list studies.
+    Study {
+        #[command(subcommand)]
+        command: cmd::study::StudyCommand,
+    },
+    /// Verify or export a node's tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: cmd::audit::AuditCommand,
+    },
     /// Write a synthetic hospital's OMOP CDM v5.4 tables as Parquet.
     Synth(cmd::synth::Args),
     /// Run a site node (at a hospital).
@@ -64,6 +75,8 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(a) => cmd::demo::run(a).await,
             Command::Query(a) => cmd::query::run(a).await,
             Command::Synth(a) => cmd::synth::run(a),
+            Command::Study { command } => cmd::study::run(command).await,
+            Command::Audit { command } => cmd::audit::run(command).await,
             Command::Site { command } => cmd::serve::site(command).await,
             Command::Hub { command } => cmd::serve::hub(command).await,
             Command::Pki { command } => cmd::pki::run(command),

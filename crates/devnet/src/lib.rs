@@ -4,12 +4,21 @@
 //!
 //! Layout under `DIR`:
 //! ```text
-//! pki/                         network CA, hub and site certificates
+//! pki/                         network CA, certificates and Ed25519 signing keys
 //! hub/hub.toml                 the hub's config (what `medfed hub serve` reads)
+//! hub/policy.rego              who may do what at the hub
+//! hub/state.db  hub/audit.db   users, tokens, studies; the hub's audit trail
 //! sites/<name>/site.toml       each site's config (what `medfed site serve` reads)
+//! sites/<name>/policy.rego     what this site allows (edit it: reloaded on the next request)
+//! sites/<name>/audit.db        this site's own audit trail
 //! sites/<name>/omop/*.parquet  each site's OMOP tables
-//! demo.json                    {hub_url, token, sites: {name: omop dir}}
+//! demo.json                    {hub_url, token, tokens, studies, sites}
 //! ```
+//!
+//! The hub's state is fresh on every start (new users, tokens and studies); audit trails persist
+//! and keep growing. People: `rita` (researcher), `ada` (admin), `alan` (auditor) and
+//! `cust-<site>` (custodian of each site). Studies: `exact` (all tables, approved by every site)
+//! and `unapproved` (no site has decided yet).
 //!
 //! # Example
 //! ```no_run
@@ -28,12 +37,13 @@ use std::sync::Arc;
 
 use medfed_core::SiteName;
 use medfed_hub::Hub;
-use medfed_hub::config::{HubConfig, SiteEntry, TokenEntry};
+use medfed_hub::auth::Principal;
+use medfed_hub::config::{Governance, HubConfig, SiteEntry};
+use medfed_hub::state::NewStudy;
 use medfed_protocol::pki::{self, PkiLayout};
 use medfed_site::{Site, SiteConfig};
 use medfed_store::StoreConfig;
 use medfed_synth::{PROFILES, SynthConfig};
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -103,8 +113,12 @@ pub enum DevnetError {
 pub struct DemoInfo {
     /// The hub's HTTP API.
     pub hub_url: String,
-    /// A researcher's bearer token.
+    /// A researcher's bearer token (the same as `tokens.researcher`).
     pub token: String,
+    /// Role → bearer token: `researcher`, `auditor`, `admin`, `custodian:<site>`.
+    pub tokens: BTreeMap<String, String>,
+    /// Study name → study id.
+    pub studies: BTreeMap<String, String>,
     /// Site name → its OMOP directory.
     pub sites: BTreeMap<String, PathBuf>,
 }
@@ -120,6 +134,10 @@ pub struct Devnet {
     pub hub_url: String,
     /// A researcher token accepted by the hub.
     pub token: String,
+    /// Role → token (see [`DemoInfo::tokens`]).
+    pub tokens: BTreeMap<String, String>,
+    /// Study name → id (see [`DemoInfo::studies`]).
+    pub studies: BTreeMap<String, String>,
     /// Site names in order.
     pub site_names: Vec<SiteName>,
     /// Each site's OMOP directory.
@@ -204,7 +222,11 @@ impl Devnet {
         let layout = PkiLayout {
             dir: cfg.dir.join("pki"),
         };
-        let have_all = layout.ca().exists() && names.iter().all(|n| layout.site(n).cert.exists());
+        let have_all = layout.ca().exists()
+            && layout.hub_dir().join("signing.key").exists()
+            && names
+                .iter()
+                .all(|n| layout.site_dir(n).join("signing.key").exists());
         if !have_all {
             let _ = std::fs::remove_dir_all(&layout.dir);
             pki::init(&layout.dir, "hub", &names)?;
@@ -234,10 +256,20 @@ impl Devnet {
                     null_regex: None,
                 })
                 .collect();
+            let policy = dir.join("policy.rego");
+            if !policy.exists() {
+                std::fs::write(&policy, medfed_policy::DEFAULT_SITE_POLICY).map_err(io(&policy))?;
+            }
             let site_cfg = SiteConfig {
                 name: name.clone(),
                 listen: addr.to_string(),
                 tls: layout.site(name),
+                governance: medfed_site::Governance {
+                    hub_key: layout.hub_dir().join("signing.pub"),
+                    signing_key: layout.site_dir(name).join("signing.key"),
+                    policy,
+                    audit_db: dir.join("audit.db").display().to_string(),
+                },
                 store: StoreConfig {
                     omop_dir: omop_dir.clone(),
                     extra_tables,
@@ -263,22 +295,33 @@ impl Devnet {
             omop_dirs.push(omop_dir);
         }
 
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = hex::encode(secret);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(io(&cfg.dir))?;
         let addr = listener.local_addr().map_err(io(&cfg.dir))?;
+        let hub_dir = cfg.dir.join("hub");
+        std::fs::create_dir_all(&hub_dir).map_err(io(&hub_dir))?;
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let _ = std::fs::remove_file(hub_dir.join(f));
+        }
+        let hub_policy = hub_dir.join("policy.rego");
+        if !hub_policy.exists() {
+            std::fs::write(&hub_policy, medfed_policy::DEFAULT_HUB_POLICY)
+                .map_err(io(&hub_policy))?;
+        }
         let hub_cfg = HubConfig {
             listen: addr.to_string(),
             site_deadline_ms: cfg.site_deadline_ms,
             tls: layout.hub(),
-            tokens: vec![TokenEntry::for_token("researcher", &token)],
+            governance: Governance {
+                state_db: hub_dir.join("state.db").display().to_string(),
+                audit_db: hub_dir.join("audit.db").display().to_string(),
+                signing_key: layout.hub_dir().join("signing.key"),
+                policy: hub_policy,
+            },
+            oidc: None,
             sites: entries,
         };
-        let hub_dir = cfg.dir.join("hub");
-        std::fs::create_dir_all(&hub_dir).map_err(io(&hub_dir))?;
         let hub_toml = hub_dir.join("hub.toml");
         hub_cfg.save(&hub_toml).map_err(io(&hub_toml))?;
         let hub = Hub::new(&hub_cfg).await?;
@@ -287,10 +330,16 @@ impl Devnet {
             let _ = stopped.await;
         }));
         let hub_url = format!("http://{addr}");
+        let mut tables: Vec<String> = medfed_synth::TABLES.iter().map(|t| t.to_string()).collect();
+        tables.extend(cfg.extra_tables.iter().map(|(t, _)| t.clone()));
+        let (tokens, studies) = seed_governance(&hub, &names, tables).await?;
+        let token = tokens["researcher"].clone();
 
         let info = DemoInfo {
             hub_url: hub_url.clone(),
             token: token.clone(),
+            tokens: tokens.clone(),
+            studies: studies.clone(),
             sites: names
                 .iter()
                 .zip(&omop_dirs)
@@ -306,6 +355,8 @@ impl Devnet {
         Ok(Self {
             hub_url,
             token,
+            tokens,
+            studies,
             site_names: names,
             omop_dirs,
             hub,
@@ -329,11 +380,100 @@ impl Devnet {
     pub async fn shutdown(self) {
         let _ = self.hub_stop.send(());
         let _ = self.hub_task.await;
+        let _ = self.hub.audit().checkpoint().await;
         for (_, site) in self.sites {
             let _ = site.stop.send(());
             let _ = site.task.await;
         }
     }
+}
+
+/// Creates the demo's people and studies through the hub's own (audited) operations.
+async fn seed_governance(
+    hub: &Hub,
+    sites: &[SiteName],
+    tables: Vec<String>,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), DevnetError> {
+    let state = hub.state();
+    let gov = |e: medfed_hub::state::StateError| DevnetError::Hub(e.into());
+    let mut people: Vec<(String, String, Vec<String>, String)> = vec![
+        (
+            "rita".into(),
+            "researcher".into(),
+            vec![],
+            "researcher".into(),
+        ),
+        ("ada".into(), "admin".into(), vec![], "admin".into()),
+        ("alan".into(), "auditor".into(), vec![], "auditor".into()),
+    ];
+    for s in sites {
+        people.push((
+            format!("cust-{s}"),
+            "custodian".into(),
+            vec![s.to_string()],
+            format!("custodian:{s}"),
+        ));
+    }
+    let mut tokens = BTreeMap::new();
+    let mut principals = BTreeMap::new();
+    for (name, role, sites, key) in people {
+        state.add_user(&name, &[role], &sites).await.map_err(gov)?;
+        let t = state.issue_token(&name).await.map_err(gov)?;
+        let who = hub
+            .authenticate(Some(&format!("Bearer {}", t.token)), "demo.setup")
+            .await?;
+        principals.insert(key.clone(), who);
+        tokens.insert(key, t.token);
+    }
+    let rita: &Principal = &principals["researcher"];
+    let terms = medfed_core::study::StudyTerms {
+        analyses: medfed_core::study::ANALYSES
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+        tables,
+        columns: vec![],
+        privacy: medfed_core::study::PrivacyMode::Exact,
+        epsilon: None,
+    };
+    let all_sites: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
+    let mut studies = BTreeMap::new();
+    for (name, title, approve) in [
+        ("exact", "Demo: exact aggregates across the network", true),
+        (
+            "unapproved",
+            "Demo: a study no custodian has approved yet",
+            false,
+        ),
+    ] {
+        let study = hub
+            .propose(
+                rita,
+                &NewStudy {
+                    title: title.into(),
+                    purpose: "Show how a federated study is approved and run.".into(),
+                    sites: all_sites.clone(),
+                    members: vec![],
+                    terms: terms.clone(),
+                },
+            )
+            .await?;
+        if approve {
+            for s in sites {
+                let custodian = &principals[&format!("custodian:{s}")];
+                hub.decide(
+                    custodian,
+                    &study.id,
+                    s.as_str(),
+                    true,
+                    Some("demo approval"),
+                )
+                .await?;
+            }
+        }
+        studies.insert(name.to_string(), study.id);
+    }
+    Ok((tokens, studies))
 }
 
 /// The non-federated baseline: every site's Parquet for `tables` registered as one table each in

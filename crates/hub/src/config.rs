@@ -9,9 +9,16 @@
 //! key = "pki/hub/key.pem"
 //! ca = "pki/ca.pem"
 //!
-//! [[tokens]]                 # researchers' bearer tokens, stored as SHA-256 only
-//! name = "researcher"
-//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! [governance]
+//! state_db = "state.db"                  # users, tokens, studies (or postgres://…)
+//! audit_db = "audit.db"                  # the hub's audit trail (or postgres://…)
+//! signing_key = "pki/hub/signing.key"    # signs site requests and audit checkpoints
+//! policy = "policy.rego"                 # who may do what (policies/hub.rego)
+//!
+//! [oidc]                     # optional: accept JWTs from the hospital's SSO
+//! issuer = "https://sso.example.org/realms/research"
+//! audience = "medfed-hub"
+//! jwks = "https://sso.example.org/realms/research/protocol/openid-connect/certs"
 //!
 //! [[sites]]
 //! name = "north"
@@ -19,12 +26,11 @@
 //! ```
 //! Relative paths are resolved against the config file's directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use medfed_core::SiteName;
 use medfed_protocol::tls::TlsPaths;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::HubError;
 
@@ -39,9 +45,11 @@ pub struct HubConfig {
     pub site_deadline_ms: u64,
     /// The hub's TLS identity towards sites.
     pub tls: TlsPaths,
-    /// API tokens (hashes only).
-    #[serde(default)]
-    pub tokens: Vec<TokenEntry>,
+    /// State, audit trail, key and policy.
+    pub governance: Governance,
+    /// Single sign-on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<crate::auth::OidcConfig>,
     /// The network's sites.
     pub sites: Vec<SiteEntry>,
 }
@@ -50,24 +58,18 @@ fn default_deadline_ms() -> u64 {
     10_000
 }
 
-/// A bearer token, by its SHA-256 (tokens are random 256-bit strings, so a fast hash suffices).
+/// `[governance]`: where the hub keeps its state and trail, and what it decides with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    /// Who holds it (for logs).
-    pub name: String,
-    /// Hex SHA-256 of the token.
-    pub sha256: String,
-}
-
-impl TokenEntry {
-    /// An entry for `token`.
-    pub fn for_token(name: &str, token: &str) -> Self {
-        Self {
-            name: name.into(),
-            sha256: hex::encode(Sha256::digest(token.as_bytes())),
-        }
-    }
+pub struct Governance {
+    /// Users, tokens, studies, approvals, releases: a SQLite file or a `postgres://` URL.
+    pub state_db: String,
+    /// The audit trail: a SQLite file or a `postgres://` URL.
+    pub audit_db: String,
+    /// The hub's Ed25519 key.
+    pub signing_key: PathBuf,
+    /// The hub's Rego policy.
+    pub policy: PathBuf,
 }
 
 /// A site the hub fans out to.
@@ -87,10 +89,28 @@ impl HubConfig {
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut cfg: HubConfig = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.tls.cert, &mut cfg.tls.key, &mut cfg.tls.ca] {
+        let g = &mut cfg.governance;
+        for p in [
+            &mut cfg.tls.cert,
+            &mut cfg.tls.key,
+            &mut cfg.tls.ca,
+            &mut g.signing_key,
+            &mut g.policy,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+        for db in [&mut g.state_db, &mut g.audit_db] {
+            if !db.contains("://") && Path::new(db.as_str()).is_relative() {
+                *db = base.join(&*db).display().to_string();
+            }
+        }
+        if let Some(o) = &mut cfg.oidc
+            && !o.jwks.starts_with("https://")
+            && Path::new(&o.jwks).is_relative()
+        {
+            o.jwks = base.join(&o.jwks).display().to_string();
         }
         Ok(cfg)
     }

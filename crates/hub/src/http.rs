@@ -3,27 +3,37 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | liveness, no token |
-//! | `POST /v1/queries` `{"sql": "...", "sites": ["north"]?}` | run a federated query |
+//! | `GET /v1/whoami` | the caller's identity and roles |
+//! | `POST /v1/queries` `{"sql", "study", "sites"?}` | run a federated query under a study |
 //! | `GET /v1/sites` | the sites and whether they answer now |
 //! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
+//! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
+//! | `POST /v1/studies` [`NewStudy`] | propose a study (researcher, clinician) |
+//! | `POST /v1/studies/{id}/decisions` `{"site", "decision": "approve"\|"reject", "reason"?}` | a custodian decides for their site |
+//! | `GET /v1/audit?after=&limit=` | the hub's audit trail (auditor) |
+//! | `GET /v1/audit/verify` | re-walk the hub's trail (auditor) |
 //!
-//! Every `/v1` route needs `Authorization: Bearer <token>`. Errors are `{"error": "...", "kind":
-//! "..."}` with 401 (no/unknown token), 400 (invalid query or request), 422 (refused: not an
-//! aggregate-only query), 503 (no site answered).
+//! Every `/v1` route needs `Authorization: Bearer <token>` (a medfed API token or an SSO JWT) and
+//! is decided by `hub.rego`; both outcomes are audited. Errors are `{"error": "...", "kind":
+//! "..."}` with 401 (no/invalid token), 403 (not allowed), 404 (no such study), 400 (invalid
+//! query or request), 422 (refused: not an aggregate-only query), 503 (no site answered). The
+//! audit trail can be read, never changed, through the API.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
+use crate::auth::Principal;
+use crate::state::{NewStudy, StateError, Study};
 use crate::{Hub, HubError};
 
 /// The API's one error type: a status, a machine-readable kind, and a sentence for humans.
@@ -50,6 +60,27 @@ impl From<HubError> for AppError {
                 AppError(StatusCode::BAD_REQUEST, "invalid", msg, None)
             }
             HubError::UnknownSite(..) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
+            HubError::Forbidden(_) => AppError(StatusCode::FORBIDDEN, "forbidden", msg, None),
+            HubError::Unauthenticated(_) => AppError(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                format!(
+                    "{msg}: send `Authorization: Bearer <token>` (see demo.json or ask your network admin)"
+                ),
+                None,
+            ),
+            HubError::State(StateError::NotFound(_)) => {
+                AppError(StatusCode::NOT_FOUND, "not_found", msg, None)
+            }
+            HubError::State(StateError::Invalid(_)) => {
+                AppError(StatusCode::BAD_REQUEST, "invalid", msg, None)
+            }
+            HubError::Audit(_) => AppError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                msg,
+                None,
+            ),
             HubError::NoSiteAnswered(sites) => AppError(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_site_answered",
@@ -65,27 +96,135 @@ impl From<HubError> for AppError {
 #[serde(deny_unknown_fields)]
 struct QueryRequest {
     sql: String,
+    study: String,
     #[serde(default)]
     sites: Option<Vec<String>>,
 }
 
-async fn run_query(
-    State(hub): State<Arc<Hub>>,
-    body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Response, AppError> {
-    let Json(req) = body.map_err(|e| {
+type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+fn body<T>(b: Body<T>) -> Result<T, AppError> {
+    b.map(|Json(t)| t).map_err(|e| {
         AppError(
             StatusCode::BAD_REQUEST,
             "invalid",
             format!("request body: {}", e.body_text()),
             None,
         )
-    })?;
-    let result = hub.query(&req.sql, req.sites.as_deref()).await?;
+    })
+}
+
+async fn run_query(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<QueryRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    let result = hub
+        .query(&who, &req.study, &req.sql, req.sites.as_deref())
+        .await?;
     Ok(Json(result).into_response())
 }
 
-async fn list_sites(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+async fn whoami(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Principal>, AppError> {
+    hub.allow_read(&who, "whoami").await?;
+    Ok(Json(who))
+}
+
+async fn list_studies(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    Ok(Json(json!({ "studies": hub.studies_for(&who).await? })))
+}
+
+async fn get_study(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Study>, AppError> {
+    Ok(Json(hub.study_for(&who, &id).await?))
+}
+
+async fn propose(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<NewStudy>,
+) -> Result<(StatusCode, Json<Study>), AppError> {
+    let study = hub.propose(&who, &body(req)?).await?;
+    Ok((StatusCode::CREATED, Json(study)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionRequest {
+    site: String,
+    decision: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn decide(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    req: Body<DecisionRequest>,
+) -> Result<Json<Study>, AppError> {
+    let req = body(req)?;
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(AppError(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("decision must be approve or reject, not {other:?}"),
+                None,
+            ));
+        }
+    };
+    let study = hub
+        .decide(&who, &id, &req.site, approve, req.reason.as_deref())
+        .await?;
+    Ok(Json(study))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    after: i64,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    1000
+}
+
+async fn audit_records(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let records = hub.audit_records(&who, q.after, q.limit).await?;
+    Ok(Json(json!({ "records": records })))
+}
+
+async fn audit_verify(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<medfed_audit::VerifyReport>, AppError> {
+    Ok(Json(hub.audit_verify(&who).await?))
+}
+
+async fn list_sites(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    hub.allow_read(&who, "sites.read").await?;
     let health = hub.site_health().await;
     let sites: Vec<_> = health
         .into_iter()
@@ -94,10 +233,14 @@ async fn list_sites(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
             Err(e) => json!({"name": name, "status": "down", "message": e}),
         })
         .collect();
-    Json(json!({ "sites": sites }))
+    Ok(Json(json!({ "sites": sites })))
 }
 
-async fn catalog(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+async fn catalog(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    hub.allow_read(&who, "catalog.read").await?;
     if hub.tables().is_empty() {
         hub.refresh_catalog().await;
     }
@@ -116,42 +259,39 @@ async fn catalog(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
             (name, json!({"columns": columns, "sites": sites}))
         })
         .collect();
-    Json(json!({ "tables": tables }))
+    Ok(Json(json!({ "tables": tables })))
 }
 
 async fn require_token(
     State(hub): State<Arc<Hub>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Result<Response, AppError> {
-    let token = req
+    let header = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match token.and_then(|t| hub.token_holder(t)) {
-        Some(holder) => {
-            tracing::debug!(holder, path = %req.uri().path(), "authenticated");
-            Ok(next.run(req).await)
-        }
-        None => {
-            tracing::warn!(path = %req.uri().path(), presented = token.is_some(), "unauthenticated request");
-            Err(AppError(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "missing or unknown bearer token: send `Authorization: Bearer <token>` (see demo.json or ask your network admin)".into(),
-                None,
-            ))
-        }
-    }
+        .and_then(|v| v.to_str().ok());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let who = hub.authenticate(header, &what).await.inspect_err(|e| {
+        tracing::warn!(path = %req.uri().path(), error = %e, "unauthenticated request");
+    })?;
+    tracing::debug!(who = %who.id, path = %req.uri().path(), "authenticated");
+    req.extensions_mut().insert(who);
+    Ok(next.run(req).await)
 }
 
 /// The API as a router (tests drive it with `tower::ServiceExt::oneshot`).
 pub fn app(hub: Arc<Hub>) -> Router {
     let v1 = Router::new()
+        .route("/whoami", get(whoami))
         .route("/queries", post(run_query))
         .route("/sites", get(list_sites))
         .route("/catalog", get(catalog))
+        .route("/studies", get(list_studies).post(propose))
+        .route("/studies/{id}", get(get_study))
+        .route("/studies/{id}/decisions", post(decide))
+        .route("/audit", get(audit_records))
+        .route("/audit/verify", get(audit_verify))
         .route_layer(middleware::from_fn_with_state(hub.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))

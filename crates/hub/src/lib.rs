@@ -5,41 +5,55 @@
 //!
 //! A query's life:
 //! ```text
-//!  POST /v1/queries {sql}
-//!    │ bearer token ──────────────── 401 if missing or unknown
+//!  POST /v1/queries {sql, study}
+//!    │ bearer token or SSO JWT ───── 401 if missing, unknown, revoked, expired or forged
+//!    │ hub.rego: member of an approved study? ── 403 (audited)
 //!    │ plan against the catalogue ── 400 invalid (unknown table/column)
+//!    │ within the study's tables/columns? ───── 403 (data minimisation, audited)
 //!    │ check: aggregates only ────── 422 refused (row output, identifiers, MIN/MAX, ...)
 //!    │ split → site SQL + merge plan
+//!    │ sign one request per approved site (Ed25519): study, researcher, analysis, site
 //!    ├──► site A ─┐  in parallel over mTLS Flight, each with its own deadline:
 //!    ├──► site B ─┤  answered | refused | failed | timed_out
 //!    └──► site C ─┘
 //!    │ merge the answered partials (SUMs), finish AVG/VAR, HAVING, ORDER BY, LIMIT
 //!    ▼
-//!  200 {columns, rows, sites: {A: answered, B: timed_out, ...}}   (503 if no site answered)
+//!  audit + release record, then 200 {columns, rows, sites: {A: answered, ...}} (503 if none)
 //! ```
+//! Every call, allowed or not, lands in the hub's hash-chained audit trail ([`medfed_audit`]);
+//! each site keeps its own.
 //! Trust boundary: SQL from researchers is untrusted text; site answers are only trusted to be
 //! partials of the requested shape (they are cast to the expected schema or the site is marked
 //! failed). The hub holds no patient data and cannot open a site's store: it does not link the
 //! store crate at all.
 
+pub mod auth;
 pub mod config;
+mod governance;
 mod http;
 mod json;
+mod query;
+pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
 use datafusion::prelude::SessionContext;
-use medfed_analysis::sql::{FederatedSql, SqlError};
+use ed25519_dalek::SigningKey;
+use medfed_analysis::sql::SqlError;
+use medfed_audit::AuditLog;
 use medfed_core::SiteName;
-use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
+use medfed_core::result::SiteOutcome;
+use medfed_policy::Policy;
+use medfed_protocol::SiteClient;
 use medfed_protocol::tls::NodeTls;
-use medfed_protocol::wire::SiteRequest;
-use medfed_protocol::{SiteCallError, SiteClient};
+
+use crate::auth::Authenticator;
+use crate::state::{HubState, StateError};
 
 pub use config::HubConfig;
 pub use http::{app, serve};
@@ -60,6 +74,18 @@ pub enum HubError {
     NoSiteAnswered(BTreeMap<String, SiteOutcome>),
     #[error("{0}")]
     Transport(String),
+    /// Authenticated but not allowed (403).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// Not authenticated (401).
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Audit(#[from] medfed_audit::AuditError),
+    #[error(transparent)]
+    Policy(#[from] medfed_policy::PolicyError),
 }
 
 fn describe(sites: &BTreeMap<String, SiteOutcome>) -> String {
@@ -75,8 +101,11 @@ pub struct Hub {
     sites: Vec<SiteClient>,
     catalog: RwLock<Catalog>,
     deadline: Duration,
-    tokens: Vec<config::TokenEntry>,
-    next_id: AtomicU64,
+    state: HubState,
+    audit: AuditLog,
+    policy: Policy,
+    auth: Authenticator,
+    key: SigningKey,
 }
 
 /// Tables the sites offer, as empty tables with their schemas: enough to plan, nothing to read.
@@ -89,12 +118,22 @@ struct Catalog {
 
 /// An invalid query re-reads the sites' catalogues at most this often (a typo should not cost
 /// a round trip to every site each time).
-const CATALOG_RETRY_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const CATALOG_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl Hub {
-    /// Connects (lazily) to the configured sites and learns their catalogue. Sites that are down
-    /// now are retried when a query finds the catalogue empty.
+    /// Opens the hub's state and audit trail, loads its key and policy, connects (lazily) to the
+    /// configured sites and learns their catalogue. Sites that are down now are retried when a
+    /// query finds the catalogue empty.
     pub async fn new(cfg: &HubConfig) -> Result<Arc<Self>, HubError> {
+        let g = &cfg.governance;
+        let key = medfed_protocol::signing::load_signing_key(&g.signing_key)
+            .map_err(|e| HubError::Config(e.to_string()))?;
+        let state = HubState::open(&g.state_db).await?;
+        let audit = AuditLog::open(&g.audit_db, key.clone(), Default::default()).await?;
+        let policy = Policy::from_file(&g.policy, medfed_policy::HUB_RULE)?;
+        let auth = Authenticator::new(state.clone(), cfg.oidc.as_ref(), Path::new("."))
+            .await
+            .map_err(HubError::Config)?;
         let tls = NodeTls::load(&cfg.tls)?;
         let sites = cfg
             .sites
@@ -112,8 +151,11 @@ impl Hub {
                 built: Instant::now(),
             }),
             deadline: Duration::from_millis(cfg.site_deadline_ms),
-            tokens: cfg.tokens.clone(),
-            next_id: AtomicU64::new(1),
+            state,
+            audit,
+            policy,
+            auth,
+            key,
         });
         hub.refresh_catalog().await;
         Ok(hub)
@@ -178,6 +220,16 @@ impl Hub {
         self.sites.iter().map(|s| s.name().clone()).collect()
     }
 
+    /// The hub's state (users, studies, …).
+    pub fn state(&self) -> &HubState {
+        &self.state
+    }
+
+    /// The hub's audit trail.
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
     /// Probes every site's liveness within the deadline.
     pub async fn site_health(&self) -> BTreeMap<String, Result<(), String>> {
         futures::future::join_all(self.sites.iter().map(|s| async move {
@@ -190,132 +242,5 @@ impl Hub {
         .await
         .into_iter()
         .collect()
-    }
-
-    fn token_holder(&self, token: &str) -> Option<&str> {
-        use subtle::ConstantTimeEq;
-        let digest = config::TokenEntry::for_token("", token).sha256;
-        self.tokens
-            .iter()
-            .find(|t| bool::from(t.sha256.as_bytes().ct_eq(digest.as_bytes())))
-            .map(|t| t.name.as_str())
-    }
-
-    /// Runs one federated query at `only` (or every site).
-    pub async fn query(&self, sql: &str, only: Option<&[String]>) -> Result<QueryResult, HubError> {
-        let targets = self.targets(only)?;
-        if self.catalog.read().expect("catalog lock").tables.is_empty() {
-            self.refresh_catalog().await;
-        }
-        let mut state = self.catalog.read().expect("catalog lock").ctx.state();
-        let plan = match FederatedSql::plan(&state, sql).await {
-            // A table may be new since the catalogue was read (a site added an extract, or was
-            // down at start-up): refresh once before calling the query invalid.
-            Err(SqlError::Plan(_)) if self.catalog_age() > CATALOG_RETRY_AFTER => {
-                self.refresh_catalog().await;
-                state = self.catalog.read().expect("catalog lock").ctx.state();
-                FederatedSql::plan(&state, sql).await?
-            }
-            other => other?,
-        };
-        let id = format!("q{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        tracing::info!(request_id = %id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
-        let request = SiteRequest::partial_sql(&id, plan.site_sql());
-
-        let calls = targets.iter().map(|site| {
-            let request = &request;
-            let plan = &plan;
-            async move {
-                let started = Instant::now();
-                let answer = tokio::time::timeout(self.deadline, site.run(request)).await;
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-                let outcome = |status, message: Option<String>| SiteOutcome {
-                    status,
-                    elapsed_ms,
-                    message,
-                };
-                let (outcome, batches) = match answer {
-                    Err(_) => (
-                        outcome(
-                            SiteStatus::TimedOut,
-                            Some(format!("no answer within {} ms", self.deadline.as_millis())),
-                        ),
-                        vec![],
-                    ),
-                    Ok(Err(SiteCallError::Refused(m))) => {
-                        (outcome(SiteStatus::Refused, Some(m)), vec![])
-                    }
-                    Ok(Err(e)) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    Ok(Ok(batches)) => match batches
-                        .iter()
-                        .map(|b| plan.conform(b))
-                        .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(b) => (outcome(SiteStatus::Answered, None), b),
-                        Err(e) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    },
-                };
-                (site.name().to_string(), outcome, batches)
-            }
-        });
-        let mut sites = BTreeMap::new();
-        let mut partials = Vec::new();
-        for (name, outcome, batches) in futures::future::join_all(calls).await {
-            if outcome.status != SiteStatus::Answered {
-                tracing::warn!(request_id = %id, site = %name, status = %outcome.status, message = ?outcome.message, "site did not answer");
-            }
-            sites.insert(name, outcome);
-            partials.extend(batches);
-        }
-        if !sites.values().any(|o| o.status == SiteStatus::Answered) {
-            return Err(HubError::NoSiteAnswered(sites));
-        }
-        let merged = plan.merge(partials).await?;
-        let (columns, rows) = json::to_rows(&merged);
-        let columns = if columns.is_empty() {
-            plan_columns(&state, sql).await
-        } else {
-            columns
-        };
-        Ok(QueryResult {
-            columns,
-            rows,
-            sites,
-        })
-    }
-
-    fn targets(&self, only: Option<&[String]>) -> Result<Vec<&SiteClient>, HubError> {
-        let Some(only) = only.filter(|o| !o.is_empty()) else {
-            return Ok(self.sites.iter().collect());
-        };
-        let by_name: HashMap<&str, &SiteClient> =
-            self.sites.iter().map(|s| (s.name().as_str(), s)).collect();
-        only.iter()
-            .map(|n| {
-                by_name.get(n.as_str()).copied().ok_or_else(|| {
-                    HubError::UnknownSite(
-                        n.clone(),
-                        self.site_names()
-                            .iter()
-                            .map(|s| s.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                })
-            })
-            .collect()
-    }
-}
-
-/// Output column names when the merged result has no batches (e.g. HAVING removed every group).
-async fn plan_columns(state: &datafusion::execution::SessionState, sql: &str) -> Vec<String> {
-    match state.create_logical_plan(sql).await {
-        Ok(p) => p
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect(),
-        Err(_) => Vec::new(),
     }
 }

@@ -102,9 +102,13 @@ impl SiteClient {
             .collect()
     }
 
-    /// Runs a request and collects the site's partial.
-    pub async fn run(&self, request: &SiteRequest) -> Result<Vec<RecordBatch>, SiteCallError> {
-        let stream = self.flight().do_get(request.to_ticket()).await?;
+    /// Signs `request` with the hub's key, runs it and collects the site's partial.
+    pub async fn run(
+        &self,
+        request: &SiteRequest,
+        hub_key: &ed25519_dalek::SigningKey,
+    ) -> Result<Vec<RecordBatch>, SiteCallError> {
+        let stream = self.flight().do_get(request.sign(hub_key)).await?;
         Ok(stream.try_collect().await?)
     }
 

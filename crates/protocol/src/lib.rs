@@ -6,9 +6,12 @@
 //! RPCs, named by what they do for each role:
 //! - `ListFlights` → the site's catalogue: one `FlightInfo` per table with its Arrow schema and
 //!   never a row count (metadata is all the hub learns before a query);
-//! - `DoGet(ticket = SiteRequest JSON)` → the site runs the checked partial step and streams the
+//! - `DoGet(ticket = SignedRequest JSON)` → the site runs the checked partial step and streams the
 //!   partial as Arrow record batches. A refusal is `PERMISSION_DENIED`, a bad request
 //!   `INVALID_ARGUMENT`, anything else `INTERNAL`; messages never carry row-level data.
+//!
+//! Every `DoGet` ticket is signed with the hub's Ed25519 key and names the study, the researcher,
+//! the analysis and the addressed site ([`wire`]); a site verifies it before doing anything.
 //!
 //! Trust boundary: a site accepts connections only from certificates issued by the network CA
 //! for client authentication (the hub's); site certificates are server-only, so one hospital's
@@ -16,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod pki;
+pub mod signing;
 pub mod tls;
 pub mod wire;
 

@@ -5,7 +5,9 @@
 //! ```text
 //! ca.pem  ca.key                    the network CA (keep ca.key offline)
 //! hub/cert.pem  hub/key.pem         the hub: client of sites, server for researchers
+//! hub/signing.key  signing.pub      the hub's Ed25519 key: signs requests and audit checkpoints
 //! sites/<name>/cert.pem  key.pem    each site: server only
+//! sites/<name>/signing.key  .pub    each site's Ed25519 key: signs its audit checkpoints
 //! ```
 //! Every leaf also names `localhost` and `127.0.0.1`, so a demo network runs on loopback.
 
@@ -61,6 +63,14 @@ impl PkiLayout {
     /// A site's TLS files.
     pub fn site(&self, site: &SiteName) -> TlsPaths {
         self.node(self.dir.join("sites").join(site.as_str()))
+    }
+    /// The hub's directory (TLS and signing keys).
+    pub fn hub_dir(&self) -> PathBuf {
+        self.dir.join("hub")
+    }
+    /// A site's directory.
+    pub fn site_dir(&self, site: &SiteName) -> PathBuf {
+        self.dir.join("sites").join(site.as_str())
     }
     fn node(&self, d: PathBuf) -> TlsPaths {
         TlsPaths {
@@ -138,11 +148,22 @@ pub fn init(dir: &Path, hub: &str, sites: &[SiteName]) -> Result<PkiLayout, PkiE
         )?,
         &layout.hub(),
     )?;
+    signing_pair(&layout.hub_dir())?;
     for site in sites {
         issue(
             leaf_params(site.as_str(), vec![ExtendedKeyUsagePurpose::ServerAuth])?,
             &layout.site(site),
         )?;
+        signing_pair(&layout.site_dir(site))?;
     }
     Ok(layout)
+}
+
+fn signing_pair(dir: &Path) -> Result<(), PkiError> {
+    crate::signing::write_pair(dir, &crate::signing::generate())
+        .map(|_| ())
+        .map_err(|e| PkiError::Io {
+            path: e.path,
+            source: std::io::Error::other(e.reason),
+        })
 }

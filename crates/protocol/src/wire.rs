@@ -1,20 +1,70 @@
-//! Messages carried inside Flight tickets. JSON, versioned, so a site's audit log can store the
-//! exact request it was sent and humans can read it.
+//! Messages carried inside Flight tickets: a [`SiteRequest`] (JSON, versioned, so a site's audit
+//! trail can store exactly what it was sent and humans can read it) wrapped in a
+//! [`SignedRequest`] carrying the hub's Ed25519 signature over those exact bytes.
+//!
+//! A request names the site it is addressed to and when it was issued, so it cannot be replayed
+//! to another site, or later; the site also refuses a request id it has already served.
 
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use medfed_core::study::{ApprovalState, StudyTerms};
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
-/// A unit of work the hub asks a site to do.
+/// How far a request's issue time may be from the site's clock.
+pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
+
+/// A unit of work the hub asks a site to do, with everything the site's policy needs to judge it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SiteRequest {
     /// Envelope version ([`WIRE_VERSION`]).
     pub version: u32,
-    /// Hub-assigned id, echoed in both sides' logs to correlate them.
+    /// Hub-assigned id, echoed in both sides' audit trails to correlate them.
     pub request_id: String,
+    /// The site this request is for.
+    pub site: String,
+    /// When the hub issued it (µs since the Unix epoch).
+    pub issued_at_us: i64,
+    /// On whose behalf and under which study.
+    pub context: RequestContext,
     /// What to run.
     pub work: Work,
+}
+
+/// Who asks, under which study, for which analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestContext {
+    /// The study and this site's decision on it, as recorded at the hub.
+    pub study: StudyGrant,
+    /// The researcher.
+    pub researcher: Researcher,
+    /// The analysis (`sql`, …).
+    pub analysis: String,
+}
+
+/// A study as the hub vouches for it to one site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyGrant {
+    /// Study id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// What it may use.
+    pub terms: StudyTerms,
+    /// This site's custodian's decision.
+    pub approval: ApprovalState,
+    /// Who decided.
+    pub approved_by: Option<String>,
+}
+
+/// The person on whose behalf the hub asks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Researcher {
+    /// Their id at the hub.
+    pub id: String,
+    /// Their roles.
+    pub roles: Vec<String>,
 }
 
 /// The kinds of work a site can run.
@@ -28,55 +78,168 @@ pub enum Work {
     },
 }
 
+/// What travels in the ticket: the request's JSON and the hub's signature over it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The [`SiteRequest`] as JSON text (signed byte for byte).
+    pub request: String,
+    /// Hex Ed25519 signature by the hub.
+    pub signature: String,
+}
+
+/// Why a site rejects a ticket.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WireError {
+    /// Not a request this site can read.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// Not signed by the hub this site trusts.
+    #[error("request is not signed by this network's hub")]
+    BadSignature,
+    /// Signed, but for another site.
+    #[error("request is addressed to site {0}, not this one")]
+    WrongSite(String),
+    /// Signed, but too old or from the future.
+    #[error("request was issued {0} s away from this site's clock (limit 300 s)")]
+    Stale(i64),
+}
+
 impl SiteRequest {
-    /// A partial-SQL request.
-    pub fn partial_sql(request_id: impl Into<String>, sql: impl Into<String>) -> Self {
+    /// A partial-SQL request for `site`, issued now.
+    pub fn partial_sql(
+        request_id: impl Into<String>,
+        site: impl Into<String>,
+        context: RequestContext,
+        sql: impl Into<String>,
+    ) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
         Self {
             version: WIRE_VERSION,
             request_id: request_id.into(),
+            site: site.into(),
+            issued_at_us: now,
+            context,
             work: Work::PartialSql { sql: sql.into() },
         }
     }
 
-    /// Encodes for a Flight ticket.
-    pub fn to_ticket(&self) -> arrow_flight::Ticket {
-        arrow_flight::Ticket::new(serde_json::to_vec(self).expect("request serialises"))
+    /// Signs and encodes for a Flight ticket.
+    pub fn sign(&self, key: &SigningKey) -> arrow_flight::Ticket {
+        let request = serde_json::to_string(self).expect("request serialises");
+        let signature = hex::encode(key.sign(request.as_bytes()).to_bytes());
+        let envelope = SignedRequest { request, signature };
+        arrow_flight::Ticket::new(serde_json::to_vec(&envelope).expect("envelope serialises"))
     }
 
-    /// Decodes a Flight ticket; the error says what was wrong, for an INVALID_ARGUMENT status.
-    pub fn from_ticket(ticket: &[u8]) -> Result<Self, String> {
-        let req: SiteRequest =
-            serde_json::from_slice(ticket).map_err(|e| format!("malformed request: {e}"))?;
+    /// Decodes a ticket and checks, in order: it parses, the hub signed it, it is for `site`, it
+    /// was issued within [`MAX_SKEW_US`] of `now_us`. Returns the request and its signed text.
+    pub fn verify(
+        ticket: &[u8],
+        hub_key: &VerifyingKey,
+        site: &str,
+        now_us: i64,
+    ) -> Result<(Self, String), WireError> {
+        let envelope: SignedRequest = serde_json::from_slice(ticket)
+            .map_err(|e| WireError::Malformed(format!("envelope: {e}")))?;
+        let sig: [u8; 64] = hex::decode(&envelope.signature)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or(WireError::BadSignature)?;
+        hub_key
+            .verify(envelope.request.as_bytes(), &Signature::from_bytes(&sig))
+            .map_err(|_| WireError::BadSignature)?;
+        let req: SiteRequest = serde_json::from_str(&envelope.request)
+            .map_err(|e| WireError::Malformed(e.to_string()))?;
         if req.version != WIRE_VERSION {
-            return Err(format!(
+            return Err(WireError::Malformed(format!(
                 "unsupported request version {} (this site speaks {WIRE_VERSION})",
                 req.version
-            ));
+            )));
         }
-        Ok(req)
+        if req.site != site {
+            return Err(WireError::WrongSite(req.site));
+        }
+        let skew = now_us - req.issued_at_us;
+        if skew.abs() > MAX_SKEW_US {
+            return Err(WireError::Stale(skew / 1_000_000));
+        }
+        Ok((req, envelope.request))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use medfed_core::study::PrivacyMode;
+
     use super::*;
 
+    fn request(site: &str, at: i64) -> SiteRequest {
+        SiteRequest {
+            version: WIRE_VERSION,
+            request_id: "q-1".into(),
+            site: site.into(),
+            issued_at_us: at,
+            context: RequestContext {
+                study: StudyGrant {
+                    id: "st-1".into(),
+                    title: "t".into(),
+                    terms: StudyTerms {
+                        analyses: vec!["sql".into()],
+                        tables: vec!["person".into()],
+                        columns: vec![],
+                        privacy: PrivacyMode::Exact,
+                        epsilon: None,
+                    },
+                    approval: ApprovalState::Approved,
+                    approved_by: Some("nora".into()),
+                },
+                researcher: Researcher {
+                    id: "rita".into(),
+                    roles: vec!["researcher".into()],
+                },
+                analysis: "sql".into(),
+            },
+            work: Work::PartialSql {
+                sql: "SELECT COUNT(*) AS p0 FROM person".into(),
+            },
+        }
+    }
+
     #[test]
-    fn round_trips_and_refuses_unknown_versions() {
-        let r = SiteRequest::partial_sql("q1", "SELECT COUNT(*) AS p0 FROM person");
-        assert_eq!(SiteRequest::from_ticket(&r.to_ticket().ticket).unwrap(), r);
-        let mut v2 = r.clone();
-        v2.version = 2;
-        let bytes = serde_json::to_vec(&v2).unwrap();
-        assert!(
-            SiteRequest::from_ticket(&bytes)
-                .unwrap_err()
-                .contains("version 2")
+    fn signed_requests_verify_and_everything_else_is_refused() {
+        let hub = SigningKey::from_bytes(&[1; 32]);
+        let now = 1_700_000_000_000_000;
+        let t = request("north", now).sign(&hub);
+        let (r, _) = SiteRequest::verify(&t.ticket, &hub.verifying_key(), "north", now).unwrap();
+        assert_eq!(r, request("north", now));
+
+        // Another key, another site, too old, tampered text, garbage.
+        let other = SigningKey::from_bytes(&[2; 32]).verifying_key();
+        let v = |ticket: &[u8], site: &str, at: i64| {
+            SiteRequest::verify(ticket, &hub.verifying_key(), site, at).unwrap_err()
+        };
+        assert_eq!(
+            SiteRequest::verify(&t.ticket, &other, "north", now).unwrap_err(),
+            WireError::BadSignature
         );
-        assert!(
-            SiteRequest::from_ticket(b"{not json")
-                .unwrap_err()
-                .contains("malformed")
+        assert_eq!(
+            v(&t.ticket, "south", now),
+            WireError::WrongSite("north".into())
         );
+        assert!(matches!(
+            v(&t.ticket, "north", now + 600_000_000),
+            WireError::Stale(600)
+        ));
+        let forged = String::from_utf8(t.ticket.to_vec())
+            .unwrap()
+            .replace("person", "death");
+        assert_eq!(v(forged.as_bytes(), "north", now), WireError::BadSignature);
+        assert!(matches!(
+            v(b"{not json", "north", now),
+            WireError::Malformed(_)
+        ));
     }
 }

@@ -9,6 +9,12 @@
 //! key = "pki/sites/north/key.pem"
 //! ca = "pki/ca.pem"
 //!
+//! [governance]
+//! hub_key = "pki/hub/signing.pub"          # the hub's request-signing key
+//! signing_key = "pki/sites/north/signing.key"  # this site's key (audit checkpoints)
+//! policy = "policy.rego"                   # this site's rules; edits apply on the next request
+//! audit_db = "audit.db"                    # or postgres://…
+//!
 //! [store]
 //! omop_dir = "data/omop"
 //! target_partitions = 2
@@ -38,8 +44,25 @@ pub struct SiteConfig {
     pub listen: String,
     /// The site's TLS identity and the network CA.
     pub tls: TlsPaths,
+    /// Keys, policy and audit trail.
+    pub governance: Governance,
     /// Where the data is.
     pub store: StoreConfig,
+}
+
+/// `[governance]`: what makes a site answer only to its network's hub, under its own rules,
+/// with a record of everything.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Governance {
+    /// The hub's Ed25519 public key (`signing.pub`): requests not signed by it are refused.
+    pub hub_key: PathBuf,
+    /// This site's Ed25519 key (`signing.key`): signs its audit checkpoints.
+    pub signing_key: PathBuf,
+    /// This site's Rego policy (`site.rego`).
+    pub policy: PathBuf,
+    /// The audit trail: a SQLite file or a `postgres://` URL.
+    pub audit_db: String,
 }
 
 impl SiteConfig {
@@ -61,6 +84,14 @@ impl SiteConfig {
         abs(&mut cfg.tls.key);
         abs(&mut cfg.tls.ca);
         abs(&mut cfg.store.omop_dir);
+        abs(&mut cfg.governance.hub_key);
+        abs(&mut cfg.governance.signing_key);
+        abs(&mut cfg.governance.policy);
+        if !cfg.governance.audit_db.contains("://") {
+            let mut p = PathBuf::from(&cfg.governance.audit_db);
+            abs(&mut p);
+            cfg.governance.audit_db = p.display().to_string();
+        }
         cfg.store
             .extra_tables
             .iter_mut()
@@ -88,13 +119,17 @@ mod tests {
         let path = dir.join("site.toml");
         std::fs::write(
             &path,
-            "name = \"north\"\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"/abs/ca.pem\"\n[store]\nomop_dir = \"omop\"\n",
+            "name = \"north\"\nlisten = \"127.0.0.1:0\"\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nca = \"/abs/ca.pem\"\n[governance]\nhub_key = \"hub.pub\"\nsigning_key = \"s.key\"\npolicy = \"p.rego\"\naudit_db = \"audit.db\"\n[store]\nomop_dir = \"omop\"\n",
         )
         .unwrap();
         let cfg = SiteConfig::load(&path).unwrap();
         assert_eq!(cfg.tls.cert, dir.join("c.pem"));
         assert_eq!(cfg.tls.ca, PathBuf::from("/abs/ca.pem"));
         assert_eq!(cfg.store.omop_dir, dir.join("omop"));
+        assert_eq!(
+            cfg.governance.audit_db,
+            dir.join("audit.db").display().to_string()
+        );
         std::fs::write(&path, "name = \"North\"\n").unwrap();
         assert!(
             SiteConfig::load(&path)

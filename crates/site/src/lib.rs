@@ -4,6 +4,10 @@
 //! Entrypoint is [`Site`]: [`Site::open`] registers the site's tables, [`Site::serve`] answers the
 //! hub over Arrow Flight with mutual TLS until shutdown.
 //!
+//! Governance: every request must carry the hub's signature, pass this site's own Rego policy and
+//! be written to this site's own audit trail before anything leaves ([`SiteConfig`]'s
+//! `[governance]`).
+//!
 //! Trust boundary: everything that arrives (SQL text, request envelopes) is untrusted, even from
 //! an authenticated hub. The site plans the SQL against its own tables and runs the same
 //! aggregate-only check the hub ran ([`medfed_analysis::sql::run_site_partial`]) before
@@ -20,6 +24,7 @@
 //! ```
 
 mod config;
+mod gate;
 mod service;
 
 use std::future::Future;
@@ -31,7 +36,7 @@ use medfed_store::SiteStore;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-pub use config::SiteConfig;
+pub use config::{Governance, SiteConfig};
 pub use medfed_core::SiteName;
 
 /// Why a site could not start or stopped.
@@ -49,22 +54,37 @@ pub enum SiteError {
     Tls(#[from] medfed_protocol::tls::TlsLoadError),
     #[error("serving: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Key(#[from] medfed_protocol::signing::KeyFileError),
+    #[error(transparent)]
+    Policy(#[from] medfed_policy::PolicyError),
+    #[error(transparent)]
+    Audit(#[from] medfed_audit::AuditError),
 }
 
 /// A site node with its data registered.
 pub struct Site {
     name: SiteName,
     store: Arc<SiteStore>,
+    gate: gate::Gate,
 }
 
 impl Site {
-    /// Registers the site's tables.
+    /// Registers the site's tables, loads its keys and policy, opens its audit trail.
     pub async fn open(cfg: &SiteConfig) -> Result<Self, SiteError> {
+        let g = &cfg.governance;
+        let hub_key = medfed_protocol::signing::load_verifying_key(&g.hub_key)?;
+        let key = medfed_protocol::signing::load_signing_key(&g.signing_key)?;
+        let policy = medfed_policy::Policy::from_file(&g.policy, medfed_policy::SITE_RULE)?;
+        let audit =
+            medfed_audit::AuditLog::open(&g.audit_db, key, medfed_audit::AuditOptions::default())
+                .await?;
         let store = SiteStore::open(&cfg.store).await?;
         tracing::info!(site = %cfg.name, tables = store.table_names().len(), "site data registered");
         Ok(Self {
             name: cfg.name.clone(),
             store: Arc::new(store),
+            gate: gate::Gate::new(cfg.name.clone(), hub_key, policy, audit),
         })
     }
 
@@ -86,7 +106,8 @@ impl Site {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), SiteError> {
         let tls = NodeTls::load(tls)?;
-        let service = service::SiteService::new(self.name.clone(), self.store.clone());
+        let audit = self.gate.audit().clone();
+        let service = service::SiteService::new(self.name.clone(), self.store.clone(), self.gate);
         tracing::info!(site = %self.name, addr = ?listener.local_addr().ok(), "site listening (mTLS)");
         Server::builder()
             .tls_config(tls.server_config())?
@@ -97,6 +118,10 @@ impl Site {
                 shutdown,
             )
             .await?;
+        // Seal the trail so everything up to shutdown is covered by a signature.
+        if let Err(e) = audit.checkpoint().await {
+            tracing::error!(site = %self.name, error = %e, "final audit checkpoint failed");
+        }
         Ok(())
     }
 }

@@ -11,9 +11,15 @@ use arrow_flight::{
 };
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
-use medfed_analysis::sql::{PartialPlanCache, SqlError, run_site_partial};
+use medfed_analysis::sql::{
+    PartialPlanCache, SqlError, execute_partial, prepare_site_partial, reads,
+};
+use medfed_audit::Decision as Outcome;
 use medfed_core::SiteName;
 use medfed_protocol::wire::{SiteRequest, Work};
+use sha2::{Digest, Sha256};
+
+use crate::gate::Gate;
 use medfed_store::SiteStore;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -21,24 +27,44 @@ pub(crate) struct SiteService {
     name: SiteName,
     store: Arc<SiteStore>,
     plans: PartialPlanCache,
+    gate: Gate,
 }
 
 impl SiteService {
-    pub(crate) fn new(name: SiteName, store: Arc<SiteStore>) -> Self {
+    pub(crate) fn new(name: SiteName, store: Arc<SiteStore>, gate: Gate) -> Self {
         Self {
             name,
             store,
             plans: PartialPlanCache::default(),
+            gate,
         }
     }
 
+    /// Plans and checks the SQL, lets the gate judge what it reads, runs it, audits the answer.
     async fn partial_sql(
         &self,
-        request_id: &str,
+        req: &SiteRequest,
         sql: &str,
     ) -> Result<Vec<arrow::array::RecordBatch>, Status> {
         let started = Instant::now();
-        let outcome = run_site_partial(self.store.context(), Some(&self.plans), sql).await;
+        let request_id = req.request_id.as_str();
+        let ctx = self.store.context();
+        let prepared = prepare_site_partial(ctx, Some(&self.plans), sql).await;
+        let outcome = match prepared {
+            Ok(plan) => {
+                self.gate.judge(req, &reads(&plan)).await?;
+                execute_partial(ctx, &plan).await
+            }
+            Err(e) => Err(e),
+        };
+        let (status, reason) = match &outcome {
+            Ok(_) => (Outcome::Allow, "partial released".to_string()),
+            Err(e) if e.is_refusal() => (Outcome::Deny, e.to_string()),
+            Err(SqlError::Plan(m)) => (Outcome::Deny, format!("invalid query: {m}")),
+            Err(_) => (Outcome::Error, "execution failed".to_string()),
+        };
+        let digest = outcome.as_ref().ok().map(|b| digest(b));
+        self.gate.record(req, status, &reason, digest).await?;
         match outcome {
             Ok(batches) => {
                 let groups: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -70,6 +96,22 @@ impl SiteService {
             }
         }
     }
+}
+
+/// SHA-256 of the partial as Arrow IPC: what the audit trail records instead of the values.
+fn digest(batches: &[arrow::array::RecordBatch]) -> String {
+    let mut hasher = Sha256::new();
+    for b in batches {
+        let mut buf = Vec::new();
+        if let Some(mut w) = arrow::ipc::writer::StreamWriter::try_new(&mut buf, &b.schema()).ok()
+            && w.write(b).is_ok()
+            && w.finish().is_ok()
+        {
+            drop(w);
+            hasher.update(&buf);
+        }
+    }
+    hex::encode(hasher.finalize())
 }
 
 type Stream<T> = BoxStream<'static, Result<T, Status>>;
@@ -109,10 +151,9 @@ impl FlightService for SiteService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        let req = SiteRequest::from_ticket(&request.get_ref().ticket)
-            .map_err(Status::invalid_argument)?;
+        let req = self.gate.admit(&request.get_ref().ticket).await?;
         let batches = match &req.work {
-            Work::PartialSql { sql } => self.partial_sql(&req.request_id, sql).await?,
+            Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
         };
         let stream = FlightDataEncoderBuilder::new()
             .build(stream::iter(batches.into_iter().map(Ok)))

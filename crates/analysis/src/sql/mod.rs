@@ -17,9 +17,11 @@
 
 mod check;
 mod error;
+mod reads;
 mod rewrite;
 mod site;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -32,7 +34,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 
 pub use error::{Result, SqlError};
-pub use site::{PartialPlanCache, run_site_partial};
+pub use reads::reads;
+pub use site::{PartialPlanCache, execute_partial, prepare_site_partial, run_site_partial};
 
 /// Name of the table that holds all sites' partials in the hub's merge plan.
 const PARTIALS: &str = "__medfed_partials";
@@ -43,6 +46,7 @@ pub struct FederatedSql {
     site_sql: String,
     partial_schema: SchemaRef,
     merge_plan: LogicalPlan,
+    reads: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// SQL options for untrusted text: queries only, no DDL, DML, `SET` or `COPY`.
@@ -60,6 +64,7 @@ impl FederatedSql {
         let plan = state.create_logical_plan(sql).await?;
         read_only().verify_plan(&plan)?;
         let shape = check::analyse(&plan)?;
+        let reads = reads::reads(&state.optimize(&plan)?);
         let split = rewrite::split(&shape)?;
         let site_sql = datafusion::sql::unparser::plan_to_sql(&split.site_plan)
             .map_err(|e| {
@@ -87,7 +92,13 @@ impl FederatedSql {
             site_sql,
             partial_schema,
             merge_plan,
+            reads,
         })
+    }
+
+    /// Tables and columns the query reads (for checking it against a study's terms).
+    pub fn reads(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.reads
     }
 
     /// The SQL every site runs: group keys `k0..` and partial aggregates `p0..`.

@@ -100,23 +100,38 @@ pub async fn run_site_partial(
     cache: Option<&PartialPlanCache>,
     sql: &str,
 ) -> Result<Vec<RecordBatch>> {
+    let plan = prepare_site_partial(ctx, cache, sql).await?;
+    execute_partial(ctx, &plan).await
+}
+
+/// Plans, checks and optimises `sql` against the site's own tables (or takes the plan from
+/// `cache`). The site's policy then judges what the plan reads ([`super::reads`]) before
+/// [`execute_partial`] runs it.
+pub async fn prepare_site_partial(
+    ctx: &SessionContext,
+    cache: Option<&PartialPlanCache>,
+    sql: &str,
+) -> Result<Arc<LogicalPlan>> {
+    if let Some(plan) = cache.and_then(|c| c.get(sql)) {
+        return Ok(plan);
+    }
     let state = ctx.state();
-    let optimized = match cache.and_then(|c| c.get(sql)) {
-        Some(plan) => plan,
-        None => {
-            let plan = state.create_logical_plan(sql).await?;
-            read_only().verify_plan(&plan)?;
-            check::analyse(&plan)?;
-            let optimized = Arc::new(state.optimize(&plan)?);
-            if let Some(c) = cache.filter(|_| is_time_independent(&plan)) {
-                c.put(sql, optimized.clone());
-            }
-            optimized
-        }
-    };
+    let plan = state.create_logical_plan(sql).await?;
+    read_only().verify_plan(&plan)?;
+    check::analyse(&plan)?;
+    let optimized = Arc::new(state.optimize(&plan)?);
+    if let Some(c) = cache.filter(|_| is_time_independent(&plan)) {
+        c.put(sql, optimized.clone());
+    }
+    Ok(optimized)
+}
+
+/// Executes a plan from [`prepare_site_partial`].
+pub async fn execute_partial(ctx: &SessionContext, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+    let state = ctx.state();
     let physical = state
         .query_planner()
-        .create_physical_plan(&optimized, &state)
+        .create_physical_plan(plan, &state)
         .await?;
     datafusion::physical_plan::collect(physical, ctx.task_ctx())
         .await

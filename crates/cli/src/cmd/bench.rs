@@ -6,7 +6,7 @@ use std::time::Instant;
 use medfed_devnet::{Devnet, DevnetConfig};
 use serde_json::json;
 
-use super::query::HubClient;
+use crate::client::HubClient;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
@@ -96,6 +96,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
     let net = Devnet::start(&cfg, |_, _| {}).await?;
     let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
+    let study = net.studies["exact"].as_str();
 
     // Pooled baseline: every site's Parquet as one table, one context with all cores.
     let pooled =
@@ -109,7 +110,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     {
         let sql = template.replace("{floor}", "-1");
         let federated = time(a.iterations, || async {
-            let r = client.query(&sql, &[]).await?;
+            let r = client.query(&sql, study, &[]).await?;
             anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
             Ok(())
         })
@@ -120,7 +121,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let sql = template.replace("{floor}", &format!("-{}", fresh_counter.get()));
             let client = &client;
             async move {
-                let r = client.query(&sql, &[]).await?;
+                let r = client.query(&sql, study, &[]).await?;
                 anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
                 Ok(())
             }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use indicatif::{MultiProgress, ProgressBar};
 use medfed_devnet::{Devnet, DevnetConfig};
 
-use super::query::HubClient;
+use crate::client::HubClient;
 use crate::output::{site_line, table};
 
 #[derive(clap::Args)]
@@ -110,17 +110,35 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .join(", ")
     );
 
+    let exact = &net.studies["exact"];
     let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
     for (title, sql) in EXAMPLES {
         println!(
             "== {title}\n   {}",
             sql.split_whitespace().collect::<Vec<_>>().join(" ")
         );
-        match client.query(sql, &[]).await {
+        match client.query(sql, exact, &[]).await {
             Ok(r) => println!("{}\n{}\n", table(&r), site_line(&r)),
             Err(e) => println!("   -> {e}\n"),
         }
     }
+    println!("== Governance: the same question under a study no custodian has approved");
+    match client
+        .query(
+            "SELECT COUNT(*) AS n FROM person",
+            &net.studies["unapproved"],
+            &[],
+        )
+        .await
+    {
+        Ok(_) => println!("   -> answered (unexpected)\n"),
+        Err(e) => println!("   -> {e}\n"),
+    }
+    println!("People (tokens in {}):", a.dir.join("demo.json").display());
+    println!("  rita       researcher: proposes studies, queries approved ones");
+    println!("  cust-<site> custodian: approves or rejects studies for their own site only");
+    println!("  alan       auditor: reads and verifies the audit trail, nothing else");
+    println!("  ada        admin: manages users\n");
 
     let demo_json = a.dir.join("demo.json");
     if a.once {
@@ -129,8 +147,17 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     println!("The network keeps running. Ask it yourself:");
     println!(
-        "  medfed query --hub {} --token {} \"SELECT COUNT(*) FROM person\"",
+        "  medfed query --hub {} --token {} --study {exact} \"SELECT COUNT(*) FROM person\"",
         net.hub_url, net.token
+    );
+    println!(
+        "  medfed study list --hub {} --token {}",
+        net.hub_url, net.tokens["custodian:north"]
+    );
+    println!(
+        "  medfed audit verify --db {} --key {}",
+        a.dir.join("hub/audit.db").display(),
+        a.dir.join("pki/hub/signing.pub").display()
     );
     println!(
         "  curl -s -H 'Authorization: Bearer {}' {}/v1/catalog",

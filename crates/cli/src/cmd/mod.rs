@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod bench;
 pub mod demo;
 pub mod pki;
 pub mod query;
 pub mod serve;
+pub mod study;
 pub mod synth;
 
 /// Resolves when the process gets Ctrl-C (or SIGTERM on Unix).

@@ -20,6 +20,44 @@ pub enum HubCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Manage the hub's users and API tokens (on the hub's machine, straight in its state DB).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(clap::Subcommand)]
+pub enum UserCommand {
+    /// Add a user and print their first API token (shown once; only its argon2 hash is kept).
+    Add {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+        /// researcher, clinician, custodian, admin or auditor (repeatable).
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// For custodians: the site(s) they look after (repeatable).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+    },
+    /// Issue another API token for a user.
+    Token {
+        #[arg(long)]
+        config: PathBuf,
+        name: String,
+    },
+    /// Revoke a token by its id (the part after `mf_`); it stops working at once.
+    Revoke {
+        #[arg(long)]
+        config: PathBuf,
+        id: String,
+    },
+    /// List users and their tokens (ids only).
+    List {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 pub async fn site(cmd: SiteCommand) -> anyhow::Result<()> {
@@ -33,10 +71,68 @@ pub async fn site(cmd: SiteCommand) -> anyhow::Result<()> {
 }
 
 pub async fn hub(cmd: HubCommand) -> anyhow::Result<()> {
-    let HubCommand::Serve { config } = cmd;
+    let config = match cmd {
+        HubCommand::Serve { config } => config,
+        HubCommand::User { command } => return user(command).await,
+    };
     let cfg = medfed_hub::HubConfig::load(&config)?;
     let hub = medfed_hub::Hub::new(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
-    medfed_hub::serve(hub, listener, super::shutdown_signal()).await?;
+    medfed_hub::serve(hub.clone(), listener, super::shutdown_signal()).await?;
+    hub.audit().checkpoint().await?;
+    Ok(())
+}
+
+async fn user(cmd: UserCommand) -> anyhow::Result<()> {
+    let open = |config: &PathBuf| {
+        let cfg = medfed_hub::HubConfig::load(config);
+        async move { anyhow::Ok(medfed_hub::state::HubState::open(&cfg?.governance.state_db).await?) }
+    };
+    match cmd {
+        UserCommand::Add {
+            config,
+            name,
+            roles,
+            sites,
+        } => {
+            let state = open(&config).await?;
+            state.add_user(&name, &roles, &sites).await?;
+            let t = state.issue_token(&name).await?;
+            println!(
+                "added {name} ({})\ntoken (shown once): {}",
+                roles.join(", "),
+                t.token
+            );
+        }
+        UserCommand::Token { config, name } => {
+            let t = open(&config).await?.issue_token(&name).await?;
+            println!("token for {name} (shown once): {}", t.token);
+        }
+        UserCommand::Revoke { config, id } => {
+            open(&config).await?.revoke_token(&id).await?;
+            println!("revoked token {id}");
+        }
+        UserCommand::List { config } => {
+            let state = open(&config).await?;
+            let mut table = comfy_table::Table::new();
+            table.set_header(["user", "roles", "sites", "live tokens"]);
+            for u in state.users().await? {
+                let tokens: Vec<String> = state
+                    .tokens(Some(&u.name))
+                    .await?
+                    .into_iter()
+                    .filter(|t| t.revoked_at_us.is_none())
+                    .map(|t| t.id)
+                    .collect();
+                table.add_row([
+                    u.name,
+                    u.roles.join(","),
+                    u.sites.join(","),
+                    tokens.join(" "),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
     Ok(())
 }

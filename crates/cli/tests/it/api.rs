@@ -151,9 +151,15 @@ async fn cnsim_extract_matches_datashields_reference_values() {
         ..medfed_devnet::DevnetConfig::new(dir.path())
     };
     let net = medfed_devnet::Devnet::start(&cfg, |_, _| {}).await.unwrap();
+    let rita = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap();
+    let study = &net.studies["exact"];
     let r = net
         .hub
-        .query("SELECT AVG(lab_tsc) AS mean, VAR_SAMP(lab_tsc) AS var, COUNT(*) FILTER (WHERE gender = 1) AS women FROM cnsim", None)
+        .query(&rita, study, "SELECT AVG(lab_tsc) AS mean, VAR_SAMP(lab_tsc) AS var, COUNT(*) FILTER (WHERE gender = 1) AS women FROM cnsim", None)
         .await
         .unwrap();
     let row = &r.rows[0];
@@ -169,6 +175,8 @@ async fn cnsim_extract_matches_datashields_reference_values() {
     let per_site = net
         .hub
         .query(
+            &rita,
+            study,
             "SELECT AVG(lab_tsc) AS mean FROM cnsim",
             Some(&["north".to_string()]),
         )

@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use crate::support::network;
 
-fn medfed(args: &[&str]) -> Output {
+pub fn medfed(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_medfed"))
         .args(args)
         .env("MEDFED_LOG", "error")
@@ -27,6 +27,11 @@ fn every_subcommand_has_help() {
         vec!["hub", "serve", "--help"],
         vec!["pki", "init", "--help"],
         vec!["bench", "query", "--help"],
+        vec!["hub", "user", "add", "--help"],
+        vec!["study", "propose", "--help"],
+        vec!["study", "approve", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
     ] {
         let o = medfed(&args);
         assert!(o.status.success(), "{args:?}");
@@ -95,6 +100,7 @@ fn synth_and_pki_write_their_files_and_refuse_to_clobber_a_ca() {
 async fn query_prints_json_csv_and_tables_and_fails_loudly_on_refusal() {
     let net = network(2, 5_000).await;
     let (url, token) = (net.net.hub_url.clone(), net.net.token.clone());
+    let study = net.net.studies["exact"].clone();
     let run = move |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
             let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -108,6 +114,8 @@ async fn query_prints_json_csv_and_tables_and_fails_loudly_on_refusal() {
             url.clone(),
             "--token".into(),
             token.clone(),
+            "--study".into(),
+            study.clone(),
             "--format".into(),
             fmt.into(),
             sql.into(),
@@ -190,7 +198,47 @@ fn demo_once_runs_the_examples_and_writes_demo_json() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(info["token"].as_str().unwrap().len(), 64);
+    assert!(info["token"].as_str().unwrap().starts_with("mf_"));
+    for role in [
+        "researcher",
+        "auditor",
+        "admin",
+        "custodian:north",
+        "custodian:south",
+    ] {
+        assert!(
+            info["tokens"][role].as_str().unwrap().starts_with("mf_"),
+            "{role}"
+        );
+    }
+    assert!(
+        info["studies"]["exact"]
+            .as_str()
+            .unwrap()
+            .starts_with("st-")
+    );
+    assert!(out.contains("no site has approved study"), "{out}");
+    // The trails the demo wrote verify, at the hub and at a site, against the published keys.
+    for (db, key) in [
+        ("hub/audit.db", "pki/hub/signing.pub"),
+        ("sites/north/audit.db", "pki/sites/north/signing.pub"),
+    ] {
+        let o = medfed(&[
+            "audit",
+            "verify",
+            "--db",
+            d.join(db).to_str().unwrap(),
+            "--key",
+            d.join(key).to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{db}: {}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout(&o).contains("intact"));
+    }
     assert!(
         std::path::Path::new(info["sites"]["north"].as_str().unwrap())
             .join("person.parquet")

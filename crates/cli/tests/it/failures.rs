@@ -5,12 +5,43 @@ use std::time::Duration;
 
 use medfed_core::SiteName;
 use medfed_core::result::SiteStatus;
+use medfed_core::study::{ApprovalState, PrivacyMode, StudyTerms};
 use medfed_hub::HubConfig;
 use medfed_protocol::tls::{NodeTls, TlsPaths};
-use medfed_protocol::wire::SiteRequest;
+use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant};
 use medfed_protocol::{SiteCallError, SiteClient};
 
 use crate::support::network;
+
+/// What the hub would send north for an approved study over `person` and `measurement`.
+pub fn request(id: &str, site: &str, sql: &str) -> SiteRequest {
+    let context = RequestContext {
+        study: StudyGrant {
+            id: "st-test".into(),
+            title: "test".into(),
+            terms: StudyTerms {
+                analyses: vec!["sql".into()],
+                tables: vec!["person".into(), "measurement".into()],
+                columns: vec![],
+                privacy: PrivacyMode::Exact,
+                epsilon: None,
+            },
+            approval: ApprovalState::Approved,
+            approved_by: Some(format!("cust-{site}")),
+        },
+        researcher: Researcher {
+            id: "rita".into(),
+            roles: vec!["researcher".into()],
+        },
+        analysis: "sql".into(),
+    };
+    SiteRequest::partial_sql(id, site, context, sql)
+}
+
+/// The demo hub's request-signing key.
+pub fn hub_key(dir: &std::path::Path) -> ed25519_dalek::SigningKey {
+    medfed_protocol::signing::load_signing_key(&dir.join("pki/hub/signing.key")).unwrap()
+}
 
 fn hub_config(dir: &std::path::Path) -> HubConfig {
     HubConfig::load(&dir.join("hub/hub.toml")).unwrap()
@@ -75,9 +106,49 @@ async fn a_hanging_site_times_out_at_its_deadline() {
         name: SiteName::new("slow").unwrap(),
         url: format!("https://{addr}"),
     });
+    // A second hub on the same state, with its own audit trail (one writer per trail).
+    cfg.governance.audit_db = net.dir.path().join("hub/audit-2.db").display().to_string();
     let hub = medfed_hub::Hub::new(&cfg).await.unwrap();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let rita = hub
+        .authenticate(Some(&bearer(&net.token("researcher"))), "t")
+        .await
+        .unwrap();
+    hub.state()
+        .add_user("cust-slow", &["custodian".into()], &["slow".into()])
+        .await
+        .unwrap();
+    let t = hub.state().issue_token("cust-slow").await.unwrap();
+    let slow_custodian = hub
+        .authenticate(Some(&bearer(&t.token)), "t")
+        .await
+        .unwrap();
+    let north_custodian = hub
+        .authenticate(Some(&bearer(&net.token("custodian:north"))), "t")
+        .await
+        .unwrap();
+    let new = medfed_hub::state::NewStudy {
+        title: "slow".into(),
+        purpose: "timeouts".into(),
+        sites: vec!["north".into(), "slow".into()],
+        members: vec![],
+        terms: StudyTerms {
+            analyses: vec!["sql".into()],
+            tables: vec!["person".into()],
+            columns: vec![],
+            privacy: PrivacyMode::Exact,
+            epsilon: None,
+        },
+    };
+    let study = hub.propose(&rita, &new).await.unwrap();
+    hub.decide(&north_custodian, &study.id, "north", true, None)
+        .await
+        .unwrap();
+    hub.decide(&slow_custodian, &study.id, "slow", true, None)
+        .await
+        .unwrap();
     let r = hub
-        .query("SELECT COUNT(*) AS n FROM person", None)
+        .query(&rita, &study.id, "SELECT COUNT(*) AS n FROM person", None)
         .await
         .unwrap();
     assert_eq!(
@@ -124,10 +195,10 @@ async fn sites_accept_only_the_networks_hub_certificate() {
         "a foreign CA's certificate was accepted"
     );
     let refused = client
-        .run(&SiteRequest::partial_sql(
-            "x",
-            "SELECT COUNT(*) AS p0 FROM person",
-        ))
+        .run(
+            &request("x", "north", "SELECT COUNT(*) AS p0 FROM person"),
+            &hub_key(net.dir.path()),
+        )
         .await;
     assert!(refused.is_err());
 
@@ -155,30 +226,57 @@ async fn a_site_refuses_row_level_work_even_from_the_authenticated_hub() {
         &NodeTls::load(&cfg.tls).unwrap(),
     )
     .unwrap();
-    for sql in [
+    let key = hub_key(net.dir.path());
+    for (i, sql) in [
         "SELECT person_id, year_of_birth FROM person",
         "SELECT MAX(value_as_number) AS p0 FROM measurement",
         "SELECT person_source_value AS k0, COUNT(*) AS p0 FROM person GROUP BY person_source_value",
-    ] {
-        match client.run(&SiteRequest::partial_sql("t", sql)).await {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match client
+            .run(&request(&format!("t{i}"), "north", sql), &key)
+            .await
+        {
             Err(SiteCallError::Refused(m)) => {
                 assert!(m.contains("north") && m.contains("refused"), "{m}")
             }
             other => panic!("{sql}: expected refusal, got {:?}", other.map(|b| b.len())),
         }
     }
-    let mut bad = SiteRequest::partial_sql("t", "SELECT COUNT(*) AS p0 FROM person");
+    let count = "SELECT COUNT(*) AS p0 FROM person";
+    let mut bad = request("v", "north", count);
     bad.version = 99;
     assert!(
-        matches!(client.run(&bad).await, Err(SiteCallError::Refused(m)) if m.contains("version"))
+        matches!(client.run(&bad, &key).await, Err(SiteCallError::Refused(m)) if m.contains("version"))
     );
     let rows = client
-        .run(&SiteRequest::partial_sql(
-            "t",
-            "SELECT COUNT(*) AS p0 FROM person",
-        ))
+        .run(&request("ok", "north", count), &key)
         .await
         .unwrap();
     assert_eq!(rows[0].num_rows(), 1);
+
+    // Signed by someone else, addressed to another site, or replayed: refused before any work.
+    let forger = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let refused = |r: Result<Vec<_>, SiteCallError>, what: &str| match r {
+        Err(SiteCallError::Refused(m)) => assert!(m.contains(what), "{m}"),
+        other => panic!(
+            "expected refusal ({what}), got {:?}",
+            other.map(|b| b.len())
+        ),
+    };
+    refused(
+        client.run(&request("f", "north", count), &forger).await,
+        "not signed",
+    );
+    refused(
+        client.run(&request("s", "south", count), &key).await,
+        "addressed to site south",
+    );
+    refused(
+        client.run(&request("ok", "north", count), &key).await,
+        "replay",
+    );
     net.net.shutdown().await;
 }

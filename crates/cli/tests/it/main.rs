@@ -4,4 +4,5 @@
 mod api;
 mod cli;
 mod failures;
+mod governance;
 mod support;

@@ -26,17 +26,43 @@ pub async fn network(sites: usize, deadline_ms: u64) -> Net {
 }
 
 impl Net {
+    /// POSTs a query under the demo's approved study `exact`.
     pub async fn post_query(&self, sql: &str, token: Option<&str>) -> (u16, Value) {
-        let mut req = self
-            .http
-            .post(format!("{}/v1/queries", self.net.hub_url))
-            .json(&serde_json::json!({ "sql": sql }));
+        let study = self.net.studies["exact"].clone();
+        self.post_query_in(sql, &study, token).await
+    }
+
+    /// POSTs a query under `study`.
+    pub async fn post_query_in(&self, sql: &str, study: &str, token: Option<&str>) -> (u16, Value) {
+        let body = serde_json::json!({ "sql": sql, "study": study });
+        self.call("POST", "/v1/queries", Some(body), token).await
+    }
+
+    /// The demo token of `role` (`researcher`, `auditor`, `admin`, `custodian:<site>`).
+    pub fn token(&self, role: &str) -> String {
+        self.net.tokens[role].clone()
+    }
+
+    /// Any API call; returns (status, JSON body or Null).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.net.hub_url);
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap())
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub async fn query_ok(&self, sql: &str) -> Value {

@@ -1,0 +1,72 @@
+//! The hub's own state (users, API tokens, studies, site decisions, releases) in SQLite by
+//! default or PostgreSQL, through one sqlx code path ([`medfed_audit::db`]).
+//!
+//! In PostgreSQL, custodians' actions run under the `medfed_custodian` role with row-level
+//! security, so the database itself keeps a custodian to their own site's rows.
+
+mod studies;
+mod users;
+
+use medfed_audit::db::{Backend, Database};
+
+pub use studies::{NewStudy, Release, SiteDecision, Study};
+pub use users::{IssuedToken, TokenRecord, User};
+pub(crate) use users::{parse_token, secret_matches};
+
+/// What can go wrong with the hub's state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database refused.
+    #[error("hub state: {0}")]
+    Db(#[from] sqlx::Error),
+    /// Migration failed.
+    #[error("hub state schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No such user/study/token.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what is stored or allowed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The hub's state database.
+#[derive(Debug, Clone)]
+pub struct HubState {
+    db: Database,
+}
+
+impl HubState {
+    /// Connects to `url_or_path` and brings the schema up to date.
+    pub async fn open(url_or_path: &str) -> Result<Self, StateError> {
+        let db = Database::connect(url_or_path, 8).await?;
+        let migrator = match db.backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        db.migrate(migrator, "_medfed_hub_migrations").await?;
+        Ok(Self { db })
+    }
+
+    /// The underlying database.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+pub(crate) fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub fn random_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::fill(&mut b[..]);
+    hex::encode(b)
+}
+
+#[cfg(test)]
+mod tests;

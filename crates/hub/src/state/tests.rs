@@ -1,0 +1,168 @@
+//! State on both backends; PostgreSQL ones run when `MEDFED_TEST_PG` is set.
+
+use medfed_audit::db::{Backend, isolated_postgres};
+use medfed_core::study::{ApprovalState, PrivacyMode, StudyTerms};
+
+use super::users::{parse_token, secret_matches};
+use super::*;
+
+async fn state(backend: Backend, tag: &str) -> Option<(HubState, Option<tempfile::TempDir>)> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            Some((
+                HubState::open(path.to_str().unwrap()).await.unwrap(),
+                Some(dir),
+            ))
+        }
+        Backend::Postgres => {
+            let Ok(url) = std::env::var("MEDFED_TEST_PG") else {
+                eprintln!("skipped: MEDFED_TEST_PG is not set");
+                return None;
+            };
+            let schema = format!("hubstate_{tag}_{}", std::process::id());
+            let url = isolated_postgres(&url, &schema).await.unwrap();
+            Some((HubState::open(&url).await.unwrap(), None))
+        }
+    }
+}
+
+fn new_study(sites: &[&str]) -> NewStudy {
+    NewStudy {
+        title: "T2D outcomes".into(),
+        purpose: "HbA1c control by age band".into(),
+        sites: sites.iter().map(|s| s.to_string()).collect(),
+        members: vec!["carl".into()],
+        terms: StudyTerms {
+            analyses: vec!["sql".into()],
+            tables: vec!["person".into()],
+            columns: vec![],
+            privacy: PrivacyMode::Exact,
+            epsilon: None,
+        },
+    }
+}
+
+async fn users_tokens_and_studies(backend: Backend) {
+    let Some((st, _d)) = state(backend, "flow").await else {
+        return;
+    };
+    let roles = |r: &str| vec![r.to_string()];
+    st.add_user("rita", &roles("researcher"), &[])
+        .await
+        .unwrap();
+    st.add_user("nora", &roles("custodian"), &["north".into()])
+        .await
+        .unwrap();
+    assert!(
+        st.add_user("rita", &roles("researcher"), &[])
+            .await
+            .is_err()
+    );
+    assert!(st.add_user("x", &roles("wizard"), &[]).await.is_err());
+    assert!(st.add_user("y", &roles("custodian"), &[]).await.is_err());
+
+    let t = st.issue_token("rita").await.unwrap();
+    let (id, secret) = parse_token(&t.token).unwrap();
+    let (user, hash) = st.live_token(id).await.unwrap().unwrap();
+    assert_eq!(user.name, "rita");
+    assert!(hash.starts_with("$argon2id$"), "only the hash is stored");
+    assert!(secret_matches(secret, &hash));
+    assert!(!secret_matches(&"0".repeat(64), &hash));
+    st.revoke_token(id).await.unwrap();
+    assert!(st.live_token(id).await.unwrap().is_none());
+    assert!(st.revoke_token(id).await.is_err());
+
+    let net = ["north".to_string(), "south".to_string()];
+    assert!(
+        st.propose("rita", &new_study(&["mars"]), &net)
+            .await
+            .is_err()
+    );
+    let s = st
+        .propose("rita", &new_study(&["north", "south"]), &net)
+        .await
+        .unwrap();
+    assert_eq!(s.sites["north"].state, ApprovalState::Pending);
+    assert!(s.approved_sites().is_empty());
+    let s = st
+        .decide(&s.id, "north", "nora", ApprovalState::Approved, Some("ok"))
+        .await
+        .unwrap();
+    assert_eq!(s.approved_sites(), ["north"]);
+    assert_eq!(s.sites["north"].decided_by.as_deref(), Some("nora"));
+    assert_eq!(st.studies().await.unwrap().len(), 1);
+    assert_eq!(
+        st.site_decisions("south").await.unwrap(),
+        [(s.id.clone(), "pending".into())]
+    );
+}
+
+#[tokio::test]
+async fn sqlite_users_tokens_and_studies() {
+    users_tokens_and_studies(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_users_tokens_and_studies() {
+    users_tokens_and_studies(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn postgres_row_level_security_hides_other_sites_rows() {
+    let Some((st, _)) = state(Backend::Postgres, "rls").await else {
+        return;
+    };
+    let net: Vec<String> = ["north", "south", "east"].map(String::from).to_vec();
+    let a = st
+        .propose("rita", &new_study(&["north", "south"]), &net)
+        .await
+        .unwrap();
+    let b = st
+        .propose("rita", &new_study(&["south", "east"]), &net)
+        .await
+        .unwrap();
+
+    // A custodian-scoped connection sees only its own site's rows...
+    let north = st.site_decisions("north").await.unwrap();
+    assert_eq!(north, [(a.id.clone(), "pending".to_string())]);
+    assert_eq!(st.site_decisions("south").await.unwrap().len(), 2);
+
+    // ...even with no WHERE clause at all, and cannot change another site's rows.
+    let pool = &st.database().pool;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE medfed_custodian")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("SELECT set_config('medfed.site', 'east', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let sites: Vec<String> = sqlx::query_scalar("SELECT site FROM study_sites")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(sites, ["east"]);
+    let changed = sqlx::query("UPDATE study_sites SET state = 'approved' WHERE site = 'north'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(
+        changed.rows_affected(),
+        0,
+        "RLS must hide north's rows from east"
+    );
+    tx.rollback().await.unwrap();
+
+    // Through the hub's own API, a decision for a site outside the scope finds no row.
+    let err = st
+        .decide(&b.id, "north", "nora", ApprovalState::Approved, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not ask for site north"),
+        "{err}"
+    );
+}
