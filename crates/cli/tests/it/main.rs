@@ -1,6 +1,7 @@
 //! End-to-end tests: a real network on loopback (mTLS Flight between hub and sites, HTTP to the
 //! hub), the failure paths, and the `medfed` binary itself.
 
+mod admin;
 mod api;
 mod cli;
 mod failures;

@@ -1,18 +1,12 @@
 //! `medfed bench query`: federated latency against the same SQL on pooled data, in one run.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use medfed_devnet::{Devnet, DevnetConfig};
 use serde_json::json;
 
+use super::{stats, time};
 use crate::client::HubClient;
-
-#[derive(clap::Subcommand)]
-pub enum BenchCommand {
-    /// Start N sites + hub on loopback with mTLS and time queries end to end.
-    Query(QueryArgs),
-}
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -54,35 +48,7 @@ const QUERIES: [(&str, &str); 2] = [
     ),
 ];
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn stats(mut ms: Vec<f64>) -> (f64, f64) {
-    ms.sort_by(f64::total_cmp);
-    (percentile(&ms, 0.5), percentile(&ms, 0.99))
-}
-
-async fn time<F, Fut>(iterations: usize, mut f: F) -> anyhow::Result<Vec<f64>>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    for _ in 0..3 {
-        f().await?;
-    }
-    let mut out = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let t = Instant::now();
-        f().await?;
-        out.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(out)
-}
-
-pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Query(a) = cmd;
+pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
     let cfg = DevnetConfig {
         sites: a.sites,
         patients_per_site: a.patients_per_site,

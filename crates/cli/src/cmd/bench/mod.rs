@@ -1,0 +1,52 @@
+//! `medfed bench …`: each capability's figures, printed (`--json` for machines).
+
+mod governance;
+mod query;
+
+use std::time::Instant;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Start N sites + hub on loopback with mTLS and time queries end to end.
+    Query(query::QueryArgs),
+    /// Audit trail: append throughput (entries/s) and latency, and verification speed, on SQLite
+    /// and (with --postgres) PostgreSQL.
+    Audit(governance::AuditArgs),
+    /// Policy: hub.rego and site.rego evaluation latency per request.
+    Policy(governance::PolicyArgs),
+}
+
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Query(a) => query::run(a).await,
+        BenchCommand::Audit(a) => governance::audit(a).await,
+        BenchCommand::Policy(a) => governance::policy(a),
+    }
+}
+
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub(crate) fn stats(mut ms: Vec<f64>) -> (f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    (percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+pub(crate) async fn time<F, Fut>(iterations: usize, mut f: F) -> anyhow::Result<Vec<f64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..3 {
+        f().await?;
+    }
+    let mut out = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f().await?;
+        out.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}
