@@ -4,11 +4,16 @@
 //! (written with `$1`-style placeholders, which both backends accept) run on both. Only schema
 //! migrations differ per backend, because triggers and row-level security do.
 
-use std::str::FromStr;
-
 use sqlx::AnyPool;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::Migrator;
+use std::borrow::Cow;
+use std::str::FromStr;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// One schema migration: (version, description, SQL).
+pub type Step = (i64, &'static str, &'static str);
 
 /// Which database a pool talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,13 +76,28 @@ impl Database {
         Ok(Self { pool, backend })
     }
 
-    /// Runs `migrator` (whose history lives in `table`, so several components can share one
-    /// database without their migration numbers colliding).
+    /// Brings a component's schema up to date. `steps` are (version, description, SQL) for
+    /// this backend: the portable tables shared by both, then what differs (triggers, row-level
+    /// security). The history lives in `table`, so several components can share one database
+    /// without their version numbers colliding.
     pub async fn migrate(
         &self,
-        mut migrator: Migrator,
+        steps: &[Step],
         table: &'static str,
     ) -> Result<(), sqlx::migrate::MigrateError> {
+        let migrations = steps
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
         migrator.dangerous_set_table_name(table);
         migrator.run(&self.pool).await
     }

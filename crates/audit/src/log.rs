@@ -6,7 +6,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use sqlx::{Any, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::{Backend, Database, now_us};
+use crate::db::{Backend, Database, Step, now_us};
 use crate::entry::{Entry, Record, checkpoint_message};
 use crate::{AuditError, read};
 
@@ -141,11 +141,30 @@ impl AuditLog {
 
 /// Creates the trail's tables (idempotent).
 pub async fn migrate(db: &Database) -> Result<(), AuditError> {
-    let migrator = match db.backend {
-        Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
-        Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+    const TABLES: Step = (
+        1,
+        "audit log",
+        include_str!("../migrations/0001_audit_log.sql"),
+    );
+    let steps = match db.backend {
+        Backend::Sqlite => [
+            TABLES,
+            (
+                2,
+                "append only",
+                include_str!("../migrations/0002_append_only.sqlite.sql"),
+            ),
+        ],
+        Backend::Postgres => [
+            TABLES,
+            (
+                2,
+                "append only",
+                include_str!("../migrations/0002_append_only.postgres.sql"),
+            ),
+        ],
     };
-    db.migrate(migrator, "_medfed_audit_migrations").await?;
+    db.migrate(&steps, "_medfed_audit_migrations").await?;
     Ok(())
 }
 

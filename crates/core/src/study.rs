@@ -37,6 +37,17 @@ pub struct StudyTerms {
 }
 
 impl StudyTerms {
+    /// Exact-aggregate SQL over whole `tables`: the simplest study.
+    pub fn exact_sql(tables: &[&str]) -> Self {
+        Self {
+            analyses: vec!["sql".into()],
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+            columns: vec![],
+            privacy: PrivacyMode::Exact,
+            epsilon: None,
+        }
+    }
+
     /// Checks the terms are well formed (known analyses, at least one table, ε given iff DP).
     pub fn validate(&self) -> Result<(), String> {
         if let Some(a) = self

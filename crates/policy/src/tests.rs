@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use medfed_core::study::{PrivacyMode, StudyTerms};
+use medfed_core::study::StudyTerms;
 use regorus::{Engine, Value};
 
 use crate::input::*;
@@ -53,13 +53,7 @@ fn site_policy_tests_pass() {
 }
 
 fn terms() -> StudyTerms {
-    StudyTerms {
-        analyses: vec!["sql".into()],
-        tables: vec!["person".into()],
-        columns: vec![],
-        privacy: PrivacyMode::Exact,
-        epsilon: None,
-    }
+    StudyTerms::exact_sql(&["person"])
 }
 
 fn site_input(approval: &str, tables: &[&str]) -> SiteInput {

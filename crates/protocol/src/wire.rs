@@ -172,8 +172,6 @@ impl SiteRequest {
 
 #[cfg(test)]
 mod tests {
-    use medfed_core::study::PrivacyMode;
-
     use super::*;
 
     fn request(site: &str, at: i64) -> SiteRequest {
@@ -186,13 +184,7 @@ mod tests {
                 study: StudyGrant {
                     id: "st-1".into(),
                     title: "t".into(),
-                    terms: StudyTerms {
-                        analyses: vec!["sql".into()],
-                        tables: vec!["person".into()],
-                        columns: vec![],
-                        privacy: PrivacyMode::Exact,
-                        epsilon: None,
-                    },
+                    terms: StudyTerms::exact_sql(&["person"]),
                     approval: ApprovalState::Approved,
                     approved_by: Some("nora".into()),
                 },

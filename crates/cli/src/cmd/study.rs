@@ -41,20 +41,16 @@ pub enum StudyCommand {
     /// Approve a study for a site you are custodian of.
     Approve {
         #[command(flatten)]
-        hub: HubArgs,
-        study: String,
-        #[arg(long)]
-        site: String,
+        on: Decision,
+        /// Why (e.g. the ethics approval reference).
         #[arg(long)]
         reason: Option<String>,
     },
     /// Reject a study for a site you are custodian of.
     Reject {
         #[command(flatten)]
-        hub: HubArgs,
-        study: String,
-        #[arg(long)]
-        site: String,
+        on: Decision,
+        /// Why (shown to the researcher).
         #[arg(long)]
         reason: String,
     },
@@ -66,6 +62,18 @@ pub enum StudyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Which study, for which site.
+#[derive(clap::Args)]
+pub struct Decision {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// The study id.
+    study: String,
+    /// Your site.
+    #[arg(long)]
+    site: String,
 }
 
 pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
@@ -102,22 +110,8 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
                 study["id"].as_str().unwrap_or("?")
             );
         }
-        StudyCommand::Approve {
-            hub,
-            study,
-            site,
-            reason,
-        } => {
-            decide(&hub, &study, &site, "approve", reason).await?;
-        }
-        StudyCommand::Reject {
-            hub,
-            study,
-            site,
-            reason,
-        } => {
-            decide(&hub, &study, &site, "reject", Some(reason)).await?;
-        }
+        StudyCommand::Approve { on, reason } => decide(&on, "approve", reason).await?,
+        StudyCommand::Reject { on, reason } => decide(&on, "reject", Some(reason)).await?,
         StudyCommand::List { hub, json } => {
             let v: Value = hub.client().get("/v1/studies").await?;
             if json {
@@ -150,13 +144,8 @@ pub async fn run(cmd: StudyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn decide(
-    hub: &HubArgs,
-    study: &str,
-    site: &str,
-    decision: &str,
-    reason: Option<String>,
-) -> anyhow::Result<()> {
+async fn decide(on: &Decision, decision: &str, reason: Option<String>) -> anyhow::Result<()> {
+    let Decision { hub, study, site } = on;
     let body = json!({"site": site, "decision": decision, "reason": reason});
     let _: Value = hub
         .client()

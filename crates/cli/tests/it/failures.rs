@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use medfed_core::SiteName;
 use medfed_core::result::SiteStatus;
-use medfed_core::study::{ApprovalState, PrivacyMode, StudyTerms};
+use medfed_core::study::{ApprovalState, StudyTerms};
 use medfed_hub::HubConfig;
 use medfed_protocol::tls::{NodeTls, TlsPaths};
 use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant};
@@ -19,13 +19,7 @@ pub fn request(id: &str, site: &str, sql: &str) -> SiteRequest {
         study: StudyGrant {
             id: "st-test".into(),
             title: "test".into(),
-            terms: StudyTerms {
-                analyses: vec!["sql".into()],
-                tables: vec!["person".into(), "measurement".into()],
-                columns: vec![],
-                privacy: PrivacyMode::Exact,
-                epsilon: None,
-            },
+            terms: StudyTerms::exact_sql(&["person", "measurement"]),
             approval: ApprovalState::Approved,
             approved_by: Some(format!("cust-{site}")),
         },
@@ -132,13 +126,7 @@ async fn a_hanging_site_times_out_at_its_deadline() {
         purpose: "timeouts".into(),
         sites: vec!["north".into(), "slow".into()],
         members: vec![],
-        terms: StudyTerms {
-            analyses: vec!["sql".into()],
-            tables: vec!["person".into()],
-            columns: vec![],
-            privacy: PrivacyMode::Exact,
-            epsilon: None,
-        },
+        terms: StudyTerms::exact_sql(&["person"]),
     };
     let study = hub.propose(&rita, &new).await.unwrap();
     hub.decide(&north_custodian, &study.id, "north", true, None)

@@ -7,7 +7,7 @@
 mod studies;
 mod users;
 
-use medfed_audit::db::{Backend, Database};
+use medfed_audit::db::{Backend, Database, Step};
 
 pub use studies::{NewStudy, Release, SiteDecision, Study};
 pub use users::{IssuedToken, TokenRecord, User};
@@ -40,11 +40,21 @@ impl HubState {
     /// Connects to `url_or_path` and brings the schema up to date.
     pub async fn open(url_or_path: &str) -> Result<Self, StateError> {
         let db = Database::connect(url_or_path, 8).await?;
-        let migrator = match db.backend {
-            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        const TABLES: Step = (
+            1,
+            "hub state",
+            include_str!("../../migrations/0001_state.sql"),
+        );
+        const RLS: Step = (
+            2,
+            "row-level security",
+            include_str!("../../migrations/0002_row_level_security.postgres.sql"),
+        );
+        let steps: &[Step] = match db.backend {
+            Backend::Sqlite => &[TABLES],
+            Backend::Postgres => &[TABLES, RLS],
         };
-        db.migrate(migrator, "_medfed_hub_migrations").await?;
+        db.migrate(steps, "_medfed_hub_migrations").await?;
         Ok(Self { db })
     }
 

@@ -1,7 +1,7 @@
 //! State on both backends; PostgreSQL ones run when `MEDFED_TEST_PG` is set.
 
 use medfed_audit::db::{Backend, isolated_postgres};
-use medfed_core::study::{ApprovalState, PrivacyMode, StudyTerms};
+use medfed_core::study::{ApprovalState, StudyTerms};
 
 use super::users::{parse_token, secret_matches};
 use super::*;
@@ -34,13 +34,7 @@ fn new_study(sites: &[&str]) -> NewStudy {
         purpose: "HbA1c control by age band".into(),
         sites: sites.iter().map(|s| s.to_string()).collect(),
         members: vec!["carl".into()],
-        terms: StudyTerms {
-            analyses: vec!["sql".into()],
-            tables: vec!["person".into()],
-            columns: vec![],
-            privacy: PrivacyMode::Exact,
-            epsilon: None,
-        },
+        terms: StudyTerms::exact_sql(&["person"]),
     }
 }
 
