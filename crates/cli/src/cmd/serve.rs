@@ -40,12 +40,18 @@ pub enum UserCommand {
         /// For custodians: the site(s) they look after (repeatable).
         #[arg(long = "site")]
         sites: Vec<String>,
+        /// The token stops working after this many days (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// Issue another API token for a user.
     Token {
         #[arg(long)]
         config: PathBuf,
         name: String,
+        /// The token stops working after this many days (default: until revoked).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
     /// Revoke a token by its id (the part after `mf_`); it stops working at once.
     Revoke {
@@ -94,18 +100,28 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
             name,
             roles,
             sites,
+            expires_in_days,
         } => {
             let state = open(&config).await?;
             state.add_user(&name, &roles, &sites).await?;
-            let t = state.issue_token(&name).await?;
+            let t = state
+                .issue_token_until(&name, expiry(expires_in_days))
+                .await?;
             println!(
                 "added {name} ({})\ntoken (shown once): {}",
                 roles.join(", "),
                 t.token
             );
         }
-        UserCommand::Token { config, name } => {
-            let t = open(&config).await?.issue_token(&name).await?;
+        UserCommand::Token {
+            config,
+            name,
+            expires_in_days,
+        } => {
+            let t = open(&config)
+                .await?
+                .issue_token_until(&name, expiry(expires_in_days))
+                .await?;
             println!("token for {name} (shown once): {}", t.token);
         }
         UserCommand::Revoke { config, id } => {
@@ -135,4 +151,8 @@ async fn user(cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn expiry(days: Option<u32>) -> Option<i64> {
+    days.map(|d| medfed_audit::db::now_us() + i64::from(d) * 86_400 * 1_000_000)
 }

@@ -38,6 +38,10 @@ async fn every_endpoint_refuses_missing_forged_and_revoked_tokens_and_audits_it(
     let state = net.net.hub.state();
     let revoked = state.issue_token("rita").await.unwrap();
     state.revoke_token(&revoked.id).await.unwrap();
+    let expired = state
+        .issue_token_until("rita", Some(medfed_audit::db::now_us() - 1_000_000))
+        .await
+        .unwrap();
     let real = net.token("researcher");
     // Right id, wrong secret: only argon2 can tell.
     let forged = format!("{}{}", &real[..20], "0".repeat(real.len() - 20));
@@ -48,6 +52,7 @@ async fn every_endpoint_refuses_missing_forged_and_revoked_tokens_and_audits_it(
             Some("garbage"),
             Some(forged.as_str()),
             Some(revoked.token.as_str()),
+            Some(expired.token.as_str()),
             Some(jwt_without_sso),
         ] {
             let (status, reply) = net.call(method, &path, body.clone(), token).await;
@@ -62,7 +67,7 @@ async fn every_endpoint_refuses_missing_forged_and_revoked_tokens_and_audits_it(
         .iter()
         .filter(|r| r.entry.decision == medfed_audit::Decision::Deny && r.entry.actor != "rita")
         .count();
-    assert_eq!(refusals, routes(&net).len() * 5, "each 401 is audited");
+    assert_eq!(refusals, routes(&net).len() * 6, "each 401 is audited");
     assert!(
         records
             .iter()

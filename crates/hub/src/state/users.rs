@@ -122,8 +122,17 @@ impl HubState {
             .collect()
     }
 
-    /// Issues a new API token for `user`.
+    /// Issues a new API token for `user`, valid until revoked.
     pub async fn issue_token(&self, user: &str) -> Result<IssuedToken, StateError> {
+        self.issue_token_until(user, None).await
+    }
+
+    /// Issues a new API token for `user` that stops working at `expires_at_us` (µs since epoch).
+    pub async fn issue_token_until(
+        &self,
+        user: &str,
+        expires_at_us: Option<i64>,
+    ) -> Result<IssuedToken, StateError> {
         self.user(user).await?;
         let (id, secret) = (random_id(8), random_id(32));
         let hash = Argon2::default()
@@ -131,12 +140,14 @@ impl HubState {
             .map_err(|e| StateError::Invalid(format!("hashing token: {e}")))?
             .to_string();
         sqlx::query(
-            "INSERT INTO api_tokens (id, user_name, hash, created_at_us) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO api_tokens (id, user_name, hash, created_at_us, expires_at_us) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(user)
         .bind(hash)
         .bind(now_us())
+        .bind(expires_at_us)
         .execute(&self.db.pool)
         .await?;
         Ok(IssuedToken {
