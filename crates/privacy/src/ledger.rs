@@ -1,0 +1,369 @@
+//! A site's privacy-budget ledger: per study, the (ε, δ) total its custodian allows and what
+//! releases have spent, under basic composition (spends add up).
+//!
+//! The ledger belongs to the site, not the hub: a site charges it itself and refuses a request
+//! that would overspend, whatever the hub says. Charging is one conditional `UPDATE` inside a
+//! transaction, so concurrent requests cannot both take the last of a budget, and the ledger is
+//! a database file, so a restart loses nothing.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use medfed_privacy::ledger::{Budget, BudgetLedger};
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("budget.db");
+//! let ledger = BudgetLedger::open(path.to_str().unwrap(), Budget::default()).await.unwrap();
+//! let after = ledger.charge("dp", "q-1", 0.2, 0.0).await.unwrap();
+//! assert!((after.epsilon_remaining() - 0.3).abs() < 1e-12);
+//! assert!(ledger.charge("dp", "q-2", 0.4, 0.0).await.is_err()); // 0.4 > 0.3 left
+//! # });
+//! ```
+
+use medfed_audit::db::{Database, Step, now_us};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+/// Floating-point slack when comparing spends with totals (five spends of 0.1 make 0.5).
+const SLACK: f64 = 1e-9;
+
+/// An (ε, δ) budget.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Total ε.
+    pub epsilon: f64,
+    /// Total δ.
+    pub delta: f64,
+}
+
+impl Default for Budget {
+    /// ε = 0.5 per study (the network's promise) and δ = 10⁻⁶.
+    fn default() -> Self {
+        Self {
+            epsilon: 0.5,
+            delta: 1e-6,
+        }
+    }
+}
+
+/// What a study has left at one site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The study.
+    pub study: String,
+    /// The total the custodian allows.
+    pub total: Budget,
+    /// Spent so far.
+    pub spent: Budget,
+}
+
+impl Balance {
+    /// ε still available (never negative).
+    pub fn epsilon_remaining(&self) -> f64 {
+        (self.total.epsilon - self.spent.epsilon).max(0.0)
+    }
+
+    /// δ still available (never negative).
+    pub fn delta_remaining(&self) -> f64 {
+        (self.total.delta - self.spent.delta).max(0.0)
+    }
+
+    fn affords(&self, epsilon: f64, delta: f64) -> bool {
+        self.spent.epsilon + epsilon <= self.total.epsilon + SLACK
+            && self.spent.delta + delta <= self.total.delta + SLACK * 1e-6
+    }
+}
+
+/// Why a charge did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The study's budget at this site cannot pay for the release.
+    #[error(
+        "privacy budget of study {study} exhausted at this site: the release needs ε = {epsilon} \
+         (δ = {delta:e}) but ε = {eps_left:.4} (δ = {delta_left:e}) of ε = {eps_total} remain"
+    )]
+    Exhausted {
+        /// The study.
+        study: String,
+        /// ε asked for.
+        epsilon: f64,
+        /// δ asked for.
+        delta: f64,
+        /// ε left.
+        eps_left: f64,
+        /// δ left.
+        delta_left: f64,
+        /// The study's ε total here.
+        eps_total: f64,
+    },
+    /// The same request was already charged.
+    #[error("request {0} was already charged")]
+    Duplicate(String),
+    /// A negative or non-finite spend.
+    #[error("invalid privacy spend: {0}")]
+    Invalid(String),
+    /// The database refused.
+    #[error("privacy ledger: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The schema could not be created.
+    #[error("privacy ledger schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The ledger of one site.
+#[derive(Debug, Clone)]
+pub struct BudgetLedger {
+    db: Database,
+    default: Budget,
+}
+
+impl BudgetLedger {
+    /// Opens (creating) the ledger at `url_or_path`; studies not set explicitly get `default`.
+    pub async fn open(url_or_path: &str, default: Budget) -> Result<Self, LedgerError> {
+        let db = Database::connect(url_or_path, 4).await?;
+        const TABLES: Step = (
+            1,
+            "privacy ledger",
+            include_str!("../migrations/0001_ledger.sql"),
+        );
+        db.migrate(&[TABLES], "_medfed_ledger_migrations").await?;
+        Ok(Self { db, default })
+    }
+
+    /// Sets a study's total (the custodian's decision). Lowering it below what is spent leaves
+    /// the study with nothing to spend; spends are never erased.
+    pub async fn set_total(&self, study: &str, total: Budget) -> Result<Balance, LedgerError> {
+        validate(total.epsilon, total.delta)?;
+        sqlx::query(
+            "INSERT INTO privacy_budgets (study_id, epsilon_total, delta_total, updated_us) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (study_id) DO UPDATE SET \
+             epsilon_total = excluded.epsilon_total, delta_total = excluded.delta_total, \
+             updated_us = excluded.updated_us",
+        )
+        .bind(study)
+        .bind(total.epsilon)
+        .bind(total.delta)
+        .bind(now_us())
+        .execute(&self.db.pool)
+        .await?;
+        self.balance(study).await
+    }
+
+    /// What `study` has spent and has left.
+    pub async fn balance(&self, study: &str) -> Result<Balance, LedgerError> {
+        let row = sqlx::query(
+            "SELECT epsilon_total, delta_total, epsilon_spent, delta_spent \
+             FROM privacy_budgets WHERE study_id = $1",
+        )
+        .bind(study)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Balance {
+                study: study.to_string(),
+                total: Budget {
+                    epsilon: r.try_get(0)?,
+                    delta: r.try_get(1)?,
+                },
+                spent: Budget {
+                    epsilon: r.try_get(2)?,
+                    delta: r.try_get(3)?,
+                },
+            },
+            None => Balance {
+                study: study.to_string(),
+                total: self.default,
+                spent: Budget {
+                    epsilon: 0.0,
+                    delta: 0.0,
+                },
+            },
+        })
+    }
+
+    /// Refuses now, before any work, if `study` cannot pay (ε, δ). Charging still re-checks.
+    pub async fn check(
+        &self,
+        study: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<Balance, LedgerError> {
+        validate(epsilon, delta)?;
+        let balance = self.balance(study).await?;
+        if balance.affords(epsilon, delta) {
+            Ok(balance)
+        } else {
+            Err(exhausted(&balance, epsilon, delta))
+        }
+    }
+
+    /// Spends (ε, δ) of `study` for `request_id`, or refuses if that would overspend.
+    pub async fn charge(
+        &self,
+        study: &str,
+        request_id: &str,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<Balance, LedgerError> {
+        validate(epsilon, delta)?;
+        let now = now_us();
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO privacy_budgets (study_id, epsilon_total, delta_total, updated_us) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (study_id) DO NOTHING",
+        )
+        .bind(study)
+        .bind(self.default.epsilon)
+        .bind(self.default.delta)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let updated = sqlx::query(
+            "UPDATE privacy_budgets SET epsilon_spent = epsilon_spent + $1, \
+             delta_spent = delta_spent + $2, updated_us = $3 \
+             WHERE study_id = $4 AND epsilon_spent + $1 <= epsilon_total + $5 \
+             AND delta_spent + $2 <= delta_total + $6",
+        )
+        .bind(epsilon)
+        .bind(delta)
+        .bind(now)
+        .bind(study)
+        .bind(SLACK)
+        .bind(SLACK * 1e-6)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            tx.rollback().await?;
+            let balance = self.balance(study).await?;
+            return Err(exhausted(&balance, epsilon, delta));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO privacy_charges (study_id, request_id, epsilon, delta, at_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (study_id, request_id) DO NOTHING",
+        )
+        .bind(study)
+        .bind(request_id)
+        .bind(epsilon)
+        .bind(delta)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(LedgerError::Duplicate(request_id.to_string()));
+        }
+        tx.commit().await?;
+        self.balance(study).await
+    }
+}
+
+fn validate(epsilon: f64, delta: f64) -> Result<(), LedgerError> {
+    if epsilon.is_finite() && epsilon >= 0.0 && delta.is_finite() && (0.0..1.0).contains(&delta) {
+        Ok(())
+    } else {
+        Err(LedgerError::Invalid(format!("ε = {epsilon}, δ = {delta}")))
+    }
+}
+
+fn exhausted(b: &Balance, epsilon: f64, delta: f64) -> LedgerError {
+    LedgerError::Exhausted {
+        study: b.study.clone(),
+        epsilon,
+        delta,
+        eps_left: b.epsilon_remaining(),
+        delta_left: b.delta_remaining(),
+        eps_total: b.total.epsilon,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ledger(dir: &tempfile::TempDir) -> BudgetLedger {
+        let path = dir.path().join("budget.db");
+        BudgetLedger::open(path.to_str().unwrap(), Budget::default())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn spends_add_up_and_overspending_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir).await;
+        for i in 0..5 {
+            l.charge("dp", &format!("q{i}"), 0.1, 1e-7).await.unwrap();
+        }
+        let err = l.charge("dp", "q5", 0.1, 0.0).await.unwrap_err();
+        assert!(matches!(err, LedgerError::Exhausted { .. }), "{err}");
+        assert!(err.to_string().contains("exhausted"), "{err}");
+        let b = l.balance("dp").await.unwrap();
+        assert!(b.epsilon_remaining() < 1e-9);
+        assert!((b.spent.delta - 5e-7).abs() < 1e-15);
+        // Other studies have their own budget.
+        l.charge("other", "q0", 0.5, 0.0).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn delta_is_a_budget_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir).await;
+        l.charge("dp", "a", 0.01, 9e-7).await.unwrap();
+        assert!(l.charge("dp", "b", 0.01, 2e-7).await.is_err());
+        l.charge("dp", "c", 0.01, 1e-7).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_ledger_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let l = ledger(&dir).await;
+            l.charge("dp", "q1", 0.45, 0.0).await.unwrap();
+        }
+        let l = ledger(&dir).await;
+        let b = l.balance("dp").await.unwrap();
+        assert!((b.spent.epsilon - 0.45).abs() < 1e-12);
+        assert!(l.check("dp", 0.1, 0.0).await.is_err());
+        assert!(l.charge("dp", "q2", 0.1, 0.0).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn custodian_totals_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir).await;
+        l.set_total(
+            "dp",
+            Budget {
+                epsilon: 1.0,
+                delta: 1e-6,
+            },
+        )
+        .await
+        .unwrap();
+        l.charge("dp", "q1", 0.8, 0.0).await.unwrap();
+        assert!(matches!(
+            l.charge("dp", "q1", 0.1, 0.0).await,
+            Err(LedgerError::Duplicate(_))
+        ));
+        // The duplicate did not spend.
+        assert!((l.balance("dp").await.unwrap().spent.epsilon - 0.8).abs() < 1e-12);
+        assert!(l.charge("dp", "q2", -0.1, 0.0).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn concurrent_charges_cannot_overspend() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir).await;
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let l = l.clone();
+                tokio::spawn(async move { l.charge("dp", &format!("q{i}"), 0.05, 0.0).await })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            if t.await.unwrap().is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 10, "0.5 / 0.05 charges fit");
+    }
+}
