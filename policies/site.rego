@@ -21,6 +21,10 @@ blocked_studies := set()
 # Minimum cell count k for this site's partials (the network's k applies when it is larger).
 min_cell_count := 10
 
+# Whether this site answers "exact" studies (disclosure control, no noise). Set to false and
+# only differentially private studies are answered here.
+allow_exact_studies := true
+
 # Largest total ε a differentially private study may spend here.
 max_study_epsilon := 1.0
 
@@ -78,6 +82,11 @@ deny contains sprintf("column %s.%s is outside study %s's approved columns", [t,
 deny contains sprintf("study ε %v exceeds this site's cap of %v", [input.study.terms.epsilon, max_study_epsilon]) if {
 	input.study.terms.privacy == "dp"
 	input.study.terms.epsilon > max_study_epsilon
+}
+
+deny contains sprintf("this site answers only differentially private studies; study %s is exact", [input.study.id]) if {
+	input.study.terms.privacy == "exact"
+	not allow_exact_studies
 }
 
 deny contains sprintf("federated work runs here only in hours %v (UTC)", [sort(open_hours_utc)]) if {

@@ -70,3 +70,11 @@ test_hours_are_enforced if {
 	not site.allow with input as doc(study, request, 3) with site.open_hours_utc as [8, 9, 10]
 	site.allow with input as doc(study, request, 9) with site.open_hours_utc as [8, 9, 10]
 }
+
+test_a_dp_only_site_refuses_exact_studies if {
+	s := object.union(study, {"terms": object.union(study.terms, {"privacy": "exact"})})
+	d := site.decision with input as doc(s, request, 12) with site.allow_exact_studies as false
+	"this site answers only differentially private studies; study s1 is exact" in d.reasons
+	dp := object.union(study, {"terms": object.union(study.terms, {"privacy": "dp", "epsilon": 0.5})})
+	site.allow with input as doc(dp, request, 12) with site.allow_exact_studies as false
+}

@@ -28,9 +28,24 @@ impl HubClient {
         study: &str,
         sites: &[String],
     ) -> anyhow::Result<QueryResult> {
+        self.query_with(sql, study, sites, serde_json::json!({}))
+            .await
+    }
+
+    /// `POST /v1/queries` with DP options (`epsilon`, `bounds`, `max_rows_per_person`).
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        study: &str,
+        sites: &[String],
+        options: serde_json::Value,
+    ) -> anyhow::Result<QueryResult> {
         let mut body = serde_json::json!({ "sql": sql, "study": study });
         if !sites.is_empty() {
             body["sites"] = serde_json::json!(sites);
+        }
+        if let (Some(b), Some(o)) = (body.as_object_mut(), options.as_object()) {
+            b.extend(o.clone());
         }
         self.post("/v1/queries", &body).await
     }

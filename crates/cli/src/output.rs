@@ -53,10 +53,51 @@ pub fn site_line(r: &QueryResult) -> String {
 pub fn table(r: &QueryResult) -> String {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(&r.columns);
-    for row in &r.rows {
-        t.add_row(row.iter().map(cell));
+    let suppressed: std::collections::BTreeSet<usize> =
+        r.privacy.suppressed.iter().map(|s| s.row).collect();
+    for (i, row) in r.rows.iter().enumerate() {
+        let hidden = suppressed.contains(&i);
+        t.add_row(row.iter().map(|v| match v {
+            Value::Null if hidden => "suppressed".to_string(),
+            v => cell(v),
+        }));
     }
     t.to_string()
+}
+
+/// What protected the result, in a few lines: suppressed rows, noise, ε spent and left.
+pub fn privacy_lines(r: &QueryResult) -> Vec<String> {
+    let p = &r.privacy;
+    let mut out = Vec::new();
+    for s in &p.suppressed {
+        out.push(format!("row {} suppressed: {}", s.row + 1, s.reason));
+    }
+    if p.mode == "dp" {
+        out.push(format!(
+            "privacy: {} — ε = {} (δ = {:e}) spent at each site",
+            p.mechanism.as_deref().unwrap_or("differential privacy"),
+            p.epsilon,
+            p.delta
+        ));
+        for (stat, n) in &p.noise {
+            out.push(format!(
+                "  noise on {stat}: scale {:.3} per site, 95% of merged noise within ±{:.2}",
+                n.scale_per_site, n.ci95
+            ));
+        }
+        let left: Vec<String> = p
+            .sites
+            .iter()
+            .filter_map(|(s, sp)| sp.epsilon_remaining.map(|e| format!("{s} {e:.3}")))
+            .collect();
+        out.push(format!("  ε left: {}", left.join(", ")));
+    } else if !p.mode.is_empty() {
+        out.push(format!(
+            "privacy: exact under disclosure control (k = {})",
+            p.min_cell_count
+        ));
+    }
+    out
 }
 
 pub fn print_result(r: &QueryResult, format: Format) {
@@ -64,6 +105,9 @@ pub fn print_result(r: &QueryResult, format: Format) {
         Format::Table => {
             println!("{}", table(r));
             println!("{}", site_line(r));
+            for line in privacy_lines(r) {
+                println!("{line}");
+            }
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(r).expect("serialisable")),
         Format::Csv => {
@@ -85,6 +129,9 @@ pub fn print_result(r: &QueryResult, format: Format) {
                 );
             }
             eprintln!("{}", site_line(r));
+            for line in privacy_lines(r) {
+                eprintln!("{line}");
+            }
         }
     }
 }

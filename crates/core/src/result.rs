@@ -16,6 +16,70 @@ pub struct QueryResult {
     pub rows: Vec<Vec<serde_json::Value>>,
     /// What happened at each site that was asked, by site name.
     pub sites: BTreeMap<String, SiteOutcome>,
+    /// How the result was protected: suppressed rows, noise, ε spent and left.
+    #[serde(default)]
+    pub privacy: PrivacySummary,
+}
+
+/// How a released result was protected, stated with the result.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PrivacySummary {
+    /// `exact` (disclosure rules only) or `dp` (noise as well).
+    pub mode: String,
+    /// The network's minimum cell count (sites may apply a larger one).
+    pub min_cell_count: u64,
+    /// Rows whose statistics are withheld (null in `rows`), with why.
+    pub suppressed: Vec<SuppressedRow>,
+    /// The noise mechanism, for DP results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    /// ε this release spent at each answering site.
+    pub epsilon: f64,
+    /// δ this release spent at each answering site.
+    pub delta: f64,
+    /// Noise added to each site statistic, by what it computes (`count(*)`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub noise: BTreeMap<String, NoiseNote>,
+    /// Per site: suppression and budget.
+    pub sites: BTreeMap<String, SitePrivacy>,
+    /// Whether the hub saw only the masked sum of the sites' partials.
+    pub secure_aggregation: bool,
+}
+
+/// A row whose statistics were withheld.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuppressedRow {
+    /// Index into `rows`.
+    pub row: usize,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The noise on one statistic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseNote {
+    /// Laplace scale each site added.
+    pub scale_per_site: f64,
+    /// Half-width of the 95 % interval of the merged statistic's noise.
+    pub ci95: f64,
+}
+
+/// What one site's privacy layer did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SitePrivacy {
+    /// Groups it suppressed before sending.
+    pub suppressed: usize,
+    /// ε this release spent there.
+    pub epsilon_spent: f64,
+    /// ε left for the study there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_remaining: Option<f64>,
+    /// δ left for the study there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_remaining: Option<f64>,
+    /// Noisy group size a group needed to be released there (DP with groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
 }
 
 impl QueryResult {

@@ -17,8 +17,9 @@
 //!
 //! The hub's state is fresh on every start (new users, tokens and studies); audit trails persist
 //! and keep growing. People: `rita` (researcher), `ada` (admin), `alan` (auditor) and
-//! `cust-<site>` (custodian of each site). Studies: `exact` (all tables, approved by every site)
-//! and `unapproved` (no site has decided yet).
+//! `cust-<site>` (custodian of each site). Studies: `exact` (all tables, disclosure control
+//! only, approved by every site), `dp` (the same under differential privacy with ε = 0.5 per
+//! site, approved everywhere) and `unapproved` (no site has decided yet).
 //!
 //! # Example
 //! ```no_run
@@ -128,6 +129,20 @@ struct RunningSite {
     task: JoinHandle<Result<(), medfed_site::SiteError>>,
 }
 
+impl RunningSite {
+    fn spawn(site: Site, listener: TcpListener, cfg: &SiteConfig) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let tls = cfg.tls.clone();
+        let task = tokio::spawn(async move {
+            site.serve(listener, &tls, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { stop, task }
+    }
+}
+
 /// A running network.
 pub struct Devnet {
     /// The hub's base URL, e.g. `http://127.0.0.1:41234`.
@@ -145,6 +160,7 @@ pub struct Devnet {
     /// The hub (for in-process callers).
     pub hub: Arc<Hub>,
     sites: BTreeMap<SiteName, RunningSite>,
+    dir: PathBuf,
     hub_stop: oneshot::Sender<()>,
     hub_task: JoinHandle<std::io::Result<()>>,
 }
@@ -270,6 +286,10 @@ impl Devnet {
                     policy,
                     audit_db: dir.join("audit.db").display().to_string(),
                 },
+                privacy: medfed_site::PrivacyConfig {
+                    ledger: dir.join("budget.db").display().to_string(),
+                    ..Default::default()
+                },
                 store: StoreConfig {
                     omop_dir: omop_dir.clone(),
                     extra_tables,
@@ -279,15 +299,7 @@ impl Devnet {
             let path = dir.join("site.toml");
             site_cfg.save(&path).map_err(io(&path))?;
             let site = Site::open(&site_cfg).await?;
-            let (stop, stopped) = oneshot::channel::<()>();
-            let tls = site_cfg.tls.clone();
-            let task = tokio::spawn(async move {
-                site.serve(listener, &tls, async {
-                    let _ = stopped.await;
-                })
-                .await
-            });
-            sites.insert(name.clone(), RunningSite { stop, task });
+            sites.insert(name.clone(), RunningSite::spawn(site, listener, &site_cfg));
             entries.push(SiteEntry {
                 name: name.clone(),
                 url: format!("https://{addr}"),
@@ -320,6 +332,7 @@ impl Devnet {
                 policy: hub_policy,
             },
             oidc: None,
+            privacy: Default::default(),
             sites: entries,
         };
         let hub_toml = hub_dir.join("hub.toml");
@@ -363,6 +376,7 @@ impl Devnet {
             sites,
             hub_stop,
             hub_task,
+            dir: cfg.dir.clone(),
         })
     }
 
@@ -374,6 +388,19 @@ impl Devnet {
         let _ = site.stop.send(());
         let _ = site.task.await;
         true
+    }
+
+    /// Stops a site if it runs and starts it again from its `site.toml` on the same address, as
+    /// after a reboot: its ledger, audit trail and policy are whatever its files hold.
+    pub async fn restart_site(&mut self, name: &SiteName) -> Result<(), DevnetError> {
+        self.stop_site(name).await;
+        let path = self.dir.join("sites").join(name.as_str()).join("site.toml");
+        let cfg = SiteConfig::load(&path)?;
+        let listener = TcpListener::bind(&cfg.listen).await.map_err(io(&path))?;
+        let site = Site::open(&cfg).await?;
+        self.sites
+            .insert(name.clone(), RunningSite::spawn(site, listener, &cfg));
+        Ok(())
     }
 
     /// Stops the hub and every site, waiting for requests in flight.
@@ -436,14 +463,31 @@ async fn seed_governance(
         privacy: medfed_core::study::PrivacyMode::Exact,
         epsilon: None,
     };
+    let dp_terms = medfed_core::study::StudyTerms {
+        privacy: medfed_core::study::PrivacyMode::Dp,
+        epsilon: Some(0.5),
+        ..terms.clone()
+    };
     let all_sites: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
     let mut studies = BTreeMap::new();
-    for (name, title, approve) in [
-        ("exact", "Demo: exact aggregates across the network", true),
+    for (name, title, approve, terms) in [
+        (
+            "exact",
+            "Demo: exact aggregates across the network",
+            true,
+            &terms,
+        ),
+        (
+            "dp",
+            "Demo: differentially private aggregates (ε = 0.5 per site)",
+            true,
+            &dp_terms,
+        ),
         (
             "unapproved",
             "Demo: a study no custodian has approved yet",
             false,
+            &terms,
         ),
     ] {
         let study = hub

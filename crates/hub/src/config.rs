@@ -50,6 +50,9 @@ pub struct HubConfig {
     /// Single sign-on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oidc: Option<crate::auth::OidcConfig>,
+    /// The network's disclosure floor and DP defaults.
+    #[serde(default)]
+    pub privacy: NetworkPrivacy,
     /// The network's sites.
     pub sites: Vec<SiteEntry>,
 }
@@ -70,6 +73,43 @@ pub struct Governance {
     pub signing_key: PathBuf,
     /// The hub's Rego policy.
     pub policy: PathBuf,
+}
+
+/// `[privacy]`: the network's rules (every site applies these or stricter) and the defaults of a
+/// DP release when the researcher does not say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkPrivacy {
+    /// Minimum cell count k for every released cell.
+    pub min_cell_count: u64,
+    /// The (n, k) dominance rule for sums and means.
+    pub dominance: medfed_privacy::Dominance,
+    /// ε of one DP query at each site when the researcher does not name one.
+    pub default_epsilon: f64,
+    /// δ of one grouped DP query at each site (pays for releasing which groups exist).
+    pub delta_per_release: f64,
+}
+
+impl Default for NetworkPrivacy {
+    fn default() -> Self {
+        let rules = medfed_privacy::DisclosureRules::default();
+        Self {
+            min_cell_count: rules.min_cell_count,
+            dominance: rules.dominance,
+            default_epsilon: 0.1,
+            delta_per_release: 1e-7,
+        }
+    }
+}
+
+impl NetworkPrivacy {
+    /// The rules sent with every request.
+    pub fn rules(&self) -> medfed_privacy::DisclosureRules {
+        medfed_privacy::DisclosureRules {
+            min_cell_count: self.min_cell_count,
+            dominance: self.dominance,
+        }
+    }
 }
 
 /// A site the hub fans out to.

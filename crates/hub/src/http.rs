@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | liveness, no token |
 //! | `GET /v1/whoami` | the caller's identity and roles |
-//! | `POST /v1/queries` `{"sql", "study", "sites"?}` | run a federated query under a study |
+//! | `POST /v1/queries` `{"sql", "study", "sites"?, "epsilon"?, "bounds"?, "max_rows_per_person"?}` | run a federated query under a study (the last three for DP studies) |
 //! | `GET /v1/sites` | the sites and whether they answer now |
 //! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
@@ -99,6 +99,8 @@ struct QueryRequest {
     study: String,
     #[serde(default)]
     sites: Option<Vec<String>>,
+    #[serde(flatten)]
+    options: crate::query::QueryOptions,
 }
 
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -121,7 +123,13 @@ async fn run_query(
 ) -> Result<Response, AppError> {
     let req = body(req)?;
     let result = hub
-        .query(&who, &req.study, &req.sql, req.sites.as_deref())
+        .query(
+            &who,
+            &req.study,
+            &req.sql,
+            req.sites.as_deref(),
+            &req.options,
+        )
         .await?;
     Ok(Json(result).into_response())
 }

@@ -32,7 +32,7 @@ pub mod config;
 mod governance;
 mod http;
 mod json;
-mod query;
+pub mod query;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -57,6 +57,7 @@ use crate::state::{HubState, StateError};
 
 pub use config::HubConfig;
 pub use http::{app, serve};
+pub use query::QueryOptions;
 
 /// Errors of the hub, grouped by cause; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,7 @@ pub struct Hub {
     sites: Vec<SiteClient>,
     catalog: RwLock<Catalog>,
     deadline: Duration,
+    privacy: config::NetworkPrivacy,
     state: HubState,
     audit: AuditLog,
     policy: Policy,
@@ -151,6 +153,7 @@ impl Hub {
                 built: Instant::now(),
             }),
             deadline: Duration::from_millis(cfg.site_deadline_ms),
+            privacy: cfg.privacy.clone(),
             state,
             audit,
             policy,

@@ -4,9 +4,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use medfed_analysis::sql::{FederatedSql, SqlError};
+use medfed_analysis::sql::{FederatedSql, MergedCell, SqlError};
 use medfed_audit::{Decision as Outcome, Entry};
+use medfed_core::result::{NoiseNote, PrivacySummary, SitePrivacy, SuppressedRow};
 use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
+use medfed_core::study::{PrivacyMode, StudyTerms};
+use medfed_privacy::release::REPORT_METADATA_KEY;
+use medfed_privacy::{DpRelease, PartialReport, Protection, Suppression};
 use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant};
 use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
@@ -26,6 +30,7 @@ impl Hub {
         study_id: &str,
         sql: &str,
         only: Option<&[String]>,
+        options: &QueryOptions,
     ) -> Result<QueryResult, HubError> {
         let study = self.state.study(study_id).await?;
         self.authorize(who, "query", Some(&study), None).await?;
@@ -85,6 +90,7 @@ impl Hub {
             ))
             .await;
         }
+        let protection = self.protection(&study.terms, options)?;
         let id = format!("q-{}", crate::state::random_id(8));
         tracing::info!(request_id = %id, study = study_id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
         let request_for = |site: &str| {
@@ -102,6 +108,7 @@ impl Hub {
                     roles: who.roles.clone(),
                 },
                 analysis: "sql".into(),
+                privacy: protection.clone(),
             };
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
@@ -110,6 +117,7 @@ impl Hub {
             let request = request_for(site.name().as_str());
             let plan = &plan;
             async move {
+                let mut report = None;
                 let started = Instant::now();
                 let answer =
                     tokio::time::timeout(self.deadline, site.run(&request, &self.key)).await;
@@ -136,18 +144,25 @@ impl Hub {
                         .map(|b| plan.conform(b))
                         .collect::<Result<Vec<_>, _>>()
                     {
-                        Ok(b) => (outcome(SiteStatus::Answered, None), b),
+                        Ok(b) => {
+                            report = site_report(&batches);
+                            (outcome(SiteStatus::Answered, None), b)
+                        }
                         Err(e) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
                     },
                 };
-                (site.name().to_string(), outcome, batches)
+                (site.name().to_string(), outcome, batches, report)
             }
         });
         let mut sites = BTreeMap::new();
         let mut partials = Vec::new();
-        for (name, outcome, batches) in futures::future::join_all(calls).await {
+        let mut reports = BTreeMap::new();
+        for (name, outcome, batches, report) in futures::future::join_all(calls).await {
             if outcome.status != SiteStatus::Answered {
                 tracing::warn!(request_id = %id, site = %name, status = %outcome.status, message = ?outcome.message, "site did not answer");
+            }
+            if let Some(r) = report {
+                reports.insert(name.clone(), r);
             }
             sites.insert(name, outcome);
             partials.extend(batches);
@@ -171,17 +186,44 @@ impl Hub {
             self.record(entry).await?;
             return Err(HubError::NoSiteAnswered(sites));
         }
-        let merged = plan.merge(partials).await?;
-        let (columns, rows) = json::to_rows(&merged);
+        let rules = protection.rules;
+        let merged = plan.merge(partials, rules.min_cell_count).await?;
+        // The airlock: differencing against earlier releases of this study (exact studies; in
+        // DP studies every release pays from the sites' budgets instead).
+        let cells: Vec<(String, i64)> = merged
+            .cells
+            .iter()
+            .filter(|c| c.status == 0)
+            .filter_map(|c| c.contributors.map(|n| (c.key.clone(), n)))
+            .collect();
+        if protection.dp.is_none()
+            && let Some(d) = self
+                .state
+                .differencing(study_id, plan.grouping(), &cells, rules.min_cell_count)
+                .await?
+        {
+            return deny(format!(
+                "differencing: group [{}] would differ by {} people (fewer than k = {}) from \
+                 release {} of study {study_id}",
+                d.key.replace('\u{1f}', ", "),
+                (d.people - d.earlier).abs(),
+                rules.min_cell_count,
+                d.request_id
+            ))
+            .await;
+        }
+        let (columns, rows) = json::to_rows(&merged.batches);
         let columns = if columns.is_empty() {
             plan_columns(&state, sql).await
         } else {
             columns
         };
+        let privacy = summary(&plan, &protection, &merged.cells, &reports, &answered);
         let result = QueryResult {
             columns,
             rows,
             sites,
+            privacy,
         };
         // Audited and recorded before it is released.
         let digest = hex::encode(Sha256::digest(
@@ -197,23 +239,60 @@ impl Hub {
                 sites: answered.clone(),
             })
             .await?;
+        self.state
+            .record_cells(study_id, plan.grouping(), &id, &cells)
+            .await?;
         let entry = Entry::new(
             &who.id,
             who.role(),
             "query",
             Outcome::Allow,
             format!(
-                "released {} row(s) merged from {} site(s)",
+                "released {} row(s) merged from {} site(s); {} suppressed; {}",
                 result.rows.len(),
-                answered.len()
+                answered.len(),
+                result.privacy.suppressed.len(),
+                match &protection.dp {
+                    Some(dp) => format!("DP, ε = {} per site", dp.epsilon),
+                    None => "exact".into(),
+                }
             ),
         )
         .study(study_id)
         .sites(answered)
         .result_digest(digest)
         .request_id(&id);
+        let entry = match &protection.dp {
+            Some(dp) => entry.epsilon(dp.epsilon),
+            None => entry,
+        };
         self.record(entry).await?;
         Ok(result)
+    }
+
+    /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
+    /// the release the researcher asked for (or the network's default ε).
+    fn protection(&self, terms: &StudyTerms, o: &QueryOptions) -> Result<Protection, HubError> {
+        let rules = self.privacy.rules();
+        if terms.privacy == PrivacyMode::Exact {
+            return Ok(Protection { rules, dp: None });
+        }
+        let epsilon = o.epsilon.unwrap_or(self.privacy.default_epsilon);
+        let cap = terms.epsilon.unwrap_or(f64::INFINITY);
+        if !(epsilon.is_finite() && epsilon > 0.0 && epsilon <= cap) {
+            return Err(HubError::Query(SqlError::Plan(format!(
+                "ε must be positive and at most the study's total of {cap}, not {epsilon}"
+            ))));
+        }
+        Ok(Protection {
+            rules,
+            dp: Some(DpRelease {
+                epsilon,
+                delta: self.privacy.delta_per_release,
+                max_rows_per_person: o.max_rows_per_person.unwrap_or(1).max(1),
+                bounds: o.bounds.clone(),
+            }),
+        })
     }
 
     fn targets(&self, only: Option<&[String]>) -> Result<Vec<&SiteClient>, HubError> {
@@ -236,6 +315,92 @@ impl Hub {
                 })
             })
             .collect()
+    }
+}
+
+/// What a researcher may add to a query in a DP study.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct QueryOptions {
+    /// ε to spend at each site (default: the network's `default_epsilon`).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// Bounds of summed columns, `column` → [low, high].
+    #[serde(default)]
+    pub bounds: BTreeMap<String, (f64, f64)>,
+    /// Rows one person may contribute (default 1).
+    #[serde(default)]
+    pub max_rows_per_person: Option<u32>,
+}
+
+/// A site's privacy report, from its partial's schema metadata.
+fn site_report(batches: &[arrow::array::RecordBatch]) -> Option<PartialReport> {
+    let meta = batches.first()?.schema();
+    serde_json::from_str(meta.metadata().get(REPORT_METADATA_KEY)?).ok()
+}
+
+/// The privacy section of a result.
+fn summary(
+    plan: &FederatedSql,
+    protection: &Protection,
+    cells: &[MergedCell],
+    reports: &BTreeMap<String, PartialReport>,
+    answered: &[String],
+) -> PrivacySummary {
+    let rules = &protection.rules;
+    let suppressed = cells
+        .iter()
+        .enumerate()
+        .filter_map(|(row, c)| {
+            let why = Suppression::from_code(c.status)?;
+            Some(SuppressedRow {
+                row,
+                reason: why.explain(rules),
+            })
+        })
+        .collect();
+    let mut noise: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for site in answered {
+        for (column, scale) in reports.get(site).map(|r| &r.scales).into_iter().flatten() {
+            noise
+                .entry(plan.label(column).to_string())
+                .or_default()
+                .push(*scale);
+        }
+    }
+    let sites = reports
+        .iter()
+        .map(|(name, r)| {
+            let p = SitePrivacy {
+                suppressed: r.suppressed.values().sum(),
+                epsilon_spent: r.epsilon,
+                epsilon_remaining: r.budget.as_ref().map(|b| b.epsilon_remaining()),
+                delta_remaining: r.budget.as_ref().map(|b| b.delta_remaining()),
+                threshold: r.threshold,
+            };
+            (name.clone(), p)
+        })
+        .collect();
+    let dp = protection.dp.as_ref();
+    PrivacySummary {
+        mode: if dp.is_some() { "dp" } else { "exact" }.into(),
+        min_cell_count: rules.min_cell_count,
+        suppressed,
+        mechanism: dp
+            .map(|_| "discrete Laplace (OpenDP), per site, on bounded contributions".into()),
+        epsilon: dp.map_or(0.0, |d| d.epsilon),
+        delta: reports.values().map(|r| r.delta).fold(0.0, f64::max),
+        noise: noise
+            .into_iter()
+            .map(|(k, scales)| {
+                let note = NoiseNote {
+                    scale_per_site: scales.iter().copied().fold(0.0, f64::max),
+                    ci95: medfed_privacy::dp::summed_laplace_ci95(&scales),
+                };
+                (k, note)
+            })
+            .collect(),
+        sites,
+        secure_aggregation: false,
     }
 }
 

@@ -11,10 +11,11 @@
 //! use medfed_privacy::ledger::{Budget, BudgetLedger};
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("budget.db");
-//! let ledger = BudgetLedger::open(path.to_str().unwrap(), Budget::default()).await.unwrap();
-//! let after = ledger.charge("dp", "q-1", 0.2, 0.0).await.unwrap();
+//! let ledger = BudgetLedger::open(path.to_str().unwrap()).await.unwrap();
+//! let total = Budget::default(); // ε = 0.5, δ = 1e-6
+//! let after = ledger.charge("dp", total, "q-1", 0.2, 0.0).await.unwrap();
 //! assert!((after.epsilon_remaining() - 0.3).abs() < 1e-12);
-//! assert!(ledger.charge("dp", "q-2", 0.4, 0.0).await.is_err()); // 0.4 > 0.3 left
+//! assert!(ledger.charge("dp", total, "q-2", 0.4, 0.0).await.is_err()); // 0.4 > 0.3 left
 //! # });
 //! ```
 
@@ -109,15 +110,17 @@ pub enum LedgerError {
 }
 
 /// The ledger of one site.
+///
+/// Calls take the study's `total`: it applies the first time the ledger sees the study; after
+/// that the stored total holds until a custodian changes it with [`Self::set_total`].
 #[derive(Debug, Clone)]
 pub struct BudgetLedger {
     db: Database,
-    default: Budget,
 }
 
 impl BudgetLedger {
-    /// Opens (creating) the ledger at `url_or_path`; studies not set explicitly get `default`.
-    pub async fn open(url_or_path: &str, default: Budget) -> Result<Self, LedgerError> {
+    /// Opens (creating) the ledger at `url_or_path`.
+    pub async fn open(url_or_path: &str) -> Result<Self, LedgerError> {
         let db = Database::connect(url_or_path, 4).await?;
         const TABLES: Step = (
             1,
@@ -125,7 +128,7 @@ impl BudgetLedger {
             include_str!("../migrations/0001_ledger.sql"),
         );
         db.migrate(&[TABLES], "_medfed_ledger_migrations").await?;
-        Ok(Self { db, default })
+        Ok(Self { db })
     }
 
     /// Sets a study's total (the custodian's decision). Lowering it below what is spent leaves
@@ -144,11 +147,11 @@ impl BudgetLedger {
         .bind(now_us())
         .execute(&self.db.pool)
         .await?;
-        self.balance(study).await
+        self.balance(study, total).await
     }
 
     /// What `study` has spent and has left.
-    pub async fn balance(&self, study: &str) -> Result<Balance, LedgerError> {
+    pub async fn balance(&self, study: &str, total: Budget) -> Result<Balance, LedgerError> {
         let row = sqlx::query(
             "SELECT epsilon_total, delta_total, epsilon_spent, delta_spent \
              FROM privacy_budgets WHERE study_id = $1",
@@ -170,7 +173,7 @@ impl BudgetLedger {
             },
             None => Balance {
                 study: study.to_string(),
-                total: self.default,
+                total,
                 spent: Budget {
                     epsilon: 0.0,
                     delta: 0.0,
@@ -183,11 +186,12 @@ impl BudgetLedger {
     pub async fn check(
         &self,
         study: &str,
+        total: Budget,
         epsilon: f64,
         delta: f64,
     ) -> Result<Balance, LedgerError> {
         validate(epsilon, delta)?;
-        let balance = self.balance(study).await?;
+        let balance = self.balance(study, total).await?;
         if balance.affords(epsilon, delta) {
             Ok(balance)
         } else {
@@ -199,6 +203,7 @@ impl BudgetLedger {
     pub async fn charge(
         &self,
         study: &str,
+        total: Budget,
         request_id: &str,
         epsilon: f64,
         delta: f64,
@@ -211,8 +216,8 @@ impl BudgetLedger {
              VALUES ($1, $2, $3, $4) ON CONFLICT (study_id) DO NOTHING",
         )
         .bind(study)
-        .bind(self.default.epsilon)
-        .bind(self.default.delta)
+        .bind(total.epsilon)
+        .bind(total.delta)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -232,7 +237,7 @@ impl BudgetLedger {
         .await?;
         if updated.rows_affected() == 0 {
             tx.rollback().await?;
-            let balance = self.balance(study).await?;
+            let balance = self.balance(study, total).await?;
             return Err(exhausted(&balance, epsilon, delta));
         }
         let inserted = sqlx::query(
@@ -251,7 +256,7 @@ impl BudgetLedger {
             return Err(LedgerError::Duplicate(request_id.to_string()));
         }
         tx.commit().await?;
-        self.balance(study).await
+        self.balance(study, total).await
     }
 }
 
@@ -278,11 +283,14 @@ fn exhausted(b: &Balance, epsilon: f64, delta: f64) -> LedgerError {
 mod tests {
     use super::*;
 
+    const T: Budget = Budget {
+        epsilon: 0.5,
+        delta: 1e-6,
+    };
+
     async fn ledger(dir: &tempfile::TempDir) -> BudgetLedger {
         let path = dir.path().join("budget.db");
-        BudgetLedger::open(path.to_str().unwrap(), Budget::default())
-            .await
-            .unwrap()
+        BudgetLedger::open(path.to_str().unwrap()).await.unwrap()
     }
 
     #[tokio::test]
@@ -290,25 +298,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = ledger(&dir).await;
         for i in 0..5 {
-            l.charge("dp", &format!("q{i}"), 0.1, 1e-7).await.unwrap();
+            l.charge("dp", T, &format!("q{i}"), 0.1, 1e-7)
+                .await
+                .unwrap();
         }
-        let err = l.charge("dp", "q5", 0.1, 0.0).await.unwrap_err();
+        let err = l.charge("dp", T, "q5", 0.1, 0.0).await.unwrap_err();
         assert!(matches!(err, LedgerError::Exhausted { .. }), "{err}");
         assert!(err.to_string().contains("exhausted"), "{err}");
-        let b = l.balance("dp").await.unwrap();
+        let b = l.balance("dp", T).await.unwrap();
         assert!(b.epsilon_remaining() < 1e-9);
         assert!((b.spent.delta - 5e-7).abs() < 1e-15);
         // Other studies have their own budget.
-        l.charge("other", "q0", 0.5, 0.0).await.unwrap();
+        l.charge("other", T, "q0", 0.5, 0.0).await.unwrap();
     }
 
     #[tokio::test]
     async fn delta_is_a_budget_too() {
         let dir = tempfile::tempdir().unwrap();
         let l = ledger(&dir).await;
-        l.charge("dp", "a", 0.01, 9e-7).await.unwrap();
-        assert!(l.charge("dp", "b", 0.01, 2e-7).await.is_err());
-        l.charge("dp", "c", 0.01, 1e-7).await.unwrap();
+        l.charge("dp", T, "a", 0.01, 9e-7).await.unwrap();
+        assert!(l.charge("dp", T, "b", 0.01, 2e-7).await.is_err());
+        l.charge("dp", T, "c", 0.01, 1e-7).await.unwrap();
     }
 
     #[tokio::test]
@@ -316,13 +326,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let l = ledger(&dir).await;
-            l.charge("dp", "q1", 0.45, 0.0).await.unwrap();
+            l.charge("dp", T, "q1", 0.45, 0.0).await.unwrap();
         }
         let l = ledger(&dir).await;
-        let b = l.balance("dp").await.unwrap();
+        let b = l.balance("dp", T).await.unwrap();
         assert!((b.spent.epsilon - 0.45).abs() < 1e-12);
-        assert!(l.check("dp", 0.1, 0.0).await.is_err());
-        assert!(l.charge("dp", "q2", 0.1, 0.0).await.is_err());
+        assert!(l.check("dp", T, 0.1, 0.0).await.is_err());
+        assert!(l.charge("dp", T, "q2", 0.1, 0.0).await.is_err());
     }
 
     #[tokio::test]
@@ -338,14 +348,14 @@ mod tests {
         )
         .await
         .unwrap();
-        l.charge("dp", "q1", 0.8, 0.0).await.unwrap();
+        l.charge("dp", T, "q1", 0.8, 0.0).await.unwrap();
         assert!(matches!(
-            l.charge("dp", "q1", 0.1, 0.0).await,
+            l.charge("dp", T, "q1", 0.1, 0.0).await,
             Err(LedgerError::Duplicate(_))
         ));
         // The duplicate did not spend.
-        assert!((l.balance("dp").await.unwrap().spent.epsilon - 0.8).abs() < 1e-12);
-        assert!(l.charge("dp", "q2", -0.1, 0.0).await.is_err());
+        assert!((l.balance("dp", T).await.unwrap().spent.epsilon - 0.8).abs() < 1e-12);
+        assert!(l.charge("dp", T, "q2", -0.1, 0.0).await.is_err());
     }
 
     #[tokio::test]
@@ -355,7 +365,7 @@ mod tests {
         let tasks: Vec<_> = (0..20)
             .map(|i| {
                 let l = l.clone();
-                tokio::spawn(async move { l.charge("dp", &format!("q{i}"), 0.05, 0.0).await })
+                tokio::spawn(async move { l.charge("dp", T, &format!("q{i}"), 0.05, 0.0).await })
             })
             .collect();
         let mut ok = 0;

@@ -11,7 +11,9 @@
 
 pub mod dp;
 pub mod ledger;
+pub mod release;
 pub mod rules;
 pub mod secagg;
 
+pub use release::{ColumnRole, DpRelease, PartialReport, Protection};
 pub use rules::{DisclosureRules, Dominance, Suppression};

@@ -108,8 +108,19 @@ impl SiteClient {
         request: &SiteRequest,
         hub_key: &ed25519_dalek::SigningKey,
     ) -> Result<Vec<RecordBatch>, SiteCallError> {
-        let stream = self.flight().do_get(request.sign(hub_key)).await?;
-        Ok(stream.try_collect().await?)
+        let mut stream = self.flight().do_get(request.sign(hub_key)).await?;
+        let mut batches = Vec::new();
+        while let Some(b) = stream.try_next().await? {
+            batches.push(b);
+        }
+        // An answer with no groups still carries its schema (and the site's privacy report in
+        // the schema's metadata): keep it as an empty batch.
+        if batches.is_empty()
+            && let Some(schema) = stream.schema()
+        {
+            batches.push(RecordBatch::new_empty(schema.clone()));
+        }
+        Ok(batches)
     }
 
     /// Liveness: the site answers a `health` action.

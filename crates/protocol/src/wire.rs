@@ -7,10 +7,11 @@
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use medfed_core::study::{ApprovalState, StudyTerms};
+use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 2;
+pub const WIRE_VERSION: u32 = 3;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -41,6 +42,9 @@ pub struct RequestContext {
     pub researcher: Researcher,
     /// The analysis (`sql`, …).
     pub analysis: String,
+    /// The network's disclosure rules and, in a DP study, this release's ε, δ and bounds.
+    /// The site applies the stricter of these and its own rules, and charges its own ledger.
+    pub privacy: Protection,
 }
 
 /// A study as the hub vouches for it to one site.
@@ -193,6 +197,7 @@ mod tests {
                     roles: vec!["researcher".into()],
                 },
                 analysis: "sql".into(),
+                privacy: Default::default(),
             },
             work: Work::PartialSql {
                 sql: "SELECT COUNT(*) AS p0 FROM person".into(),

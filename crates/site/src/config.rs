@@ -15,6 +15,13 @@
 //! policy = "policy.rego"                   # this site's rules; edits apply on the next request
 //! audit_db = "audit.db"                    # or postgres://…
 //!
+//! [privacy]                              # optional; these are the defaults
+//! ledger = "budget.db"                     # per-study (ε, δ) ledger: SQLite file or postgres://…
+//! epsilon_per_study = 0.5                  # this site's budget for each DP study…
+//! delta_per_study = 1e-6
+//! studies = { dp-trial = { epsilon = 1.0, delta = 1e-6 } }   # …or per study
+//! dominance = { n = 2, share = 0.85 }      # the (n, k) concentration rule for sums and means
+//!
 //! [store]
 //! omop_dir = "data/omop"
 //! target_partitions = 2
@@ -25,9 +32,12 @@
 //! ```
 //! Relative paths are resolved against the config file's directory.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use medfed_core::SiteName;
+use medfed_privacy::Dominance;
+use medfed_privacy::ledger::Budget;
 use medfed_protocol::tls::TlsPaths;
 use medfed_store::StoreConfig;
 use serde::{Deserialize, Serialize};
@@ -46,6 +56,9 @@ pub struct SiteConfig {
     pub tls: TlsPaths,
     /// Keys, policy and audit trail.
     pub governance: Governance,
+    /// Privacy budgets and disclosure settings.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// Where the data is.
     pub store: StoreConfig,
 }
@@ -63,6 +76,50 @@ pub struct Governance {
     pub policy: PathBuf,
     /// The audit trail: a SQLite file or a `postgres://` URL.
     pub audit_db: String,
+}
+
+/// `[privacy]`: what this site's custodian lets each study spend, and how strict it is about
+/// dominated totals. (The site's minimum cell count lives in its policy, `min_cell_count`.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The budget ledger: a SQLite file or a `postgres://` URL.
+    pub ledger: String,
+    /// Total ε a DP study may spend at this site, unless listed in `studies`.
+    pub epsilon_per_study: f64,
+    /// Total δ a DP study may spend at this site, unless listed in `studies`.
+    pub delta_per_study: f64,
+    /// Per-study totals.
+    pub studies: BTreeMap<String, Budget>,
+    /// The dominance rule (the stricter of this and the network's applies).
+    pub dominance: Dominance,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let budget = Budget::default();
+        Self {
+            ledger: "budget.db".into(),
+            epsilon_per_study: budget.epsilon,
+            delta_per_study: budget.delta,
+            studies: BTreeMap::new(),
+            dominance: Dominance::default(),
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The budget of `study` here: the custodian's figure, capped by what the study itself asked.
+    pub fn budget_for(&self, study: &str, study_epsilon: Option<f64>) -> Budget {
+        let mut b = self.studies.get(study).copied().unwrap_or(Budget {
+            epsilon: self.epsilon_per_study,
+            delta: self.delta_per_study,
+        });
+        if let Some(e) = study_epsilon.filter(|e| *e > 0.0) {
+            b.epsilon = b.epsilon.min(e);
+        }
+        b
+    }
 }
 
 impl SiteConfig {
@@ -87,10 +144,12 @@ impl SiteConfig {
         abs(&mut cfg.governance.hub_key);
         abs(&mut cfg.governance.signing_key);
         abs(&mut cfg.governance.policy);
-        if !cfg.governance.audit_db.contains("://") {
-            let mut p = PathBuf::from(&cfg.governance.audit_db);
-            abs(&mut p);
-            cfg.governance.audit_db = p.display().to_string();
+        for db in [&mut cfg.governance.audit_db, &mut cfg.privacy.ledger] {
+            if !db.contains("://") {
+                let mut p = PathBuf::from(&*db);
+                abs(&mut p);
+                *db = p.display().to_string();
+            }
         }
         cfg.store
             .extra_tables

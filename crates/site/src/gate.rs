@@ -70,7 +70,7 @@ impl Gate {
         };
         if replayed {
             let reason = "request id already served (replay)";
-            self.record(&req, Outcome::Deny, reason, None).await?;
+            self.record(&req, Outcome::Deny, reason, None, None).await?;
             return Err(Status::permission_denied(format!(
                 "site {}: {reason}",
                 self.site
@@ -138,7 +138,7 @@ impl Gate {
         };
         if !decision.allow {
             let reason = format!("refused by site policy: {}", decision.reason());
-            self.record(req, Outcome::Deny, &reason, None).await?;
+            self.record(req, Outcome::Deny, &reason, None, None).await?;
             return Err(Status::permission_denied(format!(
                 "site {}: {reason}",
                 self.site
@@ -154,6 +154,7 @@ impl Gate {
         outcome: Outcome,
         reason: &str,
         digest: Option<String>,
+        epsilon: Option<f64>,
     ) -> Result<(), Status> {
         let ctx = &req.context;
         let mut entry = Entry::new(
@@ -167,6 +168,7 @@ impl Gate {
         .sites([self.site.to_string()])
         .request_id(req.request_id.as_str());
         entry.result_digest = digest;
+        entry.epsilon = epsilon;
         self.append(entry).await
     }
 

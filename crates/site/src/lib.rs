@@ -25,6 +25,7 @@
 
 mod config;
 mod gate;
+mod privacy;
 mod service;
 
 use std::future::Future;
@@ -36,7 +37,7 @@ use medfed_store::SiteStore;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
-pub use config::{Governance, SiteConfig};
+pub use config::{Governance, PrivacyConfig, SiteConfig};
 pub use medfed_core::SiteName;
 
 /// Why a site could not start or stopped.
@@ -60,6 +61,8 @@ pub enum SiteError {
     Policy(#[from] medfed_policy::PolicyError),
     #[error(transparent)]
     Audit(#[from] medfed_audit::AuditError),
+    #[error(transparent)]
+    Ledger(#[from] medfed_privacy::ledger::LedgerError),
 }
 
 /// A site node with its data registered.
@@ -67,6 +70,7 @@ pub struct Site {
     name: SiteName,
     store: Arc<SiteStore>,
     gate: gate::Gate,
+    privacy: privacy::SitePrivacy,
 }
 
 impl Site {
@@ -79,12 +83,14 @@ impl Site {
         let audit =
             medfed_audit::AuditLog::open(&g.audit_db, key, medfed_audit::AuditOptions::default())
                 .await?;
+        let privacy = privacy::SitePrivacy::open(&cfg.privacy).await?;
         let store = SiteStore::open(&cfg.store).await?;
         tracing::info!(site = %cfg.name, tables = store.table_names().len(), "site data registered");
         Ok(Self {
             name: cfg.name.clone(),
             store: Arc::new(store),
             gate: gate::Gate::new(cfg.name.clone(), hub_key, policy, audit),
+            privacy,
         })
     }
 
@@ -107,7 +113,12 @@ impl Site {
     ) -> Result<(), SiteError> {
         let tls = NodeTls::load(tls)?;
         let audit = self.gate.audit().clone();
-        let service = service::SiteService::new(self.name.clone(), self.store.clone(), self.gate);
+        let service = service::SiteService::new(
+            self.name.clone(),
+            self.store.clone(),
+            self.gate,
+            self.privacy,
+        );
         tracing::info!(site = %self.name, addr = ?listener.local_addr().ok(), "site listening (mTLS)");
         Server::builder()
             .tls_config(tls.server_config())?

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
@@ -11,15 +12,16 @@ use arrow_flight::{
 };
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt, TryStreamExt};
-use medfed_analysis::sql::{
-    PartialPlanCache, SqlError, execute_partial, prepare_site_partial, reads,
-};
+use medfed_analysis::sql::{PartialPlanCache, SqlError, execute_partial, prepare_site_partial};
 use medfed_audit::Decision as Outcome;
 use medfed_core::SiteName;
+use medfed_privacy::PartialReport;
+use medfed_privacy::release::REPORT_METADATA_KEY;
 use medfed_protocol::wire::{SiteRequest, Work};
 use sha2::{Digest, Sha256};
 
 use crate::gate::Gate;
+use crate::privacy::SitePrivacy;
 use medfed_store::SiteStore;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -28,64 +30,97 @@ pub(crate) struct SiteService {
     store: Arc<SiteStore>,
     plans: PartialPlanCache,
     gate: Gate,
+    privacy: SitePrivacy,
+}
+
+/// Why a partial did not leave.
+enum Stop {
+    /// Refused under the site's rules (policy, disclosure, budget): the researcher may know why.
+    Refused(String),
+    /// The query does not plan here.
+    Invalid(String),
+    /// It failed while running: the detail may quote data, so it stays in the site's log.
+    Failed(String),
+    /// The gate refused and audited it already.
+    Judged(Status),
+}
+
+impl From<SqlError> for Stop {
+    fn from(e: SqlError) -> Self {
+        match e {
+            SqlError::Plan(m) => Stop::Invalid(m),
+            SqlError::Execution(m) => Stop::Failed(m),
+            refusal => Stop::Refused(refusal.to_string()),
+        }
+    }
 }
 
 impl SiteService {
-    pub(crate) fn new(name: SiteName, store: Arc<SiteStore>, gate: Gate) -> Self {
+    pub(crate) fn new(
+        name: SiteName,
+        store: Arc<SiteStore>,
+        gate: Gate,
+        privacy: SitePrivacy,
+    ) -> Self {
         Self {
             name,
             store,
             plans: PartialPlanCache::default(),
             gate,
+            privacy,
         }
     }
 
-    /// Plans and checks the SQL, lets the gate judge what it reads, runs it, audits the answer.
-    async fn partial_sql(
-        &self,
-        req: &SiteRequest,
-        sql: &str,
-    ) -> Result<Vec<arrow::array::RecordBatch>, Status> {
+    /// Plans and checks the SQL, lets the gate judge what it reads, checks the study's budget,
+    /// runs it, protects the answer (suppression or noise), charges the ledger, audits, answers.
+    async fn partial_sql(&self, req: &SiteRequest, sql: &str) -> Result<RecordBatch, Status> {
         let started = Instant::now();
         let request_id = req.request_id.as_str();
-        let ctx = self.store.context();
-        let prepared = prepare_site_partial(ctx, Some(&self.plans), sql).await;
-        let outcome = match prepared {
-            Ok(plan) => {
-                self.gate.judge(req, &reads(&plan)).await?;
-                execute_partial(ctx, &plan).await
-            }
-            Err(e) => Err(e),
+        let outcome = self.protected_partial(req, sql).await;
+        let (status, reason, digest, epsilon) = match &outcome {
+            Ok((batch, report)) => (
+                Outcome::Allow,
+                describe(report),
+                Some(digest(std::slice::from_ref(batch))),
+                (report.epsilon > 0.0).then_some(report.epsilon),
+            ),
+            Err(Stop::Refused(m)) => (Outcome::Deny, m.clone(), None, None),
+            Err(Stop::Invalid(m)) => (Outcome::Deny, format!("invalid query: {m}"), None, None),
+            Err(Stop::Failed(_)) => (Outcome::Error, "execution failed".to_string(), None, None),
+            Err(Stop::Judged(s)) => return Err(s.clone()),
         };
-        let (status, reason) = match &outcome {
-            Ok(_) => (Outcome::Allow, "partial released".to_string()),
-            Err(e) if e.is_refusal() => (Outcome::Deny, e.to_string()),
-            Err(SqlError::Plan(m)) => (Outcome::Deny, format!("invalid query: {m}")),
-            Err(_) => (Outcome::Error, "execution failed".to_string()),
-        };
-        let digest = outcome.as_ref().ok().map(|b| digest(b));
-        self.gate.record(req, status, &reason, digest).await?;
+        self.gate
+            .record(req, status, &reason, digest, epsilon)
+            .await?;
         match outcome {
-            Ok(batches) => {
-                let groups: usize = batches.iter().map(|b| b.num_rows()).sum();
-                tracing::info!(site = %self.name, request_id, groups, ms = started.elapsed().as_secs_f64() * 1e3, "partial answered");
-                Ok(batches)
+            Ok((batch, report)) => {
+                tracing::info!(site = %self.name, request_id, groups = batch.num_rows(), epsilon = report.epsilon, ms = started.elapsed().as_secs_f64() * 1e3, "partial answered");
+                let json = serde_json::to_string(&report).expect("report serialises");
+                let schema = batch
+                    .schema()
+                    .as_ref()
+                    .clone()
+                    .with_metadata([(REPORT_METADATA_KEY.to_string(), json)].into());
+                batch
+                    .with_schema(Arc::new(schema))
+                    .map_err(|e| Status::internal(e.to_string()))
             }
-            Err(e) if e.is_refusal() => {
-                tracing::warn!(site = %self.name, request_id, reason = %e, "partial refused");
+            Err(Stop::Refused(m)) => {
+                tracing::warn!(site = %self.name, request_id, reason = %m, "partial refused");
                 Err(Status::permission_denied(format!(
-                    "site {}: {e}",
+                    "site {}: {m}",
                     self.name
                 )))
             }
-            Err(SqlError::Plan(msg)) => {
+            Err(Stop::Judged(s)) => Err(s),
+            Err(Stop::Invalid(msg)) => {
                 tracing::warn!(site = %self.name, request_id, reason = %msg, "partial invalid");
                 Err(Status::invalid_argument(format!(
                     "site {}: invalid query: {msg}",
                     self.name
                 )))
             }
-            Err(e) => {
+            Err(Stop::Failed(e)) => {
                 // Execution errors can quote data values (a failed cast names the value), so
                 // the detail stays in the site's own log.
                 tracing::error!(site = %self.name, request_id, error = %e, "partial failed");
@@ -95,6 +130,51 @@ impl SiteService {
                 )))
             }
         }
+    }
+
+    async fn protected_partial(
+        &self,
+        req: &SiteRequest,
+        sql: &str,
+    ) -> Result<(RecordBatch, PartialReport), Stop> {
+        let ctx = self.store.context();
+        let protection = &req.context.privacy;
+        let plan = prepare_site_partial(ctx, Some(&self.plans), sql, protection).await?;
+        let decision = self
+            .gate
+            .judge(req, &plan.reads)
+            .await
+            .map_err(Stop::Judged)?;
+        self.privacy.admit(req).await.map_err(Stop::Refused)?;
+        let site_rules = self.privacy.rules(&decision);
+        let (batch, mut report) = execute_partial(ctx, &plan, protection, &site_rules).await?;
+        if let Some(dp) = &protection.dp {
+            let balance = self
+                .privacy
+                .charge(req, dp.epsilon, report.delta)
+                .await
+                .map_err(|e| Stop::Refused(e.to_string()))?;
+            report.budget = Some(balance);
+        }
+        Ok((batch, report))
+    }
+}
+
+/// The audit trail's sentence for a released partial (no values, only what was done).
+fn describe(r: &PartialReport) -> String {
+    let suppressed: usize = r.suppressed.values().sum();
+    match &r.budget {
+        Some(b) => format!(
+            "partial released with DP noise: ε = {} spent, ε = {:.4} of {} left",
+            r.epsilon,
+            b.epsilon_remaining(),
+            b.total.epsilon
+        ),
+        None if suppressed > 0 => format!(
+            "partial released; {suppressed} group(s) suppressed (k = {})",
+            r.rules.min_cell_count
+        ),
+        None => "partial released".to_string(),
     }
 }
 
@@ -152,11 +232,12 @@ impl FlightService for SiteService {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let req = self.gate.admit(&request.get_ref().ticket).await?;
-        let batches = match &req.work {
+        let batch = match &req.work {
             Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
         };
         let stream = FlightDataEncoderBuilder::new()
-            .build(stream::iter(batches.into_iter().map(Ok)))
+            .with_schema(batch.schema())
+            .build(stream::iter([Ok(batch)]))
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(stream.boxed()))
     }

@@ -48,5 +48,11 @@ impl From<datafusion::error::DataFusionError> for SqlError {
     }
 }
 
+impl From<arrow::error::ArrowError> for SqlError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        SqlError::Execution(e.to_string())
+    }
+}
+
 /// Result alias for this module.
 pub type Result<T, E = SqlError> = std::result::Result<T, E>;

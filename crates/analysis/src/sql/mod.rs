@@ -17,6 +17,7 @@
 
 mod check;
 mod error;
+mod protect;
 mod reads;
 mod rewrite;
 mod site;
@@ -24,18 +25,23 @@ mod site;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use arrow::array::Array;
 use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemTable;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::Column;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::datasource::provider_as_source;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::prelude::{SQLOptions, SessionContext};
 
 pub use error::{Result, SqlError};
 pub use reads::reads;
-pub use site::{PartialPlanCache, execute_partial, prepare_site_partial, run_site_partial};
+pub use site::{
+    PartialPlanCache, PreparedPartial, execute_partial, prepare_site_partial, run_site_partial,
+};
 
 /// Name of the table that holds all sites' partials in the hub's merge plan.
 const PARTIALS: &str = "__medfed_partials";
@@ -45,8 +51,33 @@ const PARTIALS: &str = "__medfed_partials";
 pub struct FederatedSql {
     site_sql: String,
     partial_schema: SchemaRef,
-    merge_plan: LogicalPlan,
+    /// The researcher's plan; its Aggregate is replaced by the merge at each [`Self::merge`].
+    plan: LogicalPlan,
+    target: Aggregate,
+    merge: rewrite::MergeParts,
     reads: BTreeMap<String, BTreeSet<String>>,
+    grouping: String,
+    labels: BTreeMap<String, String>,
+}
+
+/// A merged result with, per output row, what the airlock needs to judge it.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The released table: suppressed statistics are null.
+    pub batches: Vec<RecordBatch>,
+    /// One entry per output row, in order.
+    pub cells: Vec<MergedCell>,
+}
+
+/// The disclosure facts of one output row (never released themselves).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedCell {
+    /// 0 released, else a [`medfed_privacy::Suppression`] code.
+    pub status: u8,
+    /// People behind the row's group, when released.
+    pub contributors: Option<i64>,
+    /// The group's key values as text (for comparing releases).
+    pub key: String,
 }
 
 /// SQL options for untrusted text: queries only, no DDL, DML, `SET` or `COPY`.
@@ -73,26 +104,23 @@ impl FederatedSql {
                 ))
             })?
             .to_string();
-        let partial_schema = Arc::new(split.site_plan.schema().as_arrow().clone());
+        let grouping = shape
+            .aggregate
+            .group_expr
+            .iter()
+            .map(|g| g.schema_name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let target = shape.aggregate.clone();
-        let replacement = split.merge_subplan;
-        let merge_plan = plan
-            .transform_down(|node| match &node {
-                LogicalPlan::Aggregate(a) if *a == target => Ok(Transformed::new(
-                    replacement.clone(),
-                    true,
-                    datafusion::common::tree_node::TreeNodeRecursion::Jump,
-                )),
-                _ => Ok(Transformed::no(node)),
-            })?
-            .data
-            .transform_up(|node| node.recompute_schema().map(Transformed::yes))?
-            .data;
         Ok(Self {
             site_sql,
-            partial_schema,
-            merge_plan,
+            partial_schema: split.partial_schema,
+            target,
+            merge: split.merge,
             reads,
+            grouping,
+            labels: split.labels,
+            plan,
         })
     }
 
@@ -101,18 +129,32 @@ impl FederatedSql {
         &self.reads
     }
 
+    /// The group keys, as text: releases with the same grouping are compared for differencing.
+    pub fn grouping(&self) -> &str {
+        &self.grouping
+    }
+
+    /// What a partial column (`p0`, `__n`) computes, for privacy reports.
+    pub fn label<'a>(&'a self, column: &'a str) -> &'a str {
+        self.labels
+            .get(column)
+            .map(String::as_str)
+            .unwrap_or(column)
+    }
+
     /// The SQL every site runs: group keys `k0..` and partial aggregates `p0..`.
     pub fn site_sql(&self) -> &str {
         &self.site_sql
     }
 
-    /// Schema of a site's answer to [`Self::site_sql`].
+    /// Schema of a site's protected answer to [`Self::site_sql`].
     pub fn partial_schema(&self) -> &SchemaRef {
         &self.partial_schema
     }
 
     /// Checks a site's answer against [`Self::partial_schema`] and casts it there (sites may type
-    /// an extra table's column differently, e.g. Int64 vs Float64 from CSV inference).
+    /// an extra table's column differently, e.g. Int64 vs Float64 from CSV inference; a noised
+    /// integer sum may arrive as Float64).
     pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch> {
         let want = &self.partial_schema;
         if batch.num_columns() != want.fields().len() {
@@ -134,28 +176,102 @@ impl FederatedSql {
         RecordBatch::try_new(want.clone(), columns).map_err(|e| SqlError::Execution(e.to_string()))
     }
 
-    /// Combines the partials of all answering sites into the result.
+    /// Combines the partials of all answering sites into the result, suppressing every group
+    /// a site suppressed or that has fewer than `min_cell_count` people network-wide.
     ///
     /// Each batch must have [`Self::partial_schema`] (cast site answers first).
-    pub async fn merge(&self, partials: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+    pub async fn merge(&self, partials: Vec<RecordBatch>, min_cell_count: u64) -> Result<Merged> {
         let table = Arc::new(MemTable::try_new(
             self.partial_schema.clone(),
             vec![partials],
         )?);
+        let replacement = self.merge.subplan(min_cell_count)?;
+        let target = &self.target;
         let plan = self
-            .merge_plan
+            .plan
             .clone()
-            .transform_up(|node| match node {
-                LogicalPlan::TableScan(mut scan) if scan.table_name.table() == PARTIALS => {
-                    scan.source = provider_as_source(table.clone());
-                    Ok(Transformed::yes(LogicalPlan::TableScan(scan)))
-                }
-                other => Ok(Transformed::no(other)),
+            .transform_down(|node| match &node {
+                LogicalPlan::Aggregate(a) if a == target => Ok(Transformed::new(
+                    replacement.clone(),
+                    true,
+                    TreeNodeRecursion::Jump,
+                )),
+                _ => Ok(Transformed::no(node)),
+            })?
+            .data
+            .transform_up(|node| {
+                let node = match node {
+                    LogicalPlan::TableScan(mut scan) if scan.table_name.table() == PARTIALS => {
+                        scan.source = provider_as_source(table.clone());
+                        LogicalPlan::TableScan(scan)
+                    }
+                    LogicalPlan::Projection(p) => carry_hidden(p)?,
+                    other => other,
+                };
+                node.recompute_schema().map(Transformed::yes)
             })?
             .data;
         let ctx = SessionContext::new();
-        Ok(ctx.execute_logical_plan(plan).await?.collect().await?)
+        let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+        split_hidden(batches)
     }
+}
+
+/// Appends the hidden columns to a projection above the merge that would otherwise drop them.
+fn carry_hidden(p: Projection) -> datafusion::error::Result<LogicalPlan> {
+    let input = p.input.schema();
+    let mut expr = p.expr;
+    for name in [rewrite::CELL, rewrite::MERGED_N, rewrite::GROUP_KEY] {
+        let present = expr.iter().any(|e| e.schema_name().to_string() == name);
+        if !present && let Ok((q, f)) = input.qualified_field_with_unqualified_name(name) {
+            expr.push(Expr::Column(Column::new(q.cloned(), f.name())));
+        }
+    }
+    Ok(LogicalPlan::Projection(Projection::try_new(expr, p.input)?))
+}
+
+/// Strips the hidden columns from the merged batches into one [`MergedCell`] per row.
+fn split_hidden(batches: Vec<RecordBatch>) -> Result<Merged> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Int64Type, UInt8Type};
+    let mut cells = Vec::new();
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let schema = b.schema();
+        let index = |name: &str| {
+            schema
+                .index_of(name)
+                .map_err(|_| SqlError::Execution(format!("the merge lost its {name} column")))
+        };
+        let (ci, ni, ki) = (
+            index(rewrite::CELL)?,
+            index(rewrite::MERGED_N)?,
+            index(rewrite::GROUP_KEY)?,
+        );
+        let status = arrow::compute::cast(b.column(ci), &DataType::UInt8)?;
+        let n = arrow::compute::cast(b.column(ni), &DataType::Int64)?;
+        let key = arrow::compute::cast(b.column(ki), &DataType::Utf8)?;
+        let (status, n, key) = (
+            status.as_primitive::<UInt8Type>(),
+            n.as_primitive::<Int64Type>(),
+            key.as_string::<i32>(),
+        );
+        for row in 0..b.num_rows() {
+            cells.push(MergedCell {
+                status: status.value(row),
+                contributors: (!n.is_null(row)).then(|| n.value(row)),
+                key: key.value(row).to_string(),
+            });
+        }
+        let keep: Vec<usize> = (0..b.num_columns())
+            .filter(|i| ![ci, ni, ki].contains(i))
+            .collect();
+        out.push(b.project(&keep)?);
+    }
+    Ok(Merged {
+        batches: out,
+        cells,
+    })
 }
 
 #[cfg(test)]

@@ -3,15 +3,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
+use datafusion::common::TableReference;
 use datafusion::datasource::provider_as_source;
+use datafusion::functions::core::expr_fn::coalesce;
+use datafusion::functions::string::expr_fn::concat_ws;
+use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::functions_aggregate::expr_fn::sum;
 use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf, variance::var_pop_udaf};
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit, when,
 };
+use medfed_privacy::Suppression;
+use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS};
 
 use super::PARTIALS;
 use super::check::{AggKind, Shape, strip_alias};
@@ -20,9 +26,20 @@ use super::error::Result;
 pub(crate) struct Split {
     /// Runs at each site: `SELECT k0.., p0.. FROM <input> GROUP BY <keys>`.
     pub site_plan: LogicalPlan,
-    /// Replaces the original Aggregate at the hub; same output columns and names.
-    pub merge_subplan: LogicalPlan,
+    /// What a site's protected answer looks like: the site plan's columns plus
+    /// [`CONTRIBUTORS`] and [`CELL_STATUS`].
+    pub partial_schema: SchemaRef,
+    /// The hub's merge, finished per query.
+    pub merge: MergeParts,
+    /// What each partial column computes at a site (`p0` → `count(*)`), for reports.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
+
+/// Hidden columns the merge carries up to the result (stripped before release).
+pub(crate) const CELL: &str = "__medfed_cell";
+pub(crate) const MERGED_N: &str = "__medfed_n";
+pub(crate) const GROUP_KEY: &str = "__medfed_key";
+const MERGED_FLAG: &str = "__medfed_flag";
 
 /// Site-side partial aggregates, de-duplicated (AVG(x) and COUNT(x) share one count).
 #[derive(Default)]
@@ -150,27 +167,105 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         .project(outputs)?
         .build()?;
 
-    // Hub plan: SUM every merge expression per key over all partials, finish each aggregate, and
-    // give every column the exact (qualifier, name) of the original Aggregate's output.
-    let partial_schema = Arc::new(site_plan.schema().as_arrow().clone());
-    let empty = Arc::new(MemTable::try_new(partial_schema, vec![vec![]])?);
+    // Hub plan: SUM every merge expression per key over all partials (plus the privacy
+    // columns every protected partial carries); the finishing projection is built per merge,
+    // when the network's minimum cell count is known ([`MergeParts::subplan`]).
+    let mut fields: Vec<arrow::datatypes::FieldRef> = site_plan
+        .schema()
+        .as_arrow()
+        .fields()
+        .iter()
+        .cloned()
+        .collect();
+    fields.push(Arc::new(Field::new(CONTRIBUTORS, DataType::Int64, true)));
+    fields.push(Arc::new(Field::new(CELL_STATUS, DataType::UInt8, false)));
+    let partial_schema = Arc::new(Schema::new(fields));
+    let empty = Arc::new(MemTable::try_new(partial_schema.clone(), vec![vec![]])?);
     let keys: Vec<Expr> = (0..n_keys).map(|i| col(format!("k{i}"))).collect();
-    let merge_aggs: Vec<Expr> = merges
+    let mut merge_aggs: Vec<Expr> = merges
         .into_iter()
         .enumerate()
         .map(|(i, e)| e.alias(format!("m{i}")))
         .collect();
+    merge_aggs.push(sum(col(CONTRIBUTORS)).alias(MERGED_N));
+    merge_aggs.push(max(col(CELL_STATUS)).alias(MERGED_FLAG));
     let merged = LogicalPlanBuilder::scan(PARTIALS, provider_as_source(empty), None)?
-        .aggregate(keys.clone(), merge_aggs)?;
-    let outputs: Vec<Expr> = keys
-        .into_iter()
-        .chain(finals)
-        .zip(agg.schema.iter())
-        .map(|(e, (qualifier, field))| e.alias_qualified(qualifier.cloned(), field.name()))
+        .aggregate(keys.clone(), merge_aggs)?
+        .build()?;
+    let names = agg
+        .schema
+        .iter()
+        .map(|(q, f)| (q.cloned(), f.name().clone()))
         .collect();
-    let merge_subplan = merged.project(outputs)?.build()?;
+    let mut labels: std::collections::BTreeMap<String, String> = partials
+        .exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("p{i}"), e.schema_name().to_string()))
+        .collect();
+    labels.insert(CONTRIBUTORS.into(), "people per group".into());
     Ok(Split {
         site_plan,
-        merge_subplan,
+        partial_schema,
+        labels,
+        merge: MergeParts {
+            merged,
+            keys,
+            finals,
+            names,
+        },
     })
+}
+
+/// The hub's side of the split, finished per merge.
+#[derive(Debug, Clone)]
+pub(crate) struct MergeParts {
+    /// `SUM(partials) GROUP BY keys` over all sites' partials.
+    merged: LogicalPlan,
+    keys: Vec<Expr>,
+    /// Each original aggregate, finished from the merged sums.
+    finals: Vec<Expr>,
+    /// (qualifier, name) of the original Aggregate's outputs, keys first.
+    names: Vec<(Option<TableReference>, String)>,
+}
+
+impl MergeParts {
+    /// Replaces the original Aggregate: same output columns and names, each statistic null
+    /// unless its group is released, plus [`CELL`], [`MERGED_N`] and [`GROUP_KEY`].
+    pub(crate) fn subplan(&self, min_cell_count: u64) -> Result<LogicalPlan> {
+        let n = col(MERGED_N);
+        let flag = col(MERGED_FLAG);
+        let status = when(flag.clone().gt(lit(0u8)), cast(flag, DataType::UInt8))
+            .when(
+                n.clone()
+                    .gt(lit(0i64))
+                    .and(n.clone().lt(lit(min_cell_count as i64))),
+                lit(Suppression::SmallCell.code()),
+            )
+            .otherwise(lit(0u8))?;
+        let released = status.clone().eq(lit(0u8));
+        let mut outputs = Vec::with_capacity(self.names.len() + 3);
+        for (e, (qualifier, name)) in self.keys.iter().cloned().zip(&self.names) {
+            outputs.push(e.alias_qualified(qualifier.clone(), name));
+        }
+        for (e, (qualifier, name)) in self.finals.iter().zip(&self.names[self.keys.len()..]) {
+            let e = when(released.clone(), e.clone()).end()?;
+            outputs.push(e.alias_qualified(qualifier.clone(), name));
+        }
+        outputs.push(status.alias(CELL));
+        outputs.push(when(released, n).end()?.alias(MERGED_N));
+        let key_text: Vec<Expr> = self
+            .keys
+            .iter()
+            .map(|k| coalesce(vec![cast(k.clone(), DataType::Utf8), lit("∅")]))
+            .collect();
+        outputs.push(if key_text.is_empty() {
+            lit("").alias(GROUP_KEY)
+        } else {
+            concat_ws(lit("\u{1f}"), key_text).alias(GROUP_KEY)
+        });
+        Ok(LogicalPlanBuilder::from(self.merged.clone())
+            .project(outputs)?
+            .build()?)
+    }
 }

@@ -10,7 +10,7 @@
 //! reflect the data as it is now. Plans calling non-immutable functions (`now()`,
 //! `current_date`, `random()`) are never cached, because optimisation folds them to constants.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
@@ -18,12 +18,15 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::prelude::SessionContext;
 
-use super::error::{Result, SqlError};
-use super::{check, read_only};
+use medfed_privacy::release::{self, ColumnRole};
+use medfed_privacy::{DisclosureRules, PartialReport, Protection};
 
-/// Checked and optimised partial plans of one site, by SQL text.
+use super::error::{Result, SqlError};
+use super::{check, protect, read_only, reads};
+
+/// Checked, protected and optimised partial plans of one site, by SQL text and protection.
 pub struct PartialPlanCache {
-    plans: Mutex<HashMap<String, Arc<LogicalPlan>>>,
+    plans: Mutex<HashMap<String, Arc<PreparedPartial>>>,
     capacity: usize,
 }
 
@@ -46,20 +49,20 @@ impl PartialPlanCache {
         self.len() == 0
     }
 
-    fn get(&self, sql: &str) -> Option<Arc<LogicalPlan>> {
+    fn get(&self, key: &str) -> Option<Arc<PreparedPartial>> {
         self.plans
             .lock()
             .expect("plan cache lock")
-            .get(sql)
+            .get(key)
             .cloned()
     }
 
-    fn put(&self, sql: &str, plan: Arc<LogicalPlan>) {
+    fn put(&self, key: String, plan: Arc<PreparedPartial>) {
         let mut plans = self.plans.lock().expect("plan cache lock");
         if plans.len() >= self.capacity {
             plans.clear();
         }
-        plans.insert(sql.to_string(), plan);
+        plans.insert(key, plan);
     }
 }
 
@@ -67,6 +70,16 @@ impl Default for PartialPlanCache {
     fn default() -> Self {
         Self::new(256)
     }
+}
+
+/// A partial plan the site has checked and extended with its privacy columns.
+#[derive(Debug)]
+pub struct PreparedPartial {
+    /// Tables and columns the researcher's part of the plan reads (what policy judges; the
+    /// privacy additions, such as counting `person_id`, are the site's own business).
+    pub reads: BTreeMap<String, BTreeSet<String>>,
+    plan: LogicalPlan,
+    roles: Vec<ColumnRole>,
 }
 
 /// True if every function the plan calls gives the same answer for the same input at any time.
@@ -93,47 +106,77 @@ fn is_time_independent(plan: &LogicalPlan) -> bool {
     ok
 }
 
-/// Checks and optimises `sql` (or takes it from `cache`), then executes it on `ctx`.
-/// Refuses anything but a checked aggregate.
+/// Prepares `sql` under `protection`, runs it on `ctx` and protects the answer with the
+/// stricter of the request's rules and `site_rules`.
 pub async fn run_site_partial(
     ctx: &SessionContext,
     cache: Option<&PartialPlanCache>,
     sql: &str,
-) -> Result<Vec<RecordBatch>> {
-    let plan = prepare_site_partial(ctx, cache, sql).await?;
-    execute_partial(ctx, &plan).await
+    protection: &Protection,
+    site_rules: &DisclosureRules,
+) -> Result<(RecordBatch, PartialReport)> {
+    let plan = prepare_site_partial(ctx, cache, sql, protection).await?;
+    execute_partial(ctx, &plan, protection, site_rules).await
 }
 
-/// Plans, checks and optimises `sql` against the site's own tables (or takes the plan from
-/// `cache`). The site's policy then judges what the plan reads ([`super::reads`]) before
-/// [`execute_partial`] runs it.
+/// Plans and checks `sql` against the site's own tables, adds the privacy columns
+/// ([`super::protect`]) and optimises (or takes all that from `cache`). The site's policy then
+/// judges [`PreparedPartial::reads`] before [`execute_partial`] runs it.
 pub async fn prepare_site_partial(
     ctx: &SessionContext,
     cache: Option<&PartialPlanCache>,
     sql: &str,
-) -> Result<Arc<LogicalPlan>> {
-    if let Some(plan) = cache.and_then(|c| c.get(sql)) {
+    protection: &Protection,
+) -> Result<Arc<PreparedPartial>> {
+    let dominance_n = protection
+        .rules
+        .dominance
+        .n
+        .max(DisclosureRules::default().dominance.n);
+    let key = format!(
+        "{}\n{}\n{dominance_n}",
+        serde_json::to_string(&protection.dp).unwrap_or_default(),
+        sql
+    );
+    if let Some(plan) = cache.and_then(|c| c.get(&key)) {
         return Ok(plan);
     }
     let state = ctx.state();
     let plan = state.create_logical_plan(sql).await?;
     read_only().verify_plan(&plan)?;
     check::analyse(&plan)?;
-    let optimized = Arc::new(state.optimize(&plan)?);
+    let reads = reads(&state.optimize(&plan)?);
+    let (protected, roles) = protect::augment(&plan, protection.dp.as_ref(), dominance_n)?;
+    let prepared = Arc::new(PreparedPartial {
+        reads,
+        plan: state.optimize(&protected)?,
+        roles,
+    });
     if let Some(c) = cache.filter(|_| is_time_independent(&plan)) {
-        c.put(sql, optimized.clone());
+        c.put(key, prepared.clone());
     }
-    Ok(optimized)
+    Ok(prepared)
 }
 
-/// Executes a plan from [`prepare_site_partial`].
-pub async fn execute_partial(ctx: &SessionContext, plan: &LogicalPlan) -> Result<Vec<RecordBatch>> {
+/// Executes a plan from [`prepare_site_partial`] and protects its answer: suppression in exact
+/// studies, bounded noise and partition thresholds in DP studies. Nothing else may leave.
+pub async fn execute_partial(
+    ctx: &SessionContext,
+    prepared: &PreparedPartial,
+    protection: &Protection,
+    site_rules: &DisclosureRules,
+) -> Result<(RecordBatch, PartialReport)> {
     let state = ctx.state();
     let physical = state
         .query_planner()
-        .create_physical_plan(plan, &state)
+        .create_physical_plan(&prepared.plan, &state)
         .await?;
-    datafusion::physical_plan::collect(physical, ctx.task_ctx())
-        .await
-        .map_err(SqlError::from)
+    let schema = physical.schema();
+    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx()).await?;
+    let table = arrow::compute::concat_batches(&schema, &batches)
+        .map_err(|e| SqlError::Execution(e.to_string()))?;
+    release::protect(&table, &prepared.roles, protection, site_rules).map_err(|e| match e {
+        release::ReleaseError::Unsupported(m) => SqlError::Disclosive(m),
+        other => SqlError::Execution(other.to_string()),
+    })
 }

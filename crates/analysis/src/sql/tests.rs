@@ -13,6 +13,7 @@ use medfed_synth::{SynthConfig, synthesize};
 use tokio::sync::OnceCell;
 
 use super::*;
+use medfed_privacy::{DisclosureRules, Protection};
 
 struct Net {
     _dir: tempfile::TempDir,
@@ -76,11 +77,28 @@ async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
     let q = FederatedSql::plan(&net.sites[0].context().state(), sql).await?;
     let mut partials = Vec::new();
     for (site, cache) in net.sites.iter().zip(&net.caches) {
-        for b in run_site_partial(site.context(), Some(cache), q.site_sql()).await? {
-            partials.push(q.conform(&b)?);
-        }
+        let (b, _) = run_site_partial(
+            site.context(),
+            Some(cache),
+            q.site_sql(),
+            &no_limits(),
+            &no_limits().rules,
+        )
+        .await?;
+        partials.push(q.conform(&b)?);
     }
-    q.merge(partials).await
+    Ok(q.merge(partials, 1).await?.batches)
+}
+
+/// Rules that never suppress, so federated answers can be compared with pooled ones exactly.
+fn no_limits() -> Protection {
+    Protection {
+        rules: DisclosureRules {
+            min_cell_count: 1,
+            dominance: medfed_privacy::Dominance { n: 1, share: 1.0 },
+        },
+        dp: None,
+    }
 }
 
 /// Rows as strings, floats rounded to 9 significant digits, sorted (unless `ordered`).
@@ -271,23 +289,111 @@ async fn unknown_tables_and_statements_are_errors_not_crashes() {
 async fn a_site_checks_the_hubs_sql_itself_and_caches_only_what_passed() {
     let site = net().await.sites[0].context();
     let cache = PartialPlanCache::default();
+    let p = Protection::default();
     for sql in [
         "SELECT person_id, year_of_birth FROM person",
         "SELECT MAX(year_of_birth) AS p0 FROM person",
     ] {
         assert!(
-            run_site_partial(site, Some(&cache), sql).await.is_err(),
+            run_site_partial(site, Some(&cache), sql, &p, &p.rules)
+                .await
+                .is_err(),
             "site ran {sql}"
         );
     }
     assert!(cache.is_empty(), "refused plans must not be cached");
     let count = "SELECT COUNT(*) AS p0 FROM person";
-    let first = run_site_partial(site, Some(&cache), count).await.unwrap();
-    let again = run_site_partial(site, Some(&cache), count).await.unwrap();
+    let first = run_site_partial(site, Some(&cache), count, &p, &p.rules)
+        .await
+        .unwrap();
+    let again = run_site_partial(site, Some(&cache), count, &p, &p.rules)
+        .await
+        .unwrap();
     assert_eq!(first, again);
     assert_eq!(cache.len(), 1);
     // now() is folded to a constant by the optimiser: such plans are not kept.
     let dated = "SELECT COUNT(*) AS p0 FROM person WHERE birth_datetime < now()";
-    run_site_partial(site, Some(&cache), dated).await.unwrap();
+    run_site_partial(site, Some(&cache), dated, &p, &p.rules)
+        .await
+        .unwrap();
     assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test]
+async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
+    let site = net().await.sites[0].context();
+    let p = Protection::default();
+    // Conditions per concept: rows are events, the cell size is distinct people.
+    let sql = "SELECT condition_concept_id AS k0, COUNT(*) AS p0 FROM condition_occurrence \
+               GROUP BY condition_concept_id";
+    let (b, report) = run_site_partial(site, None, sql, &p, &p.rules)
+        .await
+        .unwrap();
+    let n = b
+        .column_by_name("__n")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    let rows = b
+        .column_by_name("p0")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    let status = b
+        .column_by_name("__cell")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::UInt8Array>()
+        .unwrap();
+    for i in 0..b.num_rows() {
+        if status.value(i) == 0 {
+            assert!(n.value(i) >= 10 && rows.value(i) >= n.value(i));
+        } else {
+            assert!(rows.is_null(i) && n.is_null(i), "a suppressed group leaks");
+        }
+    }
+    assert_eq!(
+        report.suppressed.values().sum::<usize>(),
+        (0..b.num_rows()).filter(|&i| status.value(i) != 0).count()
+    );
+    // The same query under DP: noisy, thresholded, and it says what it spent.
+    let dp = Protection {
+        dp: Some(medfed_privacy::DpRelease {
+            epsilon: 0.5,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let (b, report) = run_site_partial(site, None, sql, &dp, &dp.rules)
+        .await
+        .unwrap();
+    assert_eq!(report.epsilon, 0.5);
+    let tau = report.threshold.unwrap();
+    let n = b
+        .column_by_name("__n")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    assert!(n.iter().all(|v| v.unwrap() as f64 >= tau));
+    // Sums need declared bounds under DP.
+    let sum = "SELECT SUM(year_of_birth) AS p0 FROM person";
+    let err = run_site_partial(site, None, sum, &dp, &dp.rules)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("bounds"), "{err}");
+    let mut bounded = dp.clone();
+    bounded
+        .dp
+        .as_mut()
+        .unwrap()
+        .bounds
+        .insert("year_of_birth".into(), (1900.0, 2030.0));
+    let (b, report) = run_site_partial(site, None, sum, &bounded, &bounded.rules)
+        .await
+        .unwrap();
+    assert_eq!(b.num_rows(), 1);
+    assert_eq!(report.scales["p0"], 2030.0 / 0.25);
 }

@@ -33,12 +33,45 @@ pub struct Args {
     /// Ask only these sites (repeatable); default: every site that approved the study.
     #[arg(long = "site")]
     sites: Vec<String>,
+    /// DP studies: ε to spend at each site (default: the network's, 0.1).
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// DP studies: bounds of a summed column, `column=low:high` (repeatable); values are clamped.
+    #[arg(long = "bounds", value_parser = parse_bounds)]
+    bounds: Vec<(String, (f64, f64))>,
+    /// DP studies: rows one person may contribute (default 1).
+    #[arg(long)]
+    max_rows_per_person: Option<u32>,
     /// The aggregate SQL query over OMOP tables.
     sql: String,
 }
 
+fn parse_bounds(s: &str) -> Result<(String, (f64, f64)), String> {
+    let err = || format!("expected column=low:high, not `{s}`");
+    let (column, range) = s.split_once('=').ok_or_else(err)?;
+    let (lo, hi) = range.split_once(':').ok_or_else(err)?;
+    let lo: f64 = lo.trim().parse().map_err(|_| err())?;
+    let hi: f64 = hi.trim().parse().map_err(|_| err())?;
+    Ok((column.trim().to_string(), (lo, hi)))
+}
+
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let result = a.hub.client().query(&a.sql, &a.study, &a.sites).await?;
+    let mut options = serde_json::json!({});
+    if let Some(e) = a.epsilon {
+        options["epsilon"] = e.into();
+    }
+    if !a.bounds.is_empty() {
+        let bounds: std::collections::BTreeMap<_, _> = a.bounds.into_iter().collect();
+        options["bounds"] = serde_json::json!(bounds);
+    }
+    if let Some(l) = a.max_rows_per_person {
+        options["max_rows_per_person"] = l.into();
+    }
+    let result = a
+        .hub
+        .client()
+        .query_with(&a.sql, &a.study, &a.sites, options)
+        .await?;
     print_result(&result, a.format);
     Ok(())
 }

@@ -159,7 +159,7 @@ async fn cnsim_extract_matches_datashields_reference_values() {
     let study = &net.studies["exact"];
     let r = net
         .hub
-        .query(&rita, study, "SELECT AVG(lab_tsc) AS mean, VAR_SAMP(lab_tsc) AS var, COUNT(*) FILTER (WHERE gender = 1) AS women FROM cnsim", None)
+        .query(&rita, study, "SELECT AVG(lab_tsc) AS mean, VAR_SAMP(lab_tsc) AS var, COUNT(*) FILTER (WHERE gender = 1) AS women FROM cnsim", None, &Default::default())
         .await
         .unwrap();
     let row = &r.rows[0];
@@ -179,6 +179,7 @@ async fn cnsim_extract_matches_datashields_reference_values() {
             study,
             "SELECT AVG(lab_tsc) AS mean FROM cnsim",
             Some(&["north".to_string()]),
+            &Default::default(),
         )
         .await
         .unwrap();

@@ -28,6 +28,7 @@ pub fn request(id: &str, site: &str, sql: &str) -> SiteRequest {
             roles: vec!["researcher".into()],
         },
         analysis: "sql".into(),
+        privacy: Default::default(),
     };
     SiteRequest::partial_sql(id, site, context, sql)
 }
@@ -136,7 +137,13 @@ async fn a_hanging_site_times_out_at_its_deadline() {
         .await
         .unwrap();
     let r = hub
-        .query(&rita, &study.id, "SELECT COUNT(*) AS n FROM person", None)
+        .query(
+            &rita,
+            &study.id,
+            "SELECT COUNT(*) AS n FROM person",
+            None,
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(

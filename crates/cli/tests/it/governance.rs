@@ -253,6 +253,7 @@ async fn columns_outside_a_studys_terms_are_refused() {
             &study.id,
             "SELECT gender_concept_id, COUNT(*) FROM person GROUP BY 1",
             None,
+            &Default::default(),
         )
         .await
         .unwrap();
@@ -263,6 +264,7 @@ async fn columns_outside_a_studys_terms_are_refused() {
             &study.id,
             "SELECT COUNT(*) FROM person WHERE year_of_birth < 1950",
             None,
+            &Default::default(),
         )
         .await
         .unwrap_err();

@@ -4,11 +4,13 @@
 //! In PostgreSQL, custodians' actions run under the `medfed_custodian` role with row-level
 //! security, so the database itself keeps a custodian to their own site's rows.
 
+mod cells;
 mod studies;
 mod users;
 
 use medfed_audit::db::{Backend, Database, Step};
 
+pub use cells::Differencing;
 pub use studies::{NewStudy, Release, SiteDecision, Study};
 pub use users::{IssuedToken, TokenRecord, User};
 pub(crate) use users::{parse_token, secret_matches};
@@ -50,9 +52,14 @@ impl HubState {
             "row-level security",
             include_str!("../../migrations/0002_row_level_security.postgres.sql"),
         );
+        const CELLS: Step = (
+            3,
+            "released cells",
+            include_str!("../../migrations/0003_released_cells.sql"),
+        );
         let steps: &[Step] = match db.backend {
-            Backend::Sqlite => &[TABLES],
-            Backend::Postgres => &[TABLES, RLS],
+            Backend::Sqlite => &[TABLES, CELLS],
+            Backend::Postgres => &[TABLES, RLS, CELLS],
         };
         db.migrate(steps, "_medfed_hub_migrations").await?;
         Ok(Self { db })

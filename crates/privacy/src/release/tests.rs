@@ -1,0 +1,141 @@
+use super::*;
+use arrow::array::StringArray;
+
+/// Groups a..d: contributors 50, 3, 0, 40; sums with |x| totals and top-2 contributions.
+fn table() -> (RecordBatch, Vec<ColumnRole>) {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k0", DataType::Utf8, true),
+        Field::new("p0", DataType::Int64, true),
+        Field::new("p1", DataType::Float64, true),
+        Field::new("__n", DataType::Int64, false),
+        Field::new("__t1", DataType::Float64, true),
+        Field::new("__top1", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(vec!["a", "b", "c", "d"])),
+            Arc::new(Int64Array::from(vec![50, 3, 0, 40])),
+            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0])),
+            Arc::new(Int64Array::from(vec![50, 3, 0, 40])),
+            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0])),
+            Arc::new(Float64Array::from(vec![25.0, 20.0, 0.0, 950.0])),
+        ],
+    )
+    .unwrap();
+    let roles = vec![
+        ColumnRole::Key,
+        ColumnRole::Count,
+        ColumnRole::Sum { bound: Some(100.0) },
+        ColumnRole::Contributors,
+        ColumnRole::DominanceTotal(2),
+        ColumnRole::DominanceTop(2),
+    ];
+    (batch, roles)
+}
+
+fn status(b: &RecordBatch) -> Vec<u8> {
+    b.column_by_name(CELL_STATUS)
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt8Type>()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn exact_mode_suppresses_small_and_dominated_cells_and_drops_dominance_inputs() {
+    let (batch, roles) = table();
+    let (out, report) = protect(
+        &batch,
+        &roles,
+        &Protection::default(),
+        &DisclosureRules::default(),
+    )
+    .unwrap();
+    let names: Vec<_> = out
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["k0", "p0", "p1", CONTRIBUTORS, CELL_STATUS]);
+    // a released; b small (3 < 10); c zero people is released as 0; d dominated (950/1000).
+    assert_eq!(status(&out), [0, 1, 0, 2]);
+    let counts = out.column(1).as_primitive::<Int64Type>();
+    assert_eq!(counts.value(0), 50);
+    assert!(counts.is_null(1), "suppressed, not 0");
+    assert_eq!(counts.value(2), 0);
+    assert!(counts.is_null(3));
+    assert!(out.column(3).is_null(1));
+    assert_eq!(report.suppressed.values().sum::<usize>(), 2);
+    assert_eq!(report.epsilon, 0.0);
+}
+
+#[test]
+fn a_site_is_at_least_as_strict_as_the_network() {
+    let (batch, roles) = table();
+    let lax = Protection {
+        rules: DisclosureRules {
+            min_cell_count: 3,
+            ..Default::default()
+        },
+        dp: None,
+    };
+    let (out, _) = protect(&batch, &roles, &lax, &DisclosureRules::default()).unwrap();
+    assert_eq!(
+        status(&out)[1],
+        1,
+        "the site's k = 10 wins over the hub's 3"
+    );
+    let strict_site = DisclosureRules {
+        min_cell_count: 45,
+        ..Default::default()
+    };
+    let (out, report) = protect(&batch, &roles, &lax, &strict_site).unwrap();
+    assert_eq!(status(&out), [0, 1, 0, 1]);
+    assert_eq!(report.rules.min_cell_count, 45);
+}
+
+#[test]
+fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
+    let (batch, roles) = table();
+    let dp = DpRelease {
+        epsilon: 1.0,
+        delta: 1e-6,
+        ..Default::default()
+    };
+    let p = Protection {
+        dp: Some(dp),
+        ..Default::default()
+    };
+    let (out, report) = protect(&batch, &roles, &p, &DisclosureRules::default()).unwrap();
+    // ε split over p0, p1 and __n: scale 3 for counts, 300 for the sum bounded by 100.
+    assert_eq!(report.scales["p0"], 3.0);
+    assert_eq!(report.scales["p1"], 300.0);
+    assert_eq!(report.scales[CONTRIBUTORS], 3.0);
+    let tau = report.threshold.unwrap();
+    assert!(
+        tau > 40.0 && tau < 45.0,
+        "τ = 1 + 3·ln(5e5) ≈ 40.4, got {tau}"
+    );
+    assert_eq!(report.epsilon, 1.0);
+    assert_eq!(report.delta, 1e-6);
+    // b (3 people) and c (0) can never pass τ; which of a (50) and d (40) pass depends on noise.
+    let keys = out.column(0).as_string::<i32>();
+    for k in keys.iter().flatten() {
+        assert!(k == "a" || k == "d", "released group {k}");
+    }
+    assert!(out.schema().column_with_name("__top1").is_none());
+}
+
+#[test]
+fn dp_refuses_unbounded_sums() {
+    let (batch, mut roles) = table();
+    roles[2] = ColumnRole::Sum { bound: None };
+    let p = Protection {
+        dp: Some(DpRelease::default()),
+        ..Default::default()
+    };
+    let err = protect(&batch, &roles, &p, &DisclosureRules::default()).unwrap_err();
+    assert!(err.to_string().contains("bounds"), "{err}");
+}

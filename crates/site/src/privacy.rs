@@ -1,0 +1,80 @@
+//! The site's own privacy settings and budget ledger, applied to every partial it releases.
+
+use medfed_core::study::PrivacyMode;
+use medfed_policy::Decision;
+use medfed_privacy::DisclosureRules;
+use medfed_privacy::ledger::{Budget, BudgetLedger, LedgerError};
+use medfed_protocol::wire::SiteRequest;
+
+use crate::config::PrivacyConfig;
+
+/// This site's privacy state.
+pub(crate) struct SitePrivacy {
+    cfg: PrivacyConfig,
+    ledger: BudgetLedger,
+}
+
+impl SitePrivacy {
+    pub(crate) async fn open(cfg: &PrivacyConfig) -> Result<Self, LedgerError> {
+        Ok(Self {
+            ledger: BudgetLedger::open(&cfg.ledger).await?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The site's own rules: k from its policy's decision, dominance from its config.
+    pub(crate) fn rules(&self, decision: &Decision) -> DisclosureRules {
+        let k = decision
+            .extra
+            .get("min_cell_count")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(medfed_privacy::rules::DEFAULT_MIN_CELL_COUNT);
+        DisclosureRules {
+            min_cell_count: k,
+            dominance: self.cfg.dominance,
+        }
+    }
+
+    /// The request's study budget here.
+    fn budget(&self, req: &SiteRequest) -> Budget {
+        let study = &req.context.study;
+        self.cfg.budget_for(&study.id, study.terms.epsilon)
+    }
+
+    /// Refuses a request whose privacy does not match its study's terms (a DP study is never
+    /// answered without noise, whatever the hub sends), or that the study's budget cannot pay.
+    pub(crate) async fn admit(&self, req: &SiteRequest) -> Result<(), String> {
+        let study = &req.context.study;
+        let dp = req.context.privacy.dp.as_ref();
+        match (study.terms.privacy, dp) {
+            (PrivacyMode::Dp, None) => Err(format!(
+                "study {} is differentially private; the request carries no DP release",
+                study.id
+            )),
+            (PrivacyMode::Exact, Some(_)) => Err(format!(
+                "study {} is exact; a DP release must be a DP study",
+                study.id
+            )),
+            (PrivacyMode::Dp, Some(release)) => self
+                .ledger
+                .check(&study.id, self.budget(req), release.epsilon, 0.0)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            (PrivacyMode::Exact, None) => Ok(()),
+        }
+    }
+
+    /// Charges a DP release to the study's ledger (after it is computed, before it leaves).
+    pub(crate) async fn charge(
+        &self,
+        req: &SiteRequest,
+        epsilon: f64,
+        delta: f64,
+    ) -> Result<medfed_privacy::ledger::Balance, LedgerError> {
+        let study = &req.context.study.id;
+        self.ledger
+            .charge(study, self.budget(req), &req.request_id, epsilon, delta)
+            .await
+    }
+}
