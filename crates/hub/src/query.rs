@@ -188,7 +188,22 @@ impl Hub {
         }
         let rules = protection.rules;
         let merged = plan.merge(partials, rules.min_cell_count).await?;
-        // The airlock: differencing against earlier releases of this study (exact studies; in
+        // The airlock: a query whose every group is too small selects too few people to
+        // release anything (minimum subset size) — refused, not answered with blanks.
+        if !merged.cells.is_empty()
+            && merged
+                .cells
+                .iter()
+                .all(|c| c.status == Suppression::SmallCell.code())
+        {
+            return deny(format!(
+                "the query selects fewer than k = {} people in every group (minimum subset \
+                 size, at some site or network-wide); widen the cohort or the groups",
+                rules.min_cell_count
+            ))
+            .await;
+        }
+        // Differencing against earlier releases of this study (exact studies; in
         // DP studies every release pays from the sites' budgets instead).
         let cells: Vec<(String, i64)> = merged
             .cells

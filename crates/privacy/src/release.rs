@@ -68,11 +68,17 @@ pub enum ColumnRole {
     Key,
     /// A count: each contributing row adds 1.
     Count,
-    /// A sum of values clamped to ±`bound` (`None` in exact mode, where no bound is needed).
+    /// A sum of values clamped to `range` (`None` in exact mode, where no bounds are needed).
     Sum {
-        /// Largest absolute value one row adds (DP sensitivity per row).
-        bound: Option<f64>,
+        /// The declared [low, high] every value was clamped to (DP).
+        range: Option<(f64, f64)>,
     },
+    /// Under DP, the number of values in the sum at this position (never released itself: the
+    /// sum is noised centred on the range's midpoint, which needs it; see [`protect`]).
+    SumCount(usize),
+    /// A released count that is also the number of values in the sum at this position (an
+    /// AVG's COUNT(x)): noised like a count, and its noisy value re-centres that sum.
+    ValueCount(usize),
     /// A statistic released only without noise (e.g. a within-site variance).
     ExactOnly,
     /// People (or rows) behind the group.
@@ -139,7 +145,10 @@ pub fn protect(
         .filter(|(_, r)| {
             matches!(
                 r,
-                ColumnRole::Count | ColumnRole::Sum { .. } | ColumnRole::ExactOnly
+                ColumnRole::Count
+                    | ColumnRole::ValueCount(_)
+                    | ColumnRole::Sum { .. }
+                    | ColumnRole::ExactOnly
             )
         })
         .map(|(i, _)| i)
@@ -162,6 +171,7 @@ pub fn protect(
         }
         Some(release) => {
             let (n, keep) = noise(
+                batch,
                 roles,
                 &mut columns,
                 &contributors,
@@ -266,6 +276,7 @@ fn exact_status(
 /// with groups, keep only those whose noisy count passes the partition threshold.
 #[allow(clippy::too_many_arguments)]
 fn noise(
+    batch: &RecordBatch,
     roles: &[ColumnRole],
     columns: &mut [(usize, ArrayRef)],
     contributors: &ArrayRef,
@@ -282,23 +293,59 @@ fn noise(
         )));
     }
     let rows = f64::from(release.max_rows_per_person.max(1));
-    let shares = (columns.len() + 1) as f64;
+    let hidden_counts = roles
+        .iter()
+        .filter(|r| matches!(r, ColumnRole::SumCount(_)))
+        .count();
+    let shares = (columns.len() + 1 + hidden_counts) as f64;
     let eps = release.epsilon / shares;
+    // Counts first: a sum re-centred on an AVG's count uses that count's noisy value.
+    let count_scale = dp::laplace_scale(rows, eps);
     for (i, array) in columns.iter_mut() {
-        let sensitivity = match roles[*i] {
-            ColumnRole::Count => rows,
-            ColumnRole::Sum { bound: Some(b) } => rows * b,
+        if matches!(roles[*i], ColumnRole::Count | ColumnRole::ValueCount(_)) {
+            *array = noise_array(array, count_scale)?;
+            report
+                .scales
+                .insert(schema.field(*i).name().clone(), count_scale);
+        }
+    }
+    let noisy: Vec<(usize, ArrayRef)> = columns.to_vec();
+    for (i, array) in columns.iter_mut() {
+        let name = schema.field(*i).name().clone();
+        match roles[*i] {
+            ColumnRole::Count | ColumnRole::ValueCount(_) => {}
+            ColumnRole::Sum {
+                range: Some((lo, hi)),
+            } => {
+                let released = roles
+                    .iter()
+                    .position(|r| *r == ColumnRole::ValueCount(*i))
+                    .and_then(|j| noisy.iter().find(|(c, _)| *c == j).map(|(_, a)| (j, a)));
+                let hidden = roles.iter().position(|r| *r == ColumnRole::SumCount(*i));
+                let count = match (released, hidden) {
+                    (Some((j, noisy)), _) => Count {
+                        exact: batch.column(j).clone(),
+                        noisy: Some(noisy.clone()),
+                    },
+                    (None, Some(j)) => Count {
+                        exact: batch.column(j).clone(),
+                        noisy: None,
+                    },
+                    (None, None) => {
+                        return Err(ReleaseError::Unsupported(format!("{name}: no value count")));
+                    }
+                };
+                let (sum, scale) = centred_sum(array, count, lo, hi, rows, eps)?;
+                *array = sum;
+                report.scales.insert(name, scale);
+            }
             _ => {
                 return Err(ReleaseError::Unsupported(format!(
-                    "{} cannot be released under differential privacy (declare bounds for sums; \
-                     variances are not supported yet)",
-                    schema.field(*i).name()
+                    "{name} cannot be released under differential privacy (declare bounds for \
+                     sums; variances are not supported yet)"
                 )));
             }
-        };
-        let scale = dp::laplace_scale(sensitivity.max(f64::MIN_POSITIVE), eps);
-        *array = noise_array(array, scale)?;
-        report.scales.insert(schema.field(*i).name().clone(), scale);
+        }
     }
     let n_scale = dp::laplace_scale(rows, eps);
     let n = noise_array(contributors, n_scale)?;
@@ -319,6 +366,67 @@ fn noise(
         None
     };
     Ok((n, keep))
+}
+
+/// A DP sum of values clamped to [lo, hi], noised around the range's midpoint m: one value
+/// moves Σ(x − m) by at most (hi − lo)/2, not by max(|lo|, |hi|) (for birth years in
+/// [1900, 2030] that is 65 instead of 2030). The released sum is noisy Σ(x − m) + m · noisy
+/// count, both noised here with ε/shares each. Returns it with its equivalent Laplace scale.
+fn centred_sum(
+    sum: &ArrayRef,
+    count: Count,
+    lo: f64,
+    hi: f64,
+    rows: f64,
+    eps: f64,
+) -> Result<(ArrayRef, f64), ReleaseError> {
+    let mid = (lo + hi) / 2.0;
+    let half = ((hi - lo) / 2.0).max(f64::MIN_POSITIVE);
+    let sum = cast(sum, &DataType::Float64)?;
+    let sum = sum.as_primitive::<Float64Type>();
+    let exact = cast(&count.exact, &DataType::Int64)?;
+    let exact = exact.as_primitive::<Int64Type>();
+    let (b_sum, b_count) = (rows * half / eps, rows / eps);
+    // Centre on the exact count (only the site has it), noise, and add m × a noisy count back:
+    // the AVG's released count when there is one (the hub's Σ/ĉ is then m + noisy Σ(x − m)/ĉ),
+    // else a freshly noised hidden count.
+    let centred: Vec<f64> = sum
+        .iter()
+        .zip(exact.iter())
+        .map(|(s, c)| s.unwrap_or(0.0) - mid * c.unwrap_or(0) as f64)
+        .collect();
+    let centred = dp::noise_f64(&centred, b_sum)?;
+    let counts: Vec<i64> = match &count.noisy {
+        Some(noisy) => {
+            let noisy = cast(noisy, &DataType::Int64)?;
+            noisy
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|c| c.unwrap_or(0))
+                .collect()
+        }
+        None => dp::noise_i64(
+            &exact.iter().map(|c| c.unwrap_or(0)).collect::<Vec<_>>(),
+            b_count,
+        )?,
+    };
+    let released: Float64Array = centred
+        .iter()
+        .zip(&counts)
+        .zip(sum.iter())
+        .map(|((s, c), orig)| orig.map(|_| s + mid * *c as f64))
+        .collect();
+    let scale = match count.noisy {
+        Some(_) => b_sum,
+        None => (b_sum * b_sum + mid * mid * b_count * b_count).sqrt(),
+    };
+    Ok((Arc::new(released), scale))
+}
+
+/// The value count of a DP sum: its exact value, and the released noisy COUNT(x) if any.
+struct Count {
+    exact: ArrayRef,
+    noisy: Option<ArrayRef>,
 }
 
 /// Noise for one column: integers stay integers (discrete Laplace), the rest become f64.

@@ -65,22 +65,25 @@ pub(crate) fn augment(
     let mut aggr_expr = Vec::with_capacity(agg.aggr_expr.len() + 2);
     let mut kinds = Vec::with_capacity(agg.aggr_expr.len());
     let mut dominance = Vec::new();
+    let mut value_counts = Vec::new();
     for (e, kind) in agg.aggr_expr.iter().zip(&shape.kinds) {
         let name = e.schema_name().to_string();
         let role = match kind {
             AggKind::Count | AggKind::CountDistinctId => ColumnRole::Count,
-            AggKind::Sum | AggKind::Avg => ColumnRole::Sum { bound: None },
+            AggKind::Sum | AggKind::Avg => ColumnRole::Sum { range: None },
             AggKind::Variance { .. } => ColumnRole::ExactOnly,
         };
         let arg = sum_argument(e);
         let (expr, role) = match (dp, role, arg) {
             (Some(dp), ColumnRole::Sum { .. }, Some(x)) => {
                 let (lo, hi) = bounds_for(dp, &x)?;
-                let clamped = clamp(x, lo, hi)?;
-                let bound = lo.abs().max(hi.abs());
+                let clamped = clamp(x.clone(), lo, hi)?;
+                value_counts.push((x, count(clamped.clone())));
                 (
                     sum(clamped).alias(name.clone()),
-                    ColumnRole::Sum { bound: Some(bound) },
+                    ColumnRole::Sum {
+                        range: Some((lo, hi)),
+                    },
                 )
             }
             (None, ColumnRole::Sum { .. }, Some(x)) => {
@@ -97,6 +100,18 @@ pub(crate) fn augment(
         None => count(lit(1)),
     };
     let mut extras = vec![(contributors.alias("__n"), ColumnRole::Contributors)];
+    // Each DP sum needs its number of values: an AVG already releases COUNT(x) (which then
+    // carries the sum's centre, so the hub's division removes it); a bare SUM gets a hidden one.
+    for (i, (x, hidden)) in value_counts.into_iter().enumerate() {
+        let released = agg.aggr_expr.iter().position(|e| is_count_of(e, &x));
+        match released {
+            Some(j) => kinds[j].1 = ColumnRole::ValueCount(i),
+            None => extras.push((
+                hidden.alias(format!("__values{i}")),
+                ColumnRole::SumCount(i),
+            )),
+        }
+    }
     for (i, x) in dominance.into_iter().enumerate() {
         let x = abs(cast(x, arrow::datatypes::DataType::Float64));
         let top = if dominance_n >= 2 {
@@ -157,11 +172,27 @@ pub(crate) fn augment(
         roles.push(match role {
             ColumnRole::DominanceTotal(i) => ColumnRole::DominanceTotal(sums[*i]),
             ColumnRole::DominanceTop(i) => ColumnRole::DominanceTop(sums[*i]),
+            ColumnRole::SumCount(i) => ColumnRole::SumCount(sums[*i]),
             other => *other,
         });
     }
+    for r in roles.iter_mut() {
+        if let ColumnRole::ValueCount(i) = r {
+            *r = ColumnRole::ValueCount(sums[*i]);
+        }
+    }
     let out = LogicalPlan::Projection(Projection::try_new(exprs, std::sync::Arc::new(new_agg))?);
     Ok((out, roles))
+}
+
+/// True for a plain `COUNT(x)` of exactly `x` (no DISTINCT, no FILTER).
+fn is_count_of(e: &Expr, x: &Expr) -> bool {
+    matches!(strip_alias(e), Expr::AggregateFunction(AggregateFunction { func, params })
+        if func.name().eq_ignore_ascii_case("count")
+            && !params.distinct
+            && params.filter.is_none()
+            && params.args.len() == 1
+            && &params.args[0] == x)
 }
 
 /// The value a SUM adds up (the site's partials are plain `sum(x)`s).

@@ -170,12 +170,13 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
     // Hub plan: SUM every merge expression per key over all partials (plus the privacy
     // columns every protected partial carries); the finishing projection is built per merge,
     // when the network's minimum cell count is known ([`MergeParts::subplan`]).
+    // Every statistic may arrive null: a site nulls the statistics of groups it suppresses.
     let mut fields: Vec<arrow::datatypes::FieldRef> = site_plan
         .schema()
         .as_arrow()
         .fields()
         .iter()
-        .cloned()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
         .collect();
     fields.push(Arc::new(Field::new(CONTRIBUTORS, DataType::Int64, true)));
     fields.push(Arc::new(Field::new(CELL_STATUS, DataType::UInt8, false)));

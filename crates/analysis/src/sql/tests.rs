@@ -395,5 +395,22 @@ async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
         .await
         .unwrap();
     assert_eq!(b.num_rows(), 1);
-    assert_eq!(report.scales["p0"], 2030.0 / 0.25);
+    // ε = 0.5 over the sum, its hidden value count and __n: the sum is noised around 1965
+    // with scale 65·6 = 390, plus 1965 × the hidden count's noise of scale 6.
+    let expected = (390f64.powi(2) + (1965.0f64 * 6.0).powi(2)).sqrt();
+    assert!(
+        (report.scales["p0"] - expected).abs() < 1e-6,
+        "{:?}",
+        report.scales
+    );
+    // An AVG re-centres on its own released count: only Σ(x − m)'s noise is left.
+    let avg = "SELECT SUM(year_of_birth) AS p0, COUNT(year_of_birth) AS p1 FROM person";
+    let (_, report) = run_site_partial(site, None, avg, &bounded, &bounded.rules)
+        .await
+        .unwrap();
+    assert!(
+        (report.scales["p0"] - 390.0).abs() < 1e-9,
+        "{:?}",
+        report.scales
+    );
 }

@@ -1,6 +1,6 @@
 //! The researchers' HTTP API over a real three-site network.
 
-use crate::support::{assert_rows_eq, network};
+use crate::support::{assert_released_eq, assert_rows_eq, network};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_answers_equal_the_pooled_data() {
@@ -18,11 +18,7 @@ async fn federated_answers_equal_the_pooled_data() {
         "SELECT visit_concept_id, COUNT(*) AS n FROM visit_occurrence GROUP BY visit_concept_id HAVING COUNT(*) > 50",
     ] {
         let body = net.query_ok(sql).await;
-        assert_rows_eq(
-            body["rows"].as_array().unwrap(),
-            &net.pooled(sql).await,
-            sql,
-        );
+        assert_released_eq(&body, &net.pooled(sql).await, sql);
         let sites = body["sites"].as_object().unwrap();
         assert_eq!(sites.len(), 3);
         assert!(sites.values().all(|s| s["status"] == "answered"), "{body}");

@@ -6,4 +6,5 @@ mod api;
 mod cli;
 mod failures;
 mod governance;
+mod redteam;
 mod support;

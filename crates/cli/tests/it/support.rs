@@ -144,3 +144,35 @@ pub fn assert_rows_eq(fed: &[Value], pooled: &[Vec<Value>], sql: &str) {
     assert!(!p.is_empty(), "pooled answer is empty: {sql}");
     assert_eq!(f, p, "federated != pooled: {sql}");
 }
+
+/// Like [`assert_rows_eq`] for a hub result under disclosure control: rows the result marks as
+/// suppressed must have null statistics where the pooled row has values, and every other row
+/// must equal the pooled answer.
+pub fn assert_released_eq(body: &Value, pooled: &[Vec<Value>], sql: &str) {
+    let rows = body["rows"].as_array().unwrap();
+    let suppressed: std::collections::BTreeSet<usize> = body["privacy"]["suppressed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["row"].as_u64().unwrap() as usize)
+        .collect();
+    let mut masked: Vec<Vec<Value>> = pooled.to_vec();
+    for &i in &suppressed {
+        let row = rows[i].as_array().unwrap();
+        let same_keys = |p: &Vec<Value>| {
+            row.iter().zip(p).all(|(f, q)| {
+                f.is_null() || f.as_f64().zip(q.as_f64()).map_or(f == q, |(a, b)| a == b)
+            })
+        };
+        let target = masked
+            .iter_mut()
+            .find(|p| same_keys(p) && p.iter().zip(row).any(|(q, f)| f.is_null() && !q.is_null()))
+            .unwrap_or_else(|| panic!("suppressed row {i} has no pooled counterpart: {sql}"));
+        for (q, f) in target.iter_mut().zip(row) {
+            if f.is_null() {
+                *q = Value::Null;
+            }
+        }
+    }
+    assert_rows_eq(rows, &masked, sql);
+}

@@ -26,7 +26,7 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
     let roles = vec![
         ColumnRole::Key,
         ColumnRole::Count,
-        ColumnRole::Sum { bound: Some(100.0) },
+        ColumnRole::Sum { range: None },
         ColumnRole::Contributors,
         ColumnRole::DominanceTotal(2),
         ColumnRole::DominanceTop(2),
@@ -98,7 +98,14 @@ fn a_site_is_at_least_as_strict_as_the_network() {
 
 #[test]
 fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
-    let (batch, roles) = table();
+    let (batch, mut roles) = table();
+    // Under DP the sum was clamped to [0, 200] and its value count rides in column 4.
+    roles[2] = ColumnRole::Sum {
+        range: Some((0.0, 200.0)),
+    };
+    roles[4] = ColumnRole::SumCount(2);
+    let batch = batch.project(&[0, 1, 2, 3, 4]).unwrap();
+    roles.truncate(5);
     let dp = DpRelease {
         epsilon: 1.0,
         delta: 1e-6,
@@ -109,29 +116,33 @@ fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
         ..Default::default()
     };
     let (out, report) = protect(&batch, &roles, &p, &DisclosureRules::default()).unwrap();
-    // ε split over p0, p1 and __n: scale 3 for counts, 300 for the sum bounded by 100.
-    assert_eq!(report.scales["p0"], 3.0);
-    assert_eq!(report.scales["p1"], 300.0);
-    assert_eq!(report.scales[CONTRIBUTORS], 3.0);
+    // ε split over p0, p1, its hidden count and __n: scale 4 for counts; the sum is noised
+    // around 100 with scale 4·100, plus 100 × the hidden count's noise of scale 4.
+    assert_eq!(report.scales["p0"], 4.0);
+    assert!((report.scales["p1"] - (2.0 * 400f64.powi(2)).sqrt()).abs() < 1e-9);
+    assert_eq!(report.scales[CONTRIBUTORS], 4.0);
     let tau = report.threshold.unwrap();
     assert!(
-        tau > 40.0 && tau < 45.0,
-        "τ = 1 + 3·ln(5e5) ≈ 40.4, got {tau}"
+        tau > 53.0 && tau < 54.0,
+        "τ = 1 + 4·ln(5e5) ≈ 53.5, got {tau}"
     );
     assert_eq!(report.epsilon, 1.0);
     assert_eq!(report.delta, 1e-6);
-    // b (3 people) and c (0) can never pass τ; which of a (50) and d (40) pass depends on noise.
+    // b (3 people) and c (0) essentially never pass τ; a (50) and d (40) rarely do.
     let keys = out.column(0).as_string::<i32>();
     for k in keys.iter().flatten() {
         assert!(k == "a" || k == "d", "released group {k}");
     }
-    assert!(out.schema().column_with_name("__top1").is_none());
+    assert!(
+        out.schema().column_with_name("__t1").is_none(),
+        "hidden count leaked"
+    );
 }
 
 #[test]
 fn dp_refuses_unbounded_sums() {
     let (batch, mut roles) = table();
-    roles[2] = ColumnRole::Sum { bound: None };
+    roles[2] = ColumnRole::Sum { range: None };
     let p = Protection {
         dp: Some(DpRelease::default()),
         ..Default::default()
