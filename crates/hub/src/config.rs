@@ -20,6 +20,12 @@
 //! audience = "medfed-hub"
 //! jwks = "https://sso.example.org/realms/research/protocol/openid-connect/certs"
 //!
+//! [privacy]                 # optional; these are the defaults
+//! min_cell_count = 10        # the network's k (sites may only raise it)
+//! dominance = { n = 2, share = 0.85 }
+//! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
+//! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)
+//!
 //! [[sites]]
 //! name = "north"
 //! url = "https://127.0.0.1:7001"

@@ -95,9 +95,10 @@ pub(crate) fn augment(
         aggr_expr.push(expr);
         kinds.push((name, role));
     }
+    // People per group; over OMOP's person table alone that is its row count (no hashing).
     let contributors = match &person {
-        Some(p) => count_distinct(Expr::Column(p.clone())),
-        None => count(lit(1)),
+        Some(p) if !one_row_per_person(&agg.input) => count_distinct(Expr::Column(p.clone())),
+        _ => count(lit(1)),
     };
     let mut extras = vec![(contributors.alias("__n"), ColumnRole::Contributors)];
     // Each DP sum needs its number of values: an AVG already releases COUNT(x) (which then
@@ -131,7 +132,9 @@ pub(crate) fn augment(
         ));
     }
     let input = match (dp, &person) {
-        (Some(dp), Some(p)) => bound_contributions(agg.input.as_ref().clone(), p, dp)?,
+        (Some(dp), Some(p)) if !one_row_per_person(&agg.input) => {
+            bound_contributions(agg.input.as_ref().clone(), p, dp)?
+        }
         _ => agg.input.as_ref().clone(),
     };
     let extra_names: Vec<String> = extras
@@ -242,6 +245,24 @@ fn clamp(x: Expr, lo: f64, hi: f64) -> Result<Expr> {
     Ok(when(x.clone().lt(lit(lo)), lit(lo))
         .when(x.clone().gt(lit(hi)), lit(hi))
         .otherwise(x)?)
+}
+
+/// True when the rows come from one scan of OMOP's `person` table, whose primary key is
+/// `person_id` (CDM v5.4): every person is already at most one row, and bounding would only cost a
+/// sort. Anything else (a join, another table, two scans) is bounded.
+fn one_row_per_person(input: &LogicalPlan) -> bool {
+    let mut scans = Vec::new();
+    let mut other = false;
+    let _ = input.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(t) => scans.push(t.table_name.table().to_string()),
+            LogicalPlan::Filter(_) | LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => {
+            }
+            _ => other = true,
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    !other && scans == ["person"]
 }
 
 /// Keeps at most `max_rows_per_person` rows of each person.

@@ -90,6 +90,15 @@ async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
     Ok(q.merge(partials, 1).await?.batches)
 }
 
+/// A column of a site's partial, by name and type.
+fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap()
+}
+
 /// Rules that never suppress, so federated answers can be compared with pooled ones exactly.
 fn no_limits() -> Protection {
     Protection {
@@ -329,24 +338,9 @@ async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
     let (b, report) = run_site_partial(site, None, sql, &p, &p.rules)
         .await
         .unwrap();
-    let n = b
-        .column_by_name("__n")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap();
-    let rows = b
-        .column_by_name("p0")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap();
-    let status = b
-        .column_by_name("__cell")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<arrow::array::UInt8Array>()
-        .unwrap();
+    let n = column::<arrow::array::Int64Array>(&b, "__n");
+    let rows = column::<arrow::array::Int64Array>(&b, "p0");
+    let status = column::<arrow::array::UInt8Array>(&b, "__cell");
     for i in 0..b.num_rows() {
         if status.value(i) == 0 {
             assert!(n.value(i) >= 10 && rows.value(i) >= n.value(i));
@@ -371,12 +365,7 @@ async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
         .unwrap();
     assert_eq!(report.epsilon, 0.5);
     let tau = report.threshold.unwrap();
-    let n = b
-        .column_by_name("__n")
-        .unwrap()
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap();
+    let n = column::<arrow::array::Int64Array>(&b, "__n");
     assert!(n.iter().all(|v| v.unwrap() as f64 >= tau));
     // Sums need declared bounds under DP.
     let sum = "SELECT SUM(year_of_birth) AS p0 FROM person";

@@ -6,7 +6,7 @@ use indicatif::{MultiProgress, ProgressBar};
 use medfed_devnet::{Devnet, DevnetConfig};
 
 use crate::client::HubClient;
-use crate::output::{site_line, table};
+use crate::output::{privacy_lines, site_line, table};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -75,6 +75,19 @@ pub const EXAMPLES: [(&str, &str); 5] = [
     ),
 ];
 
+/// Prints an answer (table, sites, privacy) or why there is none.
+fn show(answer: anyhow::Result<medfed_core::result::QueryResult>) {
+    match answer {
+        Ok(r) => println!(
+            "{}\n{}\n{}\n",
+            table(&r),
+            site_line(&r),
+            privacy_lines(&r).join("\n")
+        ),
+        Err(e) => println!("   -> {e}\n"),
+    }
+}
+
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let cfg = DevnetConfig {
         sites: a.sites,
@@ -117,11 +130,21 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             "== {title}\n   {}",
             sql.split_whitespace().collect::<Vec<_>>().join(" ")
         );
-        match client.query(sql, exact, &[]).await {
-            Ok(r) => println!("{}\n{}\n", table(&r), site_line(&r)),
-            Err(e) => println!("   -> {e}\n"),
-        }
+        show(client.query(sql, exact, &[]).await);
     }
+    println!(
+        "== Differential privacy: mean birth year by sex under study `dp` (ε = 0.1 of each \
+         site's 0.5, birth years clamped to [1900, 2030])"
+    );
+    let dp_sql = "SELECT gender_concept_id, AVG(year_of_birth) AS mean_birth_year, COUNT(*) AS n \
+                  FROM person GROUP BY gender_concept_id";
+    let options =
+        serde_json::json!({ "epsilon": 0.1, "bounds": { "year_of_birth": [1900, 2030] } });
+    show(
+        client
+            .query_with(dp_sql, &net.studies["dp"], &[], options)
+            .await,
+    );
     println!("== Governance: the same question under a study no custodian has approved");
     match client
         .query(
@@ -149,6 +172,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!(
         "  medfed query --hub {} --token {} --study {exact} \"SELECT COUNT(*) FROM person\"",
         net.hub_url, net.token
+    );
+    println!(
+        "  medfed query --hub {} --token {} --study {} --epsilon 0.1 --bounds year_of_birth=1900:2030 \"SELECT AVG(year_of_birth) FROM person\"",
+        net.hub_url, net.token, net.studies["dp"]
     );
     println!(
         "  medfed study list --hub {} --token {}",

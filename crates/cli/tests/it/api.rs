@@ -1,6 +1,6 @@
 //! The researchers' HTTP API over a real three-site network.
 
-use crate::support::{assert_released_eq, assert_rows_eq, network};
+use crate::support::{assert_released_eq, network};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federated_answers_equal_the_pooled_data() {

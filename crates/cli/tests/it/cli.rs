@@ -190,6 +190,9 @@ fn demo_once_runs_the_examples_and_writes_demo_json() {
         out.contains("refused: the query returns individual rows"),
         "{out}"
     );
+    // The DP example states its mechanism and what each site has left.
+    assert!(out.contains("discrete Laplace (OpenDP)"), "{out}");
+    assert!(out.contains("ε left: north 0.400, south 0.400"), "{out}");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("demo.json")).unwrap()).unwrap();
     assert!(
@@ -211,6 +214,7 @@ fn demo_once_runs_the_examples_and_writes_demo_json() {
             "{role}"
         );
     }
+    assert!(info["studies"]["dp"].as_str().is_some(), "{info}");
     assert!(
         info["studies"]["exact"]
             .as_str()

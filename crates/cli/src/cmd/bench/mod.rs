@@ -1,6 +1,7 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
 mod governance;
+mod privacy;
 mod query;
 
 use std::time::Instant;
@@ -14,6 +15,10 @@ pub enum BenchCommand {
     Audit(governance::AuditArgs),
     /// Policy: hub.rego and site.rego evaluation latency per request.
     Policy(governance::PolicyArgs),
+    /// Secure aggregation of N sites' vectors, with and without a dropout, against the plain sum.
+    Secagg(privacy::SecAggArgs),
+    /// A site's partial step with no rules, disclosure control and DP noise: the overhead.
+    Dp(privacy::DpArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -21,6 +26,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Query(a) => query::run(a).await,
         BenchCommand::Audit(a) => governance::audit(a).await,
         BenchCommand::Policy(a) => governance::policy(a),
+        BenchCommand::Secagg(a) => privacy::secagg(a),
+        BenchCommand::Dp(a) => privacy::dp(a).await,
     }
 }
 
