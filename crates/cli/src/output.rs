@@ -93,8 +93,13 @@ pub fn privacy_lines(r: &QueryResult) -> Vec<String> {
         out.push(format!("  ε left: {}", left.join(", ")));
     } else if !p.mode.is_empty() {
         out.push(format!(
-            "privacy: exact under disclosure control (k = {})",
-            p.min_cell_count
+            "privacy: exact under disclosure control (k = {}){}",
+            p.min_cell_count,
+            if p.secure_aggregation {
+                "; secure aggregation: the hub saw only the sum of the sites' partials"
+            } else {
+                ""
+            }
         ));
     }
     out

@@ -94,6 +94,8 @@ pub struct NetworkPrivacy {
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
     pub delta_per_release: f64,
+    /// Sum exact studies' partials under secure aggregation unless a query says otherwise.
+    pub secure_aggregation: bool,
 }
 
 impl Default for NetworkPrivacy {
@@ -104,6 +106,7 @@ impl Default for NetworkPrivacy {
             dominance: rules.dominance,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
+            secure_aggregation: false,
         }
     }
 }

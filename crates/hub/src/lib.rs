@@ -33,6 +33,7 @@ mod governance;
 mod http;
 mod json;
 pub mod query;
+mod secure;
 pub mod state;
 
 use std::collections::BTreeMap;

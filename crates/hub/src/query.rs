@@ -11,11 +11,12 @@ use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
 use medfed_core::study::{PrivacyMode, StudyTerms};
 use medfed_privacy::release::REPORT_METADATA_KEY;
 use medfed_privacy::{DpRelease, PartialReport, Protection, Suppression};
-use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant};
+use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant, Work};
 use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+use crate::secure::{FanOut, secure_fan_out};
 use crate::state::Release;
 use crate::{CATALOG_RETRY_AFTER, Hub, HubError, json};
 
@@ -91,6 +92,13 @@ impl Hub {
             .await;
         }
         let protection = self.protection(&study.terms, options)?;
+        if protection.secure_aggregation && !plan.is_additive() {
+            return Err(HubError::Query(SqlError::Unsupported(
+                "VAR/STDDEV merge each site's own variance, which secure aggregation hides; \
+                 ask for COUNT, SUM(x) and SUM(x * x) instead, or run without secure aggregation"
+                    .into(),
+            )));
+        }
         let id = format!("q-{}", crate::state::random_id(8));
         tracing::info!(request_id = %id, study = study_id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
         let request_for = |site: &str| {
@@ -113,59 +121,37 @@ impl Hub {
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
 
-        let calls = targets.iter().map(|site| {
-            let request = request_for(site.name().as_str());
-            let plan = &plan;
-            async move {
-                let mut report = None;
-                let started = Instant::now();
-                let answer =
-                    tokio::time::timeout(self.deadline, site.run(&request, &self.key)).await;
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-                let outcome = |status, message: Option<String>| SiteOutcome {
-                    status,
-                    elapsed_ms,
-                    message,
-                };
-                let (outcome, batches) = match answer {
-                    Err(_) => (
-                        outcome(
-                            SiteStatus::TimedOut,
-                            Some(format!("no answer within {} ms", self.deadline.as_millis())),
-                        ),
-                        vec![],
-                    ),
-                    Ok(Err(SiteCallError::Refused(m))) => {
-                        (outcome(SiteStatus::Refused, Some(m)), vec![])
-                    }
-                    Ok(Err(e)) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    Ok(Ok(batches)) => match batches
-                        .iter()
-                        .map(|b| plan.conform(b))
-                        .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(b) => {
-                            report = site_report(&batches);
-                            (outcome(SiteStatus::Answered, None), b)
-                        }
-                        Err(e) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    },
-                };
-                (site.name().to_string(), outcome, batches, report)
-            }
-        });
-        let mut sites = BTreeMap::new();
-        let mut partials = Vec::new();
-        let mut reports = BTreeMap::new();
-        for (name, outcome, batches, report) in futures::future::join_all(calls).await {
+        let FanOut {
+            sites,
+            partials,
+            reports,
+        } = if protection.secure_aggregation {
+            let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+            let by_name: HashMap<String, &SiteClient> =
+                targets.iter().map(|t| (t.name().to_string(), *t)).collect();
+            let request_for = &request_for;
+            let sql = plan.site_sql();
+            secure_fan_out(
+                &names,
+                plan.partial_schema(),
+                self.deadline,
+                |site, round| {
+                    let client = by_name[&site];
+                    let request = request_for(&site).with_work(Work::SecureSql {
+                        sql: sql.to_string(),
+                        round,
+                    });
+                    async move { client.secure_round(&request, &self.key).await }
+                },
+            )
+            .await
+        } else {
+            self.fan_out(&targets, &request_for, &plan).await
+        };
+        for (name, outcome) in &sites {
             if outcome.status != SiteStatus::Answered {
                 tracing::warn!(request_id = %id, site = %name, status = %outcome.status, message = ?outcome.message, "site did not answer");
             }
-            if let Some(r) = report {
-                reports.insert(name.clone(), r);
-            }
-            sites.insert(name, outcome);
-            partials.extend(batches);
         }
         let answered: Vec<String> = sites
             .iter()
@@ -190,11 +176,19 @@ impl Hub {
         let merged = plan.merge(partials, rules.min_cell_count).await?;
         // The airlock: a query whose every group is too small selects too few people to
         // release anything (minimum subset size) — refused, not answered with blanks.
-        if !merged.cells.is_empty()
-            && merged
-                .cells
-                .iter()
-                .all(|c| c.status == Suppression::SmallCell.code())
+        let nothing_publishable = if protection.secure_aggregation {
+            // Under secure aggregation a group is in the sum only if some site has k people
+            // in it: no group at all means every group is small everywhere.
+            merged.cells.is_empty() && !plan.grouping().is_empty()
+        } else {
+            false
+        };
+        if nothing_publishable
+            || !merged.cells.is_empty()
+                && merged
+                    .cells
+                    .iter()
+                    .all(|c| c.status == Suppression::SmallCell.code())
         {
             return deny(format!(
                 "the query selects fewer than k = {} people in every group (minimum subset \
@@ -285,12 +279,84 @@ impl Hub {
         Ok(result)
     }
 
+    /// Sends the partial to every target at once and collects their protected answers.
+    async fn fan_out(
+        &self,
+        targets: &[&SiteClient],
+        request_for: &impl Fn(&str) -> SiteRequest,
+        plan: &FederatedSql,
+    ) -> FanOut {
+        let calls = targets.iter().map(|site| {
+            let request = request_for(site.name().as_str());
+            async move {
+                let mut report = None;
+                let started = Instant::now();
+                let answer =
+                    tokio::time::timeout(self.deadline, site.run(&request, &self.key)).await;
+                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+                let outcome = |status, message: Option<String>| SiteOutcome {
+                    status,
+                    elapsed_ms,
+                    message,
+                };
+                let (outcome, batches) = match answer {
+                    Err(_) => (
+                        outcome(
+                            SiteStatus::TimedOut,
+                            Some(format!("no answer within {} ms", self.deadline.as_millis())),
+                        ),
+                        vec![],
+                    ),
+                    Ok(Err(SiteCallError::Refused(m))) => {
+                        (outcome(SiteStatus::Refused, Some(m)), vec![])
+                    }
+                    Ok(Err(e)) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
+                    Ok(Ok(batches)) => match batches
+                        .iter()
+                        .map(|b| plan.conform(b))
+                        .collect::<Result<Vec<_>, _>>()
+                    {
+                        Ok(b) => {
+                            report = site_report(&batches);
+                            (outcome(SiteStatus::Answered, None), b)
+                        }
+                        Err(e) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
+                    },
+                };
+                (site.name().to_string(), outcome, batches, report)
+            }
+        });
+        let mut out = FanOut::default();
+        for (name, outcome, batches, report) in futures::future::join_all(calls).await {
+            if let Some(r) = report {
+                out.reports.insert(name.clone(), r);
+            }
+            out.sites.insert(name, outcome);
+            out.partials.extend(batches);
+        }
+        out
+    }
+
     /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
     /// the release the researcher asked for (or the network's default ε).
     fn protection(&self, terms: &StudyTerms, o: &QueryOptions) -> Result<Protection, HubError> {
         let rules = self.privacy.rules();
+        let secure_aggregation = o
+            .secure_aggregation
+            .unwrap_or(self.privacy.secure_aggregation);
         if terms.privacy == PrivacyMode::Exact {
-            return Ok(Protection { rules, dp: None });
+            return Ok(Protection {
+                rules,
+                dp: None,
+                secure_aggregation,
+            });
+        }
+        if secure_aggregation {
+            return Err(HubError::Query(SqlError::Unsupported(
+                "secure aggregation is available for exact studies; in a DP study each site \
+                 noises its own partial"
+                    .into(),
+            )));
         }
         let epsilon = o.epsilon.unwrap_or(self.privacy.default_epsilon);
         let cap = terms.epsilon.unwrap_or(f64::INFINITY);
@@ -307,6 +373,7 @@ impl Hub {
                 max_rows_per_person: o.max_rows_per_person.unwrap_or(1).max(1),
                 bounds: o.bounds.clone(),
             }),
+            secure_aggregation: false,
         })
     }
 
@@ -345,6 +412,9 @@ pub struct QueryOptions {
     /// Rows one person may contribute (default 1).
     #[serde(default)]
     pub max_rows_per_person: Option<u32>,
+    /// Sum the sites' partials under secure aggregation (default: the network's setting).
+    #[serde(default)]
+    pub secure_aggregation: Option<bool>,
 }
 
 /// A site's privacy report, from its partial's schema metadata.
@@ -415,7 +485,7 @@ fn summary(
             })
             .collect(),
         sites,
-        secure_aggregation: false,
+        secure_aggregation: protection.secure_aggregation,
     }
 }
 

@@ -2,9 +2,15 @@
 //!
 //! Why OpenDP and not `rand_distr::Laplace`: a textbook Laplace sampler over `f64` leaks through
 //! the gaps of floating-point numbers (Mironov, CCS 2012). OpenDP samples *discrete* Laplace and
-//! Gaussian noise exactly (Canonne, Kamath & Steinke 2020) from OpenSSL's CSPRNG; for `f64` it
-//! rounds the input onto a grid of 2^k and adds discrete noise on that grid, so every release is a
-//! proven mechanism. Integer partials (counts, sums of integers) get integer noise and stay integers.
+//! Gaussian noise exactly (Canonne, Kamath & Steinke 2020); for `f64` it rounds the input onto a
+//! grid of 2^k and adds discrete noise on that grid, so every release is a proven mechanism.
+//! Integer partials (counts, sums of integers) get integer noise and stay integers.
+//!
+//! Randomness: OpenDP's default `use-openssl` feature vendors and compiles OpenSSL (minutes of CI
+//! on two cores) only to call `RAND_priv_bytes`. We build without it, so OpenDP draws its bits
+//! from `rand`'s `thread_rng`: ChaCha20 seeded from the operating system's CSPRNG and reseeded
+//! every 64 KiB — a cryptographically secure generator. OpenDP's "non-secure" label on that path
+//! is about fork-safety of the thread-local state; a site node never forks.
 //!
 //! The CSPRNG cannot be seeded, by design; statistical tests of the noise therefore use many
 //! draws and bounds whose false-alarm probability is negligible, not a fixed seed.

@@ -35,6 +35,10 @@ pub struct Protection {
     pub rules: DisclosureRules,
     /// Present for studies under differential privacy.
     pub dp: Option<DpRelease>,
+    /// The partial is summed under secure aggregation ([`crate::secagg::cells`]): the hub sees
+    /// only the network's sum, so the minimum cell count is applied to that sum instead of to
+    /// each site's groups (dominance is still judged at each site and travels as a flag).
+    pub secure_aggregation: bool,
 }
 
 /// One differentially private release.
@@ -130,6 +134,18 @@ pub fn protect(
     site_rules: &DisclosureRules,
 ) -> Result<(RecordBatch, PartialReport), ReleaseError> {
     let rules = protection.rules.stricter(site_rules);
+    if protection.secure_aggregation && protection.dp.is_some() {
+        return Err(ReleaseError::Unsupported(
+            "secure aggregation is available for exact studies; DP studies add noise at each \
+             site (distributed DP under secure aggregation is not implemented yet)"
+                .into(),
+        ));
+    }
+    if protection.secure_aggregation && roles.contains(&ColumnRole::ExactOnly) {
+        return Err(ReleaseError::Unsupported(
+            "a within-site statistic (VAR/STDDEV) cannot be summed under secure aggregation".into(),
+        ));
+    }
     let n_col = roles
         .iter()
         .position(|r| *r == ColumnRole::Contributors)
@@ -162,7 +178,8 @@ pub fn protect(
         .collect();
     let (n, status, keep) = match &protection.dp {
         None => {
-            let status = exact_status(batch, roles, &contributors, &rules, &mut report);
+            let local_k = !protection.secure_aggregation;
+            let status = exact_status(batch, roles, &contributors, &rules, local_k, &mut report);
             (
                 contributors.as_primitive::<Int64Type>().clone(),
                 status,
@@ -194,8 +211,15 @@ pub fn protect(
             (n, status, keep)
         }
     };
-    // Null every statistic (and the contributor count) of a suppressed group.
-    let suppressed = arrow::compute::kernels::cmp::neq(&status, &UInt8Array::new_scalar(0))?;
+    // Null every statistic (and the contributor count) of a suppressed group. Under secure
+    // aggregation nothing is nulled: values leave masked, and the hub suppresses the group from
+    // its dominance flag.
+    let released = if protection.secure_aggregation {
+        u8::MAX
+    } else {
+        0
+    };
+    let suppressed = arrow::compute::kernels::cmp::gt(&status, &UInt8Array::new_scalar(released))?;
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     let schema = batch.schema();
@@ -223,12 +247,13 @@ pub fn protect(
     Ok((out, report))
 }
 
-/// Exact mode: per group, small-cell and dominance checks.
+/// Exact mode: per group, small-cell (when `local_k`) and dominance checks.
 fn exact_status(
     batch: &RecordBatch,
     roles: &[ColumnRole],
     contributors: &ArrayRef,
     rules: &DisclosureRules,
+    local_k: bool,
     report: &mut PartialReport,
 ) -> UInt8Array {
     let n = contributors.as_primitive::<Int64Type>();
@@ -252,7 +277,7 @@ fn exact_status(
         .collect();
     (0..batch.num_rows())
         .map(|row| {
-            let code = if rules.too_small(n.value(row)) {
+            let code = if local_k && rules.too_small(n.value(row)) {
                 Suppression::SmallCell.code()
             } else if dominance.iter().any(|(total, top)| {
                 !total.is_null(row)

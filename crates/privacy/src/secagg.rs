@@ -48,6 +48,8 @@ use sha2::Sha256;
 use vsss_rs::Gf256;
 use x25519_dalek::{PublicKey, StaticSecret};
 
+pub mod cells;
+
 /// Fraction bits of the fixed-point encoding of reals.
 pub const FRACTION_BITS: u32 = 24;
 

@@ -10,6 +10,7 @@ use futures::TryStreamExt;
 use medfed_core::SiteName;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::rounds::Reply;
 use crate::tls::NodeTls;
 use crate::wire::SiteRequest;
 
@@ -121,6 +122,25 @@ impl SiteClient {
             batches.push(RecordBatch::new_empty(schema.clone()));
         }
         Ok(batches)
+    }
+
+    /// Signs `request` (a [`crate::wire::Work::SecureSql`] round) and returns the site's reply.
+    pub async fn secure_round(
+        &self,
+        request: &SiteRequest,
+        hub_key: &ed25519_dalek::SigningKey,
+    ) -> Result<Reply, SiteCallError> {
+        let ticket = request.sign(hub_key).ticket;
+        let mut stream = self
+            .flight()
+            .do_action(Action::new(crate::rounds::ACTION_SECAGG, ticket))
+            .await?;
+        let body = stream
+            .try_next()
+            .await?
+            .ok_or_else(|| SiteCallError::Failed("empty secure aggregation reply".into()))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| SiteCallError::Failed(format!("malformed secure aggregation reply: {e}")))
     }
 
     /// Liveness: the site answers a `health` action.

@@ -9,6 +9,8 @@
 //! - `DoGet(ticket = SignedRequest JSON)` → the site runs the checked partial step and streams the
 //!   partial as Arrow record batches. A refusal is `PERMISSION_DENIED`, a bad request
 //!   `INVALID_ARGUMENT`, anything else `INTERNAL`; messages never carry row-level data.
+//! - `DoAction("secagg", SignedRequest JSON)` → one round of secure aggregation ([`rounds`]):
+//!   the hub learns only the sum of the sites' partials.
 //!
 //! Every `DoGet` ticket is signed with the hub's Ed25519 key and names the study, the researcher,
 //! the analysis and the addressed site ([`wire`]); a site verifies it before doing anything.
@@ -19,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod pki;
+pub mod rounds;
 pub mod signing;
 pub mod tls;
 pub mod wire;

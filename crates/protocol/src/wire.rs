@@ -11,7 +11,7 @@ use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 3;
+pub const WIRE_VERSION: u32 = 4;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -80,6 +80,13 @@ pub enum Work {
         /// The SQL text.
         sql: String,
     },
+    /// One round of a partial-aggregate SQL query summed under secure aggregation.
+    SecureSql {
+        /// The SQL text (the same in every round; the site checks it against its round state).
+        sql: String,
+        /// Which round.
+        round: crate::rounds::Round,
+    },
 }
 
 /// What travels in the ticket: the request's JSON and the hub's signature over it.
@@ -127,6 +134,23 @@ impl SiteRequest {
             issued_at_us: now,
             context,
             work: Work::PartialSql { sql: sql.into() },
+        }
+    }
+
+    /// The same request doing a different piece of work (a round of secure aggregation).
+    pub fn with_work(&self, work: Work) -> Self {
+        Self {
+            work,
+            ..self.clone()
+        }
+    }
+
+    /// What the site's replay protection remembers: the request id, and for a secure
+    /// aggregation round the round too (all rounds of one query share the id).
+    pub fn replay_key(&self) -> String {
+        match &self.work {
+            Work::PartialSql { .. } => self.request_id.clone(),
+            Work::SecureSql { round, .. } => format!("{}#{}", self.request_id, round.name()),
         }
     }
 

@@ -66,7 +66,7 @@ impl Gate {
         let replayed = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.retain(|_, at| now - *at <= 2 * MAX_SKEW_US);
-            seen.insert(req.request_id.clone(), now).is_some()
+            seen.insert(req.replay_key(), now).is_some()
         };
         if replayed {
             let reason = "request id already served (replay)";

@@ -26,6 +26,7 @@
 mod config;
 mod gate;
 mod privacy;
+mod secure;
 mod service;
 
 use std::future::Future;

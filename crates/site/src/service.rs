@@ -22,19 +22,28 @@ use sha2::{Digest, Sha256};
 
 use crate::gate::Gate;
 use crate::privacy::SitePrivacy;
+use crate::secure::Rounds;
 use medfed_store::SiteStore;
 use tonic::{Request, Response, Status, Streaming};
 
 pub(crate) struct SiteService {
-    name: SiteName,
+    pub(crate) name: SiteName,
     store: Arc<SiteStore>,
     plans: PartialPlanCache,
     gate: Gate,
     privacy: SitePrivacy,
+    pub(crate) rounds: Rounds,
+}
+
+/// What the audit trail says about a step that succeeded.
+pub(crate) struct Audited {
+    pub(crate) reason: String,
+    pub(crate) digest: Option<String>,
+    pub(crate) epsilon: Option<f64>,
 }
 
 /// Why a partial did not leave.
-enum Stop {
+pub(crate) enum Stop {
     /// Refused under the site's rules (policy, disclosure, budget): the researcher may know why.
     Refused(String),
     /// The query does not plan here.
@@ -68,6 +77,7 @@ impl SiteService {
             plans: PartialPlanCache::default(),
             gate,
             privacy,
+            rounds: Rounds::default(),
         }
     }
 
@@ -75,38 +85,69 @@ impl SiteService {
     /// runs it, protects the answer (suppression or noise), charges the ledger, audits, answers.
     async fn partial_sql(&self, req: &SiteRequest, sql: &str) -> Result<RecordBatch, Status> {
         let started = Instant::now();
+        let outcome = self
+            .protected_partial(req, sql)
+            .await
+            .map(|(batch, report)| {
+                let audited = Audited {
+                    reason: describe(&report),
+                    digest: Some(digest(std::slice::from_ref(&batch))),
+                    epsilon: (report.epsilon > 0.0).then_some(report.epsilon),
+                };
+                ((batch, report), Some(audited))
+            });
+        let (batch, report) = self.settle(req, outcome).await?;
+        tracing::info!(site = %self.name, request_id = %req.request_id, groups = batch.num_rows(), epsilon = report.epsilon, ms = started.elapsed().as_secs_f64() * 1e3, "partial answered");
+        let json = serde_json::to_string(&report).expect("report serialises");
+        let schema = batch
+            .schema()
+            .as_ref()
+            .clone()
+            .with_metadata([(REPORT_METADATA_KEY.to_string(), json)].into());
+        batch
+            .with_schema(Arc::new(schema))
+            .map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Audits the outcome of a step (a success only when it says what it released) and turns a
+    /// failure into the status the hub sees: refusals say why, execution failures do not.
+    pub(crate) async fn settle<T>(
+        &self,
+        req: &SiteRequest,
+        outcome: Result<(T, Option<Audited>), Stop>,
+    ) -> Result<T, Status> {
         let request_id = req.request_id.as_str();
-        let outcome = self.protected_partial(req, sql).await;
         let (status, reason, digest, epsilon) = match &outcome {
-            Ok((batch, report)) => (
-                Outcome::Allow,
-                describe(report),
-                Some(digest(std::slice::from_ref(batch))),
-                (report.epsilon > 0.0).then_some(report.epsilon),
+            Ok((_, None)) | Err(Stop::Judged(_)) => (None, String::new(), None, None),
+            Ok((_, Some(a))) => (
+                Some(Outcome::Allow),
+                a.reason.clone(),
+                a.digest.clone(),
+                a.epsilon,
             ),
-            Err(Stop::Refused(m)) => (Outcome::Deny, m.clone(), None, None),
-            Err(Stop::Invalid(m)) => (Outcome::Deny, format!("invalid query: {m}"), None, None),
-            Err(Stop::Failed(_)) => (Outcome::Error, "execution failed".to_string(), None, None),
-            Err(Stop::Judged(s)) => return Err(s.clone()),
+            Err(Stop::Refused(m)) => (Some(Outcome::Deny), m.clone(), None, None),
+            Err(Stop::Invalid(m)) => (
+                Some(Outcome::Deny),
+                format!("invalid request: {m}"),
+                None,
+                None,
+            ),
+            Err(Stop::Failed(_)) => (
+                Some(Outcome::Error),
+                "execution failed".to_string(),
+                None,
+                None,
+            ),
         };
-        self.gate
-            .record(req, status, &reason, digest, epsilon)
-            .await?;
+        if let Some(status) = status {
+            self.gate
+                .record(req, status, &reason, digest, epsilon)
+                .await?;
+        }
         match outcome {
-            Ok((batch, report)) => {
-                tracing::info!(site = %self.name, request_id, groups = batch.num_rows(), epsilon = report.epsilon, ms = started.elapsed().as_secs_f64() * 1e3, "partial answered");
-                let json = serde_json::to_string(&report).expect("report serialises");
-                let schema = batch
-                    .schema()
-                    .as_ref()
-                    .clone()
-                    .with_metadata([(REPORT_METADATA_KEY.to_string(), json)].into());
-                batch
-                    .with_schema(Arc::new(schema))
-                    .map_err(|e| Status::internal(e.to_string()))
-            }
+            Ok((value, _)) => Ok(value),
             Err(Stop::Refused(m)) => {
-                tracing::warn!(site = %self.name, request_id, reason = %m, "partial refused");
+                tracing::warn!(site = %self.name, request_id, reason = %m, "request refused");
                 Err(Status::permission_denied(format!(
                     "site {}: {m}",
                     self.name
@@ -114,7 +155,7 @@ impl SiteService {
             }
             Err(Stop::Judged(s)) => Err(s),
             Err(Stop::Invalid(msg)) => {
-                tracing::warn!(site = %self.name, request_id, reason = %msg, "partial invalid");
+                tracing::warn!(site = %self.name, request_id, reason = %msg, "request invalid");
                 Err(Status::invalid_argument(format!(
                     "site {}: invalid query: {msg}",
                     self.name
@@ -123,7 +164,7 @@ impl SiteService {
             Err(Stop::Failed(e)) => {
                 // Execution errors can quote data values (a failed cast names the value), so
                 // the detail stays in the site's own log.
-                tracing::error!(site = %self.name, request_id, error = %e, "partial failed");
+                tracing::error!(site = %self.name, request_id, error = %e, "request failed");
                 Err(Status::internal(format!(
                     "site {}: execution failed (request {request_id}; details in the site's log)",
                     self.name
@@ -132,7 +173,7 @@ impl SiteService {
         }
     }
 
-    async fn protected_partial(
+    pub(crate) async fn protected_partial(
         &self,
         req: &SiteRequest,
         sql: &str,
@@ -179,7 +220,7 @@ fn describe(r: &PartialReport) -> String {
 }
 
 /// SHA-256 of the partial as Arrow IPC: what the audit trail records instead of the values.
-fn digest(batches: &[arrow::array::RecordBatch]) -> String {
+pub(crate) fn digest(batches: &[arrow::array::RecordBatch]) -> String {
     let mut hasher = Sha256::new();
     for b in batches {
         let mut buf = Vec::new();
@@ -234,6 +275,11 @@ impl FlightService for SiteService {
         let req = self.gate.admit(&request.get_ref().ticket).await?;
         let batch = match &req.work {
             Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
+            Work::SecureSql { .. } => {
+                return Err(Status::invalid_argument(
+                    "secure aggregation rounds are Flight actions, not tickets",
+                ));
+            }
         };
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(batch.schema())
@@ -253,6 +299,18 @@ impl FlightService for SiteService {
                 };
                 Ok(Response::new(stream::iter([Ok(ok)]).boxed()))
             }
+            medfed_protocol::rounds::ACTION_SECAGG => {
+                let req = self.gate.admit(&request.get_ref().body).await?;
+                let Work::SecureSql { sql, round } = &req.work else {
+                    return Err(Status::invalid_argument("not a secure aggregation round"));
+                };
+                let reply = self.secure_round(&req, sql, round).await?;
+                let body =
+                    bytes::Bytes::from(serde_json::to_vec(&reply).expect("reply serialises"));
+                Ok(Response::new(
+                    stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
+                ))
+            }
             other => Err(Status::invalid_argument(format!(
                 "unknown action `{other}`"
             ))),
@@ -267,7 +325,13 @@ impl FlightService for SiteService {
             r#type: medfed_protocol::ACTION_HEALTH.into(),
             description: "liveness probe".into(),
         };
-        Ok(Response::new(stream::iter([Ok(health)]).boxed()))
+        let secagg = ActionType {
+            r#type: medfed_protocol::rounds::ACTION_SECAGG.into(),
+            description: "one round of secure aggregation (signed request)".into(),
+        };
+        Ok(Response::new(
+            stream::iter([Ok(health), Ok(secagg)]).boxed(),
+        ))
     }
 
     async fn handshake(

@@ -21,6 +21,7 @@ mod protect;
 mod reads;
 mod rewrite;
 mod site;
+mod top2;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub struct FederatedSql {
     reads: BTreeMap<String, BTreeSet<String>>,
     grouping: String,
     labels: BTreeMap<String, String>,
+    additive: bool,
 }
 
 /// A merged result with, per output row, what the airlock needs to judge it.
@@ -120,6 +122,7 @@ impl FederatedSql {
             reads,
             grouping,
             labels: split.labels,
+            additive: split.additive,
             plan,
         })
     }
@@ -140,6 +143,12 @@ impl FederatedSql {
             .get(column)
             .map(String::as_str)
             .unwrap_or(column)
+    }
+
+    /// True when the merge needs only the sum of the sites' partials (every aggregate but
+    /// VAR/STDDEV, whose merge uses each site's own variance): what secure aggregation gives.
+    pub fn is_additive(&self) -> bool {
+        self.additive
     }
 
     /// The SQL every site runs: group keys `k0..` and partial aggregates `p0..`.

@@ -15,14 +15,13 @@
 
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions::math::expr_fn::abs;
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, nth_value, sum};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, max, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     Aggregate, Expr, ExprFunctionExt, LogicalPlan, LogicalPlanBuilder, Projection, cast, col, lit,
     when,
 };
-use datafusion::prelude::lit as literal;
 use medfed_privacy::{ColumnRole, DpRelease};
 
 use super::check::{self, AggKind, strip_alias};
@@ -116,9 +115,7 @@ pub(crate) fn augment(
     for (i, x) in dominance.into_iter().enumerate() {
         let x = abs(cast(x, arrow::datatypes::DataType::Float64));
         let top = if dominance_n >= 2 {
-            let second = nth_value(x.clone(), 2, vec![x.clone().sort(false, false)]);
-            max(x.clone())
-                + datafusion::functions::core::expr_fn::coalesce(vec![second, literal(0.0)])
+            super::top2::top2(x.clone())
         } else {
             max(x.clone())
         };

@@ -33,6 +33,9 @@ pub(crate) struct Split {
     pub merge: MergeParts,
     /// What each partial column computes at a site (`p0` → `count(*)`), for reports.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// True when the merge only adds the sites' partials up (so their sum is all it needs, as
+    /// under secure aggregation); false when it needs each site's own values (variances).
+    pub additive: bool,
 }
 
 /// Hidden columns the merge carries up to the result (stripped before release).
@@ -92,6 +95,10 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         col(format!("m{i}"))
     };
     let mut finals = Vec::new();
+    let additive = !shape
+        .kinds
+        .iter()
+        .any(|k| matches!(k, AggKind::Variance { .. }));
     for (e, kind) in agg.aggr_expr.iter().zip(&shape.kinds) {
         let Expr::AggregateFunction(f) = strip_alias(e) else {
             unreachable!("checked")
@@ -209,6 +216,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         site_plan,
         partial_schema,
         labels,
+        additive,
         merge: MergeParts {
             merged,
             keys,

@@ -107,6 +107,7 @@ fn no_limits() -> Protection {
             dominance: medfed_privacy::Dominance { n: 1, share: 1.0 },
         },
         dp: None,
+        secure_aggregation: false,
     }
 }
 
@@ -402,4 +403,24 @@ async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
         "{:?}",
         report.scales
     );
+}
+
+#[tokio::test]
+async fn sums_of_different_columns_plan_under_the_default_two_largest_dominance_rule() {
+    let net = net().await;
+    let sql = "SELECT SUM(year_of_birth) AS a, AVG(gender_concept_id * 1.5) AS b FROM person";
+    let q = FederatedSql::plan(&net.sites[0].context().state(), sql)
+        .await
+        .unwrap();
+    let (b, report) = run_site_partial(
+        net.sites[0].context(),
+        None,
+        q.site_sql(),
+        &Protection::default(),
+        &DisclosureRules::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.num_rows(), 1);
+    assert!(report.suppressed.is_empty(), "{report:?}");
 }

@@ -42,6 +42,10 @@ pub struct Args {
     /// DP studies: rows one person may contribute (default 1).
     #[arg(long)]
     max_rows_per_person: Option<u32>,
+    /// Exact studies: sum the sites' partials under secure aggregation, so the hub sees only
+    /// the network's sum (default: the network's `[privacy] secure_aggregation`).
+    #[arg(long)]
+    secure_aggregation: bool,
     /// The aggregate SQL query over OMOP tables.
     sql: String,
 }
@@ -66,6 +70,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     }
     if let Some(l) = a.max_rows_per_person {
         options["max_rows_per_person"] = l.into();
+    }
+    if a.secure_aggregation {
+        options["secure_aggregation"] = true.into();
     }
     let result = a
         .hub

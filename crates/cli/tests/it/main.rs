@@ -7,4 +7,5 @@ mod cli;
 mod failures;
 mod governance;
 mod redteam;
+mod secure;
 mod support;

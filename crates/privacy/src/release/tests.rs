@@ -80,6 +80,7 @@ fn a_site_is_at_least_as_strict_as_the_network() {
             ..Default::default()
         },
         dp: None,
+        secure_aggregation: false,
     };
     let (out, _) = protect(&batch, &roles, &lax, &DisclosureRules::default()).unwrap();
     assert_eq!(

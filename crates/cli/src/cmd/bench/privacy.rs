@@ -201,6 +201,7 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
             dominance: Dominance { n: 1, share: 1.0 },
         },
         dp: None,
+        secure_aggregation: false,
     };
     let exact = Protection::default();
     let mut release = DpRelease {

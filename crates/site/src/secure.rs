@@ -1,0 +1,176 @@
+//! The site's side of secure aggregation ([`medfed_protocol::rounds`]): the partial is computed
+//! and protected once (`prepare`), held here under the request id, and leaves only masked.
+//!
+//! What the hub learns from this site: the keys of groups with at least k people here, the
+//! privacy report (rules applied, no values), two public keys, ciphertexts it cannot open, a
+//! vector indistinguishable from random, and shares that remove masks only in the sum.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use medfed_privacy::secagg::{Participant, SecAggError, cells};
+use medfed_protocol::rounds::{Reply, Round};
+use medfed_protocol::wire::SiteRequest;
+use tonic::Status;
+
+use crate::service::{Audited, SiteService, Stop};
+
+/// How long a prepared partial waits for its remaining rounds.
+const ROUND_TTL: Duration = Duration::from_secs(600);
+
+/// Secure aggregation rounds in progress, by request id.
+#[derive(Default)]
+pub(crate) struct Rounds {
+    open: Mutex<HashMap<String, Held>>,
+}
+
+/// One query's state between rounds.
+struct Held {
+    sql: String,
+    study: String,
+    table: RecordBatch,
+    participant: Option<Participant>,
+    since: Instant,
+}
+
+impl From<SecAggError> for Stop {
+    fn from(e: SecAggError) -> Self {
+        match e {
+            e @ SecAggError::TooFewSurvivors { .. } => Stop::Refused(e.to_string()),
+            SecAggError::Protocol(m) => Stop::Invalid(m),
+        }
+    }
+}
+
+impl Rounds {
+    fn hold(&self, req: &SiteRequest, sql: &str, table: RecordBatch) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, h| h.since.elapsed() < ROUND_TTL);
+        open.insert(
+            req.request_id.clone(),
+            Held {
+                sql: sql.to_string(),
+                study: req.context.study.id.clone(),
+                table,
+                participant: None,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// Runs a key-handling round on the held state. Returns the reply and, for the masked
+    /// release, what the audit trail records.
+    fn step(
+        &self,
+        req: &SiteRequest,
+        sql: &str,
+        round: &Round,
+    ) -> Result<(Reply, Option<Audited>), Stop> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let held = open
+            .get_mut(&req.request_id)
+            .filter(|h| h.since.elapsed() < ROUND_TTL)
+            .ok_or_else(|| Stop::Invalid("no prepared partial for this request".into()))?;
+        if held.sql != sql || held.study != req.context.study.id {
+            return Err(Stop::Invalid(
+                "the round does not match the prepared partial".into(),
+            ));
+        }
+        let participant = |held: &mut Held| {
+            held.participant
+                .take()
+                .ok_or_else(|| Stop::Invalid("round out of order: not advertised".into()))
+        };
+        let reply = match round {
+            Round::Prepare => return Err(Stop::Invalid("already prepared".into())),
+            Round::Advertise { id, n, threshold } => {
+                if !(1..=*n).contains(&usize::from(*id)) || !(2..=*n).contains(threshold) {
+                    return Err(Stop::Invalid(format!(
+                        "site id {id} of {n} with threshold {threshold} is not a valid round"
+                    )));
+                }
+                let p = Participant::new(*id, *n, *threshold);
+                let ad = p.advertise();
+                held.participant = Some(p);
+                Reply::Advertised(ad)
+            }
+            Round::ShareKeys { ads } => {
+                let mut p = participant(held)?;
+                let sealed = p.share_keys(ads);
+                held.participant = Some(p);
+                Reply::Shares(sealed?)
+            }
+            Round::Mask { domain, inbox } => {
+                let mut p = participant(held)?;
+                let vector = cells::to_vector(&held.table, domain)
+                    .map_err(|e| Stop::Refused(e.to_string()))?;
+                let masked = p.masked_input(&vector, inbox.clone());
+                held.participant = Some(p);
+                let audited = Audited {
+                    reason: format!(
+                        "partial released masked under secure aggregation ({} cell(s) × {} \
+                         column(s); the hub can read only the network's sum)",
+                        domain.len(),
+                        vector.len() / domain.len().max(1)
+                    ),
+                    digest: Some(crate::service::digest(std::slice::from_ref(&held.table))),
+                    epsilon: None,
+                };
+                return Ok((Reply::Masked(masked?), Some(audited)));
+            }
+            Round::Unmask { request } => {
+                let p = participant(held)?;
+                let shares = p.unmask(request);
+                open.remove(&req.request_id);
+                Reply::Unmasked(shares?)
+            }
+        };
+        Ok((reply, None))
+    }
+}
+
+impl SiteService {
+    /// Answers one round of secure aggregation.
+    pub(crate) async fn secure_round(
+        &self,
+        req: &SiteRequest,
+        sql: &str,
+        round: &Round,
+    ) -> Result<Reply, Status> {
+        if !req.context.privacy.secure_aggregation {
+            let outcome = Err(Stop::Invalid(
+                "a secure aggregation round without secure aggregation terms".into(),
+            ));
+            return self.settle::<Reply>(req, outcome).await;
+        }
+        let outcome = match round {
+            Round::Prepare => match self.protected_partial(req, sql).await {
+                Ok((table, report)) => match cells::announce(&table, report.rules.min_cell_count) {
+                    Ok(keys) => {
+                        let audited = Audited {
+                            reason: format!(
+                                "partial held for secure aggregation; {} group key(s) with \
+                                     at least {} people announced",
+                                keys.len(),
+                                report.rules.min_cell_count
+                            ),
+                            digest: None,
+                            epsilon: None,
+                        };
+                        self.rounds.hold(req, sql, table);
+                        Ok((Reply::Prepared { keys, report }, Some(audited)))
+                    }
+                    Err(e) => Err(Stop::Failed(e.to_string())),
+                },
+                Err(stop) => Err(stop),
+            },
+            round => self.rounds.step(req, sql, round),
+        };
+        if let Err(Stop::Invalid(m) | Stop::Refused(m)) = &outcome {
+            tracing::warn!(site = %self.name, request_id = %req.request_id, round = round.name(), reason = %m, "secure aggregation round refused");
+        }
+        self.settle(req, outcome).await
+    }
+}
