@@ -58,7 +58,8 @@ pub struct SuppressedRow {
 /// The noise on one statistic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseNote {
-    /// Laplace scale each site added.
+    /// Scale of the noise each site added: the Laplace scale, or under secure aggregation the
+    /// standard deviation of its Gaussian share.
     pub scale_per_site: f64,
     /// Half-width of the 95 % interval of the merged statistic's noise.
     pub ci95: f64,

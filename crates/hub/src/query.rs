@@ -125,6 +125,7 @@ impl Hub {
             sites,
             partials,
             reports,
+            threshold,
         } = if protection.secure_aggregation {
             let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
             let by_name: HashMap<String, &SiteClient> =
@@ -227,7 +228,14 @@ impl Hub {
         } else {
             columns
         };
-        let privacy = summary(&plan, &protection, &merged.cells, &reports, &answered);
+        let privacy = summary(
+            &plan,
+            &protection,
+            &merged.cells,
+            &reports,
+            &answered,
+            threshold,
+        );
         let result = QueryResult {
             columns,
             rows,
@@ -351,13 +359,6 @@ impl Hub {
                 secure_aggregation,
             });
         }
-        if secure_aggregation {
-            return Err(HubError::Query(SqlError::Unsupported(
-                "secure aggregation is available for exact studies; in a DP study each site \
-                 noises its own partial"
-                    .into(),
-            )));
-        }
         let epsilon = o.epsilon.unwrap_or(self.privacy.default_epsilon);
         let cap = terms.epsilon.unwrap_or(f64::INFINITY);
         if !(epsilon.is_finite() && epsilon > 0.0 && epsilon <= cap) {
@@ -373,7 +374,7 @@ impl Hub {
                 max_rows_per_person: o.max_rows_per_person.unwrap_or(1).max(1),
                 bounds: o.bounds.clone(),
             }),
-            secure_aggregation: false,
+            secure_aggregation,
         })
     }
 
@@ -430,6 +431,7 @@ fn summary(
     cells: &[MergedCell],
     reports: &BTreeMap<String, PartialReport>,
     answered: &[String],
+    threshold: Option<usize>,
 ) -> PrivacySummary {
     let rules = &protection.rules;
     let suppressed = cells
@@ -443,15 +445,43 @@ fn summary(
             })
         })
         .collect();
+    let answered: Vec<&PartialReport> = answered.iter().filter_map(|s| reports.get(s)).collect();
+    let distributed = threshold.filter(|_| protection.dp.is_some());
     let mut noise: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for site in answered {
-        for (column, scale) in reports.get(site).map(|r| &r.scales).into_iter().flatten() {
+    for r in &answered {
+        let scales = if distributed.is_some() {
+            &r.sigma
+        } else {
+            &r.scales
+        };
+        for (column, scale) in scales {
             noise
                 .entry(plan.label(column).to_string())
                 .or_default()
                 .push(*scale);
         }
     }
+    let noise = noise
+        .into_iter()
+        .map(|(k, scales)| {
+            let note = match distributed {
+                // Each survivor added a share of σ/√t; the sum carries √(survivors/t)·σ.
+                Some(t) => {
+                    let sigma = scales.iter().copied().fold(0.0, f64::max);
+                    let share = medfed_privacy::dp::gaussian_share_sigma(sigma, t);
+                    NoiseNote {
+                        scale_per_site: share,
+                        ci95: 1.96 * share * (scales.len() as f64).sqrt(),
+                    }
+                }
+                None => NoiseNote {
+                    scale_per_site: scales.iter().copied().fold(0.0, f64::max),
+                    ci95: medfed_privacy::dp::summed_laplace_ci95(&scales),
+                },
+            };
+            (k, note)
+        })
+        .collect();
     let sites = reports
         .iter()
         .map(|(name, r)| {
@@ -470,20 +500,18 @@ fn summary(
         mode: if dp.is_some() { "dp" } else { "exact" }.into(),
         min_cell_count: rules.min_cell_count,
         suppressed,
-        mechanism: dp
-            .map(|_| "discrete Laplace (OpenDP), per site, on bounded contributions".into()),
+        mechanism: dp.map(|_| {
+            if distributed.is_some() {
+                "distributed discrete Gaussian (OpenDP): each site adds a share, summed under \
+                 secure aggregation, on bounded contributions"
+            } else {
+                "discrete Laplace (OpenDP), per site, on bounded contributions"
+            }
+            .into()
+        }),
         epsilon: dp.map_or(0.0, |d| d.epsilon),
         delta: reports.values().map(|r| r.delta).fold(0.0, f64::max),
-        noise: noise
-            .into_iter()
-            .map(|(k, scales)| {
-                let note = NoiseNote {
-                    scale_per_site: scales.iter().copied().fold(0.0, f64::max),
-                    ci95: medfed_privacy::dp::summed_laplace_ci95(&scales),
-                };
-                (k, note)
-            })
-            .collect(),
+        noise,
         sites,
         secure_aggregation: protection.secure_aggregation,
     }

@@ -24,6 +24,8 @@ pub(crate) struct FanOut {
     pub(crate) sites: BTreeMap<String, SiteOutcome>,
     pub(crate) partials: Vec<RecordBatch>,
     pub(crate) reports: BTreeMap<String, PartialReport>,
+    /// Under secure aggregation: the fewest sites whose inputs could be in the sum.
+    pub(crate) threshold: Option<usize>,
 }
 
 /// Fewest sites a secure sum may have: with one, "the sum" is that site's partial.
@@ -135,6 +137,7 @@ where
     };
     let id_of = |site: &str| alive.iter().position(|s| s == site).map(|i| i as Id + 1);
     let threshold = alive.len() / 2 + 1;
+    out.threshold = Some(threshold);
     let width = schema.fields().len() - cells::key_count(schema);
     let mut hub = match Aggregator::new(width * domain.len(), ads.clone(), threshold) {
         Ok(hub) => hub,
@@ -210,10 +213,18 @@ where
             }
         }
     }
+    let centres = out
+        .reports
+        .values()
+        .next()
+        .map(|r| r.centres.clone())
+        .unwrap_or_default();
     let table = hub
         .finish(answers)
         .map_err(|e| e.to_string())
-        .and_then(|sum| cells::from_vector(&sum, schema, &domain).map_err(|e| e.to_string()));
+        .and_then(|sum| {
+            cells::from_vector(&sum, schema, &domain, &centres).map_err(|e| e.to_string())
+        });
     match table {
         Ok(table) => {
             for site in masked {

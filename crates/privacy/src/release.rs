@@ -106,6 +106,14 @@ pub struct PartialReport {
     pub delta: f64,
     /// Laplace scale added to each released statistic column, by column name.
     pub scales: BTreeMap<String, f64>,
+    /// Under secure aggregation with DP: the standard deviation of the discrete Gaussian noise
+    /// the network's sum carries on each column (each site adds a share of it).
+    #[serde(default)]
+    pub sigma: BTreeMap<String, f64>,
+    /// Under secure aggregation with DP: sums sent centred, Σ(x − m), by column, with their
+    /// centre m and the count column the hub multiplies it by to add m back after unmasking.
+    #[serde(default)]
+    pub centres: BTreeMap<String, (f64, String)>,
     /// Minimum noisy group size for a group to be released at all (DP with groups).
     pub threshold: Option<f64>,
     /// The study's budget at this site after this release.
@@ -134,13 +142,6 @@ pub fn protect(
     site_rules: &DisclosureRules,
 ) -> Result<(RecordBatch, PartialReport), ReleaseError> {
     let rules = protection.rules.stricter(site_rules);
-    if protection.secure_aggregation && protection.dp.is_some() {
-        return Err(ReleaseError::Unsupported(
-            "secure aggregation is available for exact studies; DP studies add noise at each \
-             site (distributed DP under secure aggregation is not implemented yet)"
-                .into(),
-        ));
-    }
     if protection.secure_aggregation && roles.contains(&ColumnRole::ExactOnly) {
         return Err(ReleaseError::Unsupported(
             "a within-site statistic (VAR/STDDEV) cannot be summed under secure aggregation".into(),
@@ -185,6 +186,22 @@ pub fn protect(
                 status,
                 None,
             )
+        }
+        Some(release) if protection.secure_aggregation => {
+            let n = contributors.as_primitive::<Int64Type>().clone();
+            let selected = distributed::plan(
+                batch,
+                roles,
+                &mut columns,
+                &n,
+                release,
+                &rules,
+                !keys.is_empty(),
+                batch.schema().as_ref(),
+                &mut report,
+            )?;
+            let status = distributed::status(selected.as_ref(), batch.num_rows());
+            (n, status, None)
         }
         Some(release) => {
             let (n, keep) = noise(
@@ -482,6 +499,9 @@ fn noise_array(array: &ArrayRef, scale: f64) -> Result<ArrayRef, ReleaseError> {
     };
     Ok(out)
 }
+
+mod distributed;
+pub use distributed::rho_for;
 
 #[cfg(test)]
 mod tests;

@@ -253,6 +253,11 @@ impl Participant {
         self.id
     }
 
+    /// Shares needed to unmask (the fewest sites whose inputs can end up in the sum).
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
     /// Round 0.
     pub fn advertise(&self) -> Advertisement {
         Advertisement {

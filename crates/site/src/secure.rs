@@ -5,11 +5,12 @@
 //! privacy report (rules applied, no values), two public keys, ciphertexts it cannot open, a
 //! vector indistinguishable from random, and shares that remove masks only in the sum.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use medfed_privacy::PartialReport;
 use medfed_privacy::secagg::{Participant, SecAggError, cells};
 use medfed_protocol::rounds::{Reply, Round};
 use medfed_protocol::wire::SiteRequest;
@@ -31,6 +32,8 @@ struct Held {
     sql: String,
     study: String,
     table: RecordBatch,
+    /// Under DP: the σ the network's sum must carry on each column (this site adds a share).
+    sigma: BTreeMap<String, f64>,
     participant: Option<Participant>,
     since: Instant,
 }
@@ -45,7 +48,7 @@ impl From<SecAggError> for Stop {
 }
 
 impl Rounds {
-    fn hold(&self, req: &SiteRequest, sql: &str, table: RecordBatch) {
+    fn hold(&self, req: &SiteRequest, sql: &str, table: RecordBatch, sigma: BTreeMap<String, f64>) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, h| h.since.elapsed() < ROUND_TTL);
         open.insert(
@@ -54,6 +57,7 @@ impl Rounds {
                 sql: sql.to_string(),
                 study: req.context.study.id.clone(),
                 table,
+                sigma,
                 participant: None,
                 since: Instant::now(),
             },
@@ -104,8 +108,17 @@ impl Rounds {
             }
             Round::Mask { domain, inbox } => {
                 let mut p = participant(held)?;
-                let vector = cells::to_vector(&held.table, domain)
+                let mut vector = cells::to_vector(&held.table, domain)
                     .map_err(|e| Stop::Refused(e.to_string()))?;
+                let schema = held.table.schema();
+                cells::add_noise(
+                    &mut vector,
+                    &schema,
+                    domain.len(),
+                    &held.sigma,
+                    p.threshold(),
+                )
+                .map_err(|e| Stop::Failed(e.to_string()))?;
                 let masked = p.masked_input(&vector, inbox.clone());
                 held.participant = Some(p);
                 let audited = Audited {
@@ -147,23 +160,7 @@ impl SiteService {
         }
         let outcome = match round {
             Round::Prepare => match self.protected_partial(req, sql).await {
-                Ok((table, report)) => match cells::announce(&table, report.rules.min_cell_count) {
-                    Ok(keys) => {
-                        let audited = Audited {
-                            reason: format!(
-                                "partial held for secure aggregation; {} group key(s) with \
-                                     at least {} people announced",
-                                keys.len(),
-                                report.rules.min_cell_count
-                            ),
-                            digest: None,
-                            epsilon: None,
-                        };
-                        self.rounds.hold(req, sql, table);
-                        Ok((Reply::Prepared { keys, report }, Some(audited)))
-                    }
-                    Err(e) => Err(Stop::Failed(e.to_string())),
-                },
+                Ok((table, report)) => self.hold(req, sql, table, report),
                 Err(stop) => Err(stop),
             },
             round => self.rounds.step(req, sql, round),
@@ -172,5 +169,33 @@ impl SiteService {
             tracing::warn!(site = %self.name, request_id = %req.request_id, round = round.name(), reason = %m, "secure aggregation round refused");
         }
         self.settle(req, outcome).await
+    }
+
+    /// Keeps a prepared partial for the next rounds and says which of its groups may be named:
+    /// exact studies, groups with at least k people here; DP studies, the noisy selection.
+    fn hold(
+        &self,
+        req: &SiteRequest,
+        sql: &str,
+        table: RecordBatch,
+        report: PartialReport,
+    ) -> Result<(Reply, Option<Audited>), Stop> {
+        let dp = req.context.privacy.dp.is_some();
+        let k = (!dp).then_some(report.rules.min_cell_count);
+        let keys = cells::announce(&table, k).map_err(|e| Stop::Failed(e.to_string()))?;
+        let audited = Audited {
+            reason: format!(
+                "partial held for secure aggregation; {} group key(s) announced ({})",
+                keys.len(),
+                match k {
+                    Some(k) => format!("at least {k} people here"),
+                    None => format!("noisy partition selection; ε = {} charged", report.epsilon),
+                }
+            ),
+            digest: None,
+            epsilon: dp.then_some(report.epsilon),
+        };
+        self.rounds.hold(req, sql, table, report.sigma.clone());
+        Ok((Reply::Prepared { keys, report }, Some(audited)))
     }
 }

@@ -116,8 +116,8 @@ async fn a_site_down_leaves_the_others_sum_and_one_site_alone_is_refused() {
 async fn what_a_sum_cannot_carry_is_refused_before_any_site_is_asked() {
     let net = network(2, 5_000).await;
     for (study, sql) in [
-        ("dp", "SELECT COUNT(*) AS n FROM person"),
         ("exact", "SELECT STDDEV(year_of_birth) AS sd FROM person"),
+        ("dp", "SELECT VAR_POP(year_of_birth) AS v FROM person"),
     ] {
         let (status, body) = query(&net, study, sql, true).await;
         assert_eq!(status, 422, "{body}");
@@ -127,6 +127,76 @@ async fn what_a_sum_cannot_carry_is_refused_before_any_site_is_asked() {
                 .unwrap()
                 .contains("secure aggregation"),
             "{body}"
+        );
+    }
+    net.net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dp_studies_sum_gaussian_shares_under_secure_aggregation() {
+    let net = network(3, 10_000).await;
+    let body = json!({
+        "sql": "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS yob \
+                FROM person GROUP BY gender_concept_id ORDER BY gender_concept_id",
+        "study": net.net.studies["dp"],
+        "secure_aggregation": true,
+        "epsilon": 0.3,
+        "bounds": { "year_of_birth": [1900.0, 2030.0] },
+    });
+    let (status, body) = net
+        .call(
+            "POST",
+            "/v1/queries",
+            Some(body),
+            Some(&net.token("researcher")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let p = &body["privacy"];
+    assert_eq!(p["secure_aggregation"], true, "{p}");
+    assert!(
+        p["mechanism"]
+            .as_str()
+            .unwrap()
+            .contains("distributed discrete Gaussian"),
+        "{p}"
+    );
+    assert_eq!(p["epsilon"], 0.3);
+    for site in ["north", "south", "east"] {
+        let left = p["sites"][site]["epsilon_remaining"].as_f64().unwrap();
+        assert!((left - 0.2).abs() < 1e-9, "{p}");
+    }
+    // Noisy, but within a few of its stated 95 % intervals of the pooled truth.
+    let pooled = net
+        .pooled(
+            "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS yob \
+             FROM person GROUP BY gender_concept_id ORDER BY gender_concept_id",
+        )
+        .await;
+    let ci = |label: &str| {
+        p["noise"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.contains(label))
+            .map(|(_, v)| v["ci95"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no noise note for {label}: {p}"))
+    };
+    let count_ci = ci("count");
+    let rows = body["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), pooled.len(), "{body}");
+    for (row, truth) in rows.iter().zip(&pooled) {
+        let n = row[1].as_f64().unwrap();
+        let true_n = truth[1].as_f64().unwrap();
+        assert!(
+            (n - true_n).abs() < 3.0 * count_ci,
+            "{n} vs {true_n} (±{count_ci})"
+        );
+        assert_ne!(n, true_n, "a DP count came back exact: {body}");
+        let yob = row[2].as_f64().unwrap();
+        assert!(
+            (yob - truth[2].as_f64().unwrap()).abs() < 5.0,
+            "{yob} vs {truth:?}"
         );
     }
     net.net.shutdown().await;

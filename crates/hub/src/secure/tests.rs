@@ -62,7 +62,7 @@ impl Site {
         let err = |e: medfed_privacy::secagg::SecAggError| SiteCallError::Refused(e.to_string());
         Ok(match round {
             Round::Prepare => Reply::Prepared {
-                keys: cells::announce(&self.table, 10).unwrap(),
+                keys: cells::announce(&self.table, Some(10)).unwrap(),
                 report: PartialReport::default(),
             },
             Round::Advertise { id, n, threshold } => {

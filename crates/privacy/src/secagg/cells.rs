@@ -38,22 +38,22 @@
 //!     ]).unwrap()
 //! };
 //! let (north, south) = (site(vec!["F", "M"], vec![12, 3]), site(vec!["M"], vec![40]));
-//! let domain = cells::domain([cells::announce(&north, 10).unwrap(), cells::announce(&south, 10).unwrap()]);
+//! let domain = cells::domain([cells::announce(&north, Some(10)).unwrap(), cells::announce(&south, Some(10)).unwrap()]);
 //! assert_eq!(domain.len(), 2); // F (12 at north) and M (40 at south); north's 3 Ms still count
 //! let a = cells::to_vector(&north, &domain).unwrap();
 //! let b = cells::to_vector(&south, &domain).unwrap();
 //! let sum: Vec<u64> = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
-//! let merged = cells::from_vector(&sum, &schema, &domain).unwrap();
+//! let merged = cells::from_vector(&sum, &schema, &domain, &Default::default()).unwrap();
 //! let n = merged.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
 //! assert_eq!(n.values().to_vec(), vec![12, 43]);
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt8Array};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type};
 use arrow::row::{RowConverter, SortField};
 
 use super::{FRACTION_BITS, SecAggError, decode_fixed, encode_fixed, protocol};
@@ -103,16 +103,67 @@ fn contributors(batch: &RecordBatch) -> Result<Int64Array, SecAggError> {
     Ok(n.as_primitive::<Int64Type>().clone())
 }
 
-/// The keys of `batch`'s groups with at least `min_cell_count` people: what a site reveals.
-pub fn announce(batch: &RecordBatch, min_cell_count: u64) -> Result<Vec<String>, SecAggError> {
+/// The keys of `batch`'s groups a site may reveal: those its own release did not mark as small
+/// (under DP, the noisy partition selection) and, when `min_cell_count` is given (exact
+/// studies), with at least that many people here.
+pub fn announce(
+    batch: &RecordBatch,
+    min_cell_count: Option<u64>,
+) -> Result<Vec<String>, SecAggError> {
     let n = contributors(batch)?;
+    let status = batch
+        .column_by_name(CELL_STATUS)
+        .map(|c| cast(c, &DataType::UInt8))
+        .transpose()
+        .map_err(|e| protocol(e.to_string()))?;
+    let small = |row: usize| {
+        status.as_ref().is_some_and(|s| {
+            s.as_primitive::<UInt8Type>().value(row) == Suppression::SmallCell.code()
+        })
+    };
     let keys = row_keys(batch)?;
     Ok(keys
         .into_iter()
-        .zip(n.iter())
-        .filter(|(k, n)| k.is_empty() || n.unwrap_or(0) as u64 >= min_cell_count.max(1))
-        .map(|(k, _)| k)
+        .enumerate()
+        .filter(|(row, k)| {
+            k.is_empty()
+                || !small(*row) && min_cell_count.is_none_or(|k| n.value(*row) as u64 >= k.max(1))
+        })
+        .map(|(_, k)| k)
         .collect())
+}
+
+/// Adds each site's share of the release's Gaussian noise to its cell vector: column `c` gets
+/// discrete Gaussian noise of σ_c/√t (σ_c from `sigma` by column name, in the column's units,
+/// scaled to the ring for fixed-point columns), so any t surviving shares carry at least σ_c.
+pub fn add_noise(
+    vector: &mut [u64],
+    schema: &Schema,
+    domain_len: usize,
+    sigma: &BTreeMap<String, f64>,
+    threshold: usize,
+) -> Result<(), crate::dp::DpError> {
+    let keys = key_count(schema);
+    for (c, field) in schema.fields().iter().enumerate().skip(keys) {
+        let Some(&s) = sigma.get(field.name()) else {
+            continue;
+        };
+        let unit = if field.data_type().is_integer() {
+            1.0
+        } else {
+            f64::from(1u32 << FRACTION_BITS)
+        };
+        let share = crate::dp::gaussian_share_sigma(s * unit, threshold);
+        let block = &mut vector[(c - keys) * domain_len..(c - keys + 1) * domain_len];
+        let plain: Vec<i64> = block.iter().map(|&v| v as i64).collect();
+        for (slot, noisy) in block
+            .iter_mut()
+            .zip(crate::dp::gaussian_i64(&plain, share)?)
+        {
+            *slot = noisy as u64;
+        }
+    }
+    Ok(())
 }
 
 /// The union of the sites' announcements, sorted. A query without GROUP BY has one cell, "".
@@ -187,10 +238,13 @@ pub fn to_vector(batch: &RecordBatch, domain: &[String]) -> Result<Vec<u64>, Sec
 
 /// The hub's side: turns the unmasked sum back into one partial table of `schema` (keys from the
 /// domain), with [`CELL_STATUS`] = dominance wherever any site found the group dominated.
+/// `centres` names sums the sites sent centred (DP): decoded as reals, with m × their count
+/// added back.
 pub fn from_vector(
     sum: &[u64],
     schema: &SchemaRef,
     domain: &[String],
+    centres: &BTreeMap<String, (f64, String)>,
 ) -> Result<RecordBatch, SecAggError> {
     let keys = key_count(schema);
     let m = domain.len();
@@ -222,6 +276,17 @@ pub fn from_vector(
                     Suppression::Dominance.code()
                 }
             })))
+        } else if let Some((mid, count)) = centres.get(field.name()) {
+            let j = schema
+                .index_of(count)
+                .map_err(|_| protocol(format!("no count column {count} to re-centre on")))?;
+            let counts = &sum[(j - keys) * m..(j - keys + 1) * m];
+            Arc::new(Float64Array::from_iter_values(
+                block
+                    .iter()
+                    .zip(counts)
+                    .map(|(&v, &c)| decode_fixed(v) + mid * c as i64 as f64),
+            ))
         } else if field.data_type().is_integer() {
             Arc::new(Int64Array::from_iter_values(
                 block.iter().map(|&v| v as i64),
@@ -234,4 +299,45 @@ pub fn from_vector(
         columns.push(cast(&array, field.data_type()).map_err(|e| protocol(e.to_string()))?);
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    /// Five sites each add a share sized for a threshold of three: the sum of the shares must
+    /// carry variance σ²·5/3 — never less than the promised σ² — on integers and on reals.
+    #[test]
+    fn noise_shares_add_up_to_at_least_the_promised_sigma() {
+        let schema = Schema::new(vec![
+            Field::new("k0", DataType::Int64, true),
+            Field::new("p0", DataType::Int64, true),
+            Field::new("p1", DataType::Float64, true),
+        ]);
+        let cells = 4_000;
+        let sigma: BTreeMap<String, f64> = [("p0".into(), 10.0), ("p1".into(), 2.5)].into();
+        let mut sum = vec![0u64; 2 * cells];
+        for _ in 0..5 {
+            let mut share = vec![0u64; 2 * cells];
+            add_noise(&mut share, &schema, cells, &sigma, 3).unwrap();
+            for (s, x) in sum.iter_mut().zip(share) {
+                *s = s.wrapping_add(x);
+            }
+        }
+        let variance = |xs: Vec<f64>| {
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64
+        };
+        let ints = variance(sum[..cells].iter().map(|&v| v as i64 as f64).collect());
+        let reals = variance(sum[cells..].iter().map(|&v| decode_fixed(v)).collect());
+        // Sample variance of 4000 draws: relative standard error √(2/3999) ≈ 2.2 %; allow 12 %.
+        for (got, sigma) in [(ints, 10.0), (reals, 2.5)] {
+            let want = sigma * sigma * 5.0 / 3.0;
+            assert!(
+                (got / want - 1.0).abs() < 0.12,
+                "variance {got}, expected {want}"
+            );
+        }
+    }
 }
