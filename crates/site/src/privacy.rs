@@ -35,6 +35,11 @@ impl SitePrivacy {
         }
     }
 
+    /// The site's own dominance rule (known before its policy is asked, unlike k).
+    pub(crate) fn dominance(&self) -> medfed_privacy::Dominance {
+        self.cfg.dominance
+    }
+
     /// The request's study budget here.
     fn budget(&self, req: &SiteRequest) -> Budget {
         let study = &req.context.study;

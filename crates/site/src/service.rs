@@ -180,7 +180,14 @@ impl SiteService {
     ) -> Result<(RecordBatch, PartialReport), Stop> {
         let ctx = self.store.context();
         let protection = &req.context.privacy;
-        let plan = prepare_site_partial(ctx, Some(&self.plans), sql, protection).await?;
+        let dominance_n = protection
+            .rules
+            .dominance
+            .n
+            .max(self.privacy.dominance().n)
+            .clamp(1, 2);
+        let plan =
+            prepare_site_partial(ctx, Some(&self.plans), sql, protection, dominance_n).await?;
         let decision = self
             .gate
             .judge(req, &plan.reads)

@@ -115,24 +115,22 @@ pub async fn run_site_partial(
     protection: &Protection,
     site_rules: &DisclosureRules,
 ) -> Result<(RecordBatch, PartialReport)> {
-    let plan = prepare_site_partial(ctx, cache, sql, protection).await?;
+    let dominance_n = protection.rules.stricter(site_rules).dominance.n;
+    let plan = prepare_site_partial(ctx, cache, sql, protection, dominance_n).await?;
     execute_partial(ctx, &plan, protection, site_rules).await
 }
 
 /// Plans and checks `sql` against the site's own tables, adds the privacy columns
-/// ([`super::protect`]) and optimises (or takes all that from `cache`). The site's policy then
-/// judges [`PreparedPartial::reads`] before [`execute_partial`] runs it.
+/// ([`super::protect`]; the dominance inputs for the n largest values, n being the stricter of
+/// the network's and the site's rule) and optimises (or takes all that from `cache`). The
+/// site's policy then judges [`PreparedPartial::reads`] before [`execute_partial`] runs it.
 pub async fn prepare_site_partial(
     ctx: &SessionContext,
     cache: Option<&PartialPlanCache>,
     sql: &str,
     protection: &Protection,
+    dominance_n: u8,
 ) -> Result<Arc<PreparedPartial>> {
-    let dominance_n = protection
-        .rules
-        .dominance
-        .n
-        .max(DisclosureRules::default().dominance.n);
     let key = format!(
         "{}\n{}\n{dominance_n}",
         serde_json::to_string(&protection.dp).unwrap_or_default(),

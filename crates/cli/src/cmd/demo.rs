@@ -145,6 +145,26 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .query_with(dp_sql, &net.studies["dp"], &[], options)
             .await,
     );
+    println!(
+        "== Secure aggregation: patients by sex, the hub sees only the masked sum of the sites' \
+         partials (k applies to the sum)"
+    );
+    let secure = serde_json::json!({ "secure_aggregation": true });
+    let sex_sql = "SELECT gender_concept_id AS gender, COUNT(*) AS patients, \
+                   AVG(year_of_birth) AS mean_birth_year FROM person GROUP BY 1 ORDER BY 1";
+    show(client.query_with(sex_sql, exact, &[], secure).await);
+    println!(
+        "== Distributed DP: the same under study `dp`, each site adding a Gaussian share of the \
+         noise inside the secure sum (ε = 0.1)"
+    );
+    let options = serde_json::json!({
+        "epsilon": 0.1, "secure_aggregation": true, "bounds": { "year_of_birth": [1900, 2030] },
+    });
+    show(
+        client
+            .query_with(sex_sql, &net.studies["dp"], &[], options)
+            .await,
+    );
     println!("== Governance: the same question under a study no custodian has approved");
     match client
         .query(
@@ -176,6 +196,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     println!(
         "  medfed query --hub {} --token {} --study {} --epsilon 0.1 --bounds year_of_birth=1900:2030 \"SELECT AVG(year_of_birth) FROM person\"",
         net.hub_url, net.token, net.studies["dp"]
+    );
+    println!(
+        "  medfed query --hub {} --token {} --study {exact} --secure-aggregation \"SELECT gender_concept_id, COUNT(*) FROM person GROUP BY 1\"",
+        net.hub_url, net.token
     );
     println!(
         "  medfed study list --hub {} --token {}",

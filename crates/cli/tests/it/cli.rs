@@ -193,6 +193,16 @@ fn demo_once_runs_the_examples_and_writes_demo_json() {
     // The DP example states its mechanism and what each site has left.
     assert!(out.contains("discrete Laplace (OpenDP)"), "{out}");
     assert!(out.contains("ε left: north 0.400, south 0.400"), "{out}");
+    // Secure aggregation, exact and with distributed DP noise.
+    assert!(
+        out.contains("secure aggregation: the hub saw only the sum"),
+        "{out}"
+    );
+    assert!(
+        out.contains("distributed discrete Gaussian (OpenDP)"),
+        "{out}"
+    );
+    assert!(out.contains("ε left: north 0.300, south 0.300"), "{out}");
     let info: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("demo.json")).unwrap()).unwrap();
     assert!(

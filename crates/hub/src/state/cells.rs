@@ -6,6 +6,8 @@
 //! would disclose those few people, so the second is refused. Releases of different sizes by k
 //! or more, or of exactly the same size, pass.
 
+use std::collections::HashMap;
+
 use medfed_audit::db::now_us;
 use sqlx::Row;
 
@@ -34,25 +36,38 @@ impl HubState {
         cells: &[(String, i64)],
         min_cell_count: u64,
     ) -> Result<Option<Differencing>, StateError> {
+        if cells.is_empty() {
+            return Ok(None);
+        }
+        // One read of this grouping's history, compared in memory: a query per group would
+        // cost a round trip per cell of a large histogram.
+        let rows = sqlx::query(
+            "SELECT group_key, people, request_id FROM released_cells WHERE study_id = $1 \
+             AND grouping = $2",
+        )
+        .bind(study)
+        .bind(grouping)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut earlier: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        for r in rows {
+            earlier
+                .entry(r.try_get(0)?)
+                .or_default()
+                .push((r.try_get(1)?, r.try_get(2)?));
+        }
+        let k = min_cell_count as i64;
         for (key, people) in cells {
-            let row = sqlx::query(
-                "SELECT people, request_id FROM released_cells WHERE study_id = $1 \
-                 AND grouping = $2 AND group_key = $3 AND people <> $4 \
-                 AND people > $4 - $5 AND people < $4 + $5 LIMIT 1",
-            )
-            .bind(study)
-            .bind(grouping)
-            .bind(key)
-            .bind(*people)
-            .bind(min_cell_count as i64)
-            .fetch_optional(&self.db.pool)
-            .await?;
-            if let Some(r) = row {
+            let close = earlier.get(key).into_iter().flatten().find(|(n, _)| {
+                let d = (n - people).abs();
+                d > 0 && d < k
+            });
+            if let Some((n, request_id)) = close {
                 return Ok(Some(Differencing {
                     key: key.clone(),
                     people: *people,
-                    earlier: r.try_get(0)?,
-                    request_id: r.try_get(1)?,
+                    earlier: *n,
+                    request_id: request_id.clone(),
                 }));
             }
         }

@@ -1,36 +1,11 @@
 use super::*;
 
-/// Runs a round of `n` sites with threshold `t`; sites in `drop` stop after sharing keys.
 fn round(
     inputs: &[Vec<u64>],
     t: usize,
     drop: &[Id],
 ) -> Result<(Vec<u64>, Vec<MaskedInput>), SecAggError> {
-    let n = inputs.len();
-    let mut sites: Vec<Participant> = (1..=n as Id).map(|id| Participant::new(id, n, t)).collect();
-    let ads: Vec<_> = sites.iter().map(|p| p.advertise()).collect();
-    let mut hub = Aggregator::new(inputs[0].len(), ads.clone(), t)?;
-    let mut mail = Vec::new();
-    for s in &mut sites {
-        mail.extend(s.share_keys(&ads)?);
-    }
-    let inbox = hub.route(mail);
-    let mut seen = Vec::new();
-    for (s, x) in sites.iter_mut().zip(inputs) {
-        if drop.contains(&s.id()) {
-            continue;
-        }
-        let m = s.masked_input(x, inbox[&s.id()].clone())?;
-        seen.push(m.clone());
-        hub.add_masked(m)?;
-    }
-    let req = hub.unmask_request();
-    let answers = sites
-        .iter()
-        .filter(|s| !drop.contains(&s.id()))
-        .map(|s| s.unmask(&req))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((hub.finish(answers)?, seen))
+    simulate_round(inputs, t, drop)
 }
 
 fn inputs(n: usize, len: usize) -> Vec<Vec<u64>> {

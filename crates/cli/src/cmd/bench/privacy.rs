@@ -3,9 +3,8 @@
 
 use std::time::Instant;
 
-use medfed_privacy::secagg::{Aggregator, Id, Participant, decode_fixed, encode_fixed};
+use medfed_privacy::secagg::{Id, decode_fixed, encode_fixed};
 use medfed_privacy::{DisclosureRules, Dominance, DpRelease, Protection};
-use rayon::prelude::*;
 use serde_json::json;
 
 use super::stats;
@@ -42,36 +41,7 @@ fn inputs(sites: usize, len: usize) -> Vec<Vec<f64>> {
 
 /// One full round (all four steps, sites' work in parallel); returns the unmasked sum.
 fn round(xs: &[Vec<u64>], threshold: usize, dropped: &[Id]) -> anyhow::Result<Vec<u64>> {
-    let n = xs.len();
-    let mut sites: Vec<Participant> = (1..=n as Id)
-        .map(|id| Participant::new(id, n, threshold))
-        .collect();
-    let ads: Vec<_> = sites.iter().map(|p| p.advertise()).collect();
-    let mut hub = Aggregator::new(xs[0].len(), ads.clone(), threshold)?;
-    let mail: Vec<_> = sites
-        .par_iter_mut()
-        .map(|s| s.share_keys(&ads))
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    let inbox = hub.route(mail);
-    let masked: Vec<_> = sites
-        .par_iter_mut()
-        .zip(xs)
-        .filter(|(s, _)| !dropped.contains(&s.id()))
-        .map(|(s, x)| s.masked_input(x, inbox[&s.id()].clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    for m in masked {
-        hub.add_masked(m)?;
-    }
-    let request = hub.unmask_request();
-    let answers = sites
-        .iter()
-        .filter(|s| !dropped.contains(&s.id()))
-        .map(|s| s.unmask(&request))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(hub.finish(answers)?)
+    Ok(medfed_privacy::secagg::simulate_round(xs, threshold, dropped)?.0)
 }
 
 pub fn secagg(a: SecAggArgs) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! `medfed bench query`: federated latency against the same SQL on pooled data, in one run.
+//! `medfed bench query`: federated latency against the same SQL on pooled data, in one run, and
+//! the same federated query summed under secure aggregation (five signed rounds per site).
 
 use std::path::PathBuf;
 
@@ -93,6 +94,14 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             }
         })
         .await?;
+        let secure = time(a.iterations, || async {
+            let options = json!({ "secure_aggregation": true });
+            let r = client.query_with(&sql, study, &[], options).await?;
+            anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
+            anyhow::ensure!(r.privacy.secure_aggregation, "not securely aggregated");
+            Ok(())
+        })
+        .await?;
         let pooled_ms = time(a.iterations, || async {
             pooled.sql(&sql).await?.collect().await?;
             Ok(())
@@ -100,14 +109,17 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         .await?;
         let (f50, f99) = stats(federated);
         let (n50, n99) = stats(fresh);
+        let (s50, s99) = stats(secure);
         let (p50, p99) = stats(pooled_ms);
         let (ratio, ratio_fresh) = (f50 / p50, n50 / p50);
         lines.push(format!(
-            "{name:<24} federated p50 {f50:>6.1} ms p99 {f99:>6.1} | fresh p50 {n50:>6.1} p99 {n99:>6.1} | pooled p50 {p50:>6.1} p99 {p99:>6.1} | ratio p50 {ratio:.2} (fresh {ratio_fresh:.2})"
+            "{name:<24} federated p50 {f50:>6.1} ms p99 {f99:>6.1} | fresh p50 {n50:>6.1} p99 {n99:>6.1} | pooled p50 {p50:>6.1} p99 {p99:>6.1} | ratio p50 {ratio:.2} (fresh {ratio_fresh:.2})\n{:<24} secure    p50 {s50:>6.1} ms p99 {s99:>6.1} | secure / federated p50 {:.2}",
+            "", s50 / f50
         ));
         queries.insert(
             name.into(),
             json!({"federated": {"p50_ms": f50, "p99_ms": f99}, "federated_fresh": {"p50_ms": n50, "p99_ms": n99},
+                   "secure": {"p50_ms": s50, "p99_ms": s99},
                    "pooled": {"p50_ms": p50, "p99_ms": p99}, "ratio_p50": ratio, "ratio_p50_fresh": ratio_fresh}),
         );
     }
