@@ -220,10 +220,15 @@ async fn single_query_attacks_on_an_exact_study_are_refused_or_suppressed() {
         ),
     ];
     assert!(attacks.len() >= 30);
-    for (name, sql, expect) in attacks {
-        let (status, body) = attempt(&net, "exact", sql, json!({})).await;
-        eprintln!("{name}: {status}");
-        check(sql, *expect, status, &body);
+    // Each attack with the sites' partials merged in the clear, and summed under secure
+    // aggregation (where k is applied to the sum, not at each site).
+    for secure in [false, true] {
+        for (name, sql, expect) in attacks {
+            let options = json!({ "secure_aggregation": secure });
+            let (status, body) = attempt(&net, "exact", sql, options).await;
+            eprintln!("{name} (secure aggregation {secure}): {status}");
+            check(sql, *expect, status, &body);
+        }
     }
     // Every refusal is in the hub's audit trail.
     let (_, audit) = net
@@ -261,13 +266,14 @@ async fn differencing_pairs_are_refused_and_audited() {
             "SELECT gender_concept_id, COUNT(*) AS n FROM person WHERE person_id <> 1 GROUP BY 1",
         ),
     ];
-    for (first, second) in pairs {
-        let (s1, b1) = attempt(&net, "exact", first, json!({})).await;
+    for ((first, second), secure) in pairs.into_iter().zip([false, true]) {
+        let options = json!({ "secure_aggregation": secure });
+        let (s1, b1) = attempt(&net, "exact", first, options.clone()).await;
         assert_eq!(s1, 200, "{b1}");
         // Asking the same again is fine: nobody is singled out.
-        assert_eq!(attempt(&net, "exact", first, json!({})).await.0, 200);
-        let (s2, b2) = attempt(&net, "exact", second, json!({})).await;
-        assert_eq!(s2, 403, "{second}: {b2}");
+        assert_eq!(attempt(&net, "exact", first, options.clone()).await.0, 200);
+        let (s2, b2) = attempt(&net, "exact", second, options).await;
+        assert_eq!(s2, 403, "{second} (secure aggregation {secure}): {b2}");
         assert!(
             b2["error"].as_str().unwrap().contains("differencing"),
             "{b2}"
