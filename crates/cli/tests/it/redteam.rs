@@ -53,17 +53,7 @@ fn check(sql: &str, expect: Safe, status: u16, body: &Value) {
 }
 
 async fn attempt(net: &Net, study: &str, sql: &str, options: Value) -> (u16, Value) {
-    let mut body = json!({ "sql": sql, "study": net.net.studies[study] });
-    body.as_object_mut()
-        .unwrap()
-        .extend(options.as_object().unwrap().clone());
-    net.call(
-        "POST",
-        "/v1/queries",
-        Some(body),
-        Some(&net.token("researcher")),
-    )
-    .await
+    net.research(study, sql, options).await
 }
 
 /// 34 single-query attacks on an exact (noise-free) study.

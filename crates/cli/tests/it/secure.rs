@@ -8,18 +8,8 @@ use serde_json::{Value, json};
 use crate::support::{Net, assert_rows_eq, network};
 
 async fn query(net: &Net, study: &str, sql: &str, secure: bool) -> (u16, Value) {
-    let body = json!({
-        "sql": sql,
-        "study": net.net.studies[study],
-        "secure_aggregation": secure,
-    });
-    net.call(
-        "POST",
-        "/v1/queries",
-        Some(body),
-        Some(&net.token("researcher")),
-    )
-    .await
+    let options = json!({ "secure_aggregation": secure });
+    net.research(study, sql, options).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,22 +125,14 @@ async fn what_a_sum_cannot_carry_is_refused_before_any_site_is_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dp_studies_sum_gaussian_shares_under_secure_aggregation() {
     let net = network(3, 10_000).await;
-    let body = json!({
-        "sql": "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS yob \
-                FROM person GROUP BY gender_concept_id ORDER BY gender_concept_id",
-        "study": net.net.studies["dp"],
+    let sql = "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS yob \
+               FROM person GROUP BY gender_concept_id ORDER BY gender_concept_id";
+    let options = json!({
         "secure_aggregation": true,
         "epsilon": 0.3,
         "bounds": { "year_of_birth": [1900.0, 2030.0] },
     });
-    let (status, body) = net
-        .call(
-            "POST",
-            "/v1/queries",
-            Some(body),
-            Some(&net.token("researcher")),
-        )
-        .await;
+    let (status, body) = net.research("dp", sql, options).await;
     assert_eq!(status, 200, "{body}");
     let p = &body["privacy"];
     assert_eq!(p["secure_aggregation"], true, "{p}");
@@ -167,12 +149,7 @@ async fn dp_studies_sum_gaussian_shares_under_secure_aggregation() {
         assert!((left - 0.2).abs() < 1e-9, "{p}");
     }
     // Noisy, but within a few of its stated 95 % intervals of the pooled truth.
-    let pooled = net
-        .pooled(
-            "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS yob \
-             FROM person GROUP BY gender_concept_id ORDER BY gender_concept_id",
-        )
-        .await;
+    let pooled = net.pooled(sql).await;
     let ci = |label: &str| {
         p["noise"]
             .as_object()

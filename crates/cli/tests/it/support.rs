@@ -38,6 +38,18 @@ impl Net {
         self.call("POST", "/v1/queries", Some(body), token).await
     }
 
+    /// POSTs `sql` under the demo study named `study` as the researcher, with query `options`
+    /// (`epsilon`, `bounds`, `secure_aggregation`, …) merged into the body.
+    pub async fn research(&self, study: &str, sql: &str, options: Value) -> (u16, Value) {
+        let mut body = serde_json::json!({ "sql": sql, "study": self.net.studies[study] });
+        if let (Some(b), Some(o)) = (body.as_object_mut(), options.as_object()) {
+            b.extend(o.clone());
+        }
+        let token = self.token("researcher");
+        self.call("POST", "/v1/queries", Some(body), Some(&token))
+            .await
+    }
+
     /// The demo token of `role` (`researcher`, `auditor`, `admin`, `custodian:<site>`).
     pub fn token(&self, role: &str) -> String {
         self.net.tokens[role].clone()
