@@ -265,13 +265,18 @@ impl Hub {
             "query",
             Outcome::Allow,
             format!(
-                "released {} row(s) merged from {} site(s); {} suppressed; {}",
+                "released {} row(s) merged from {} site(s); {} suppressed; {}{}",
                 result.rows.len(),
                 answered.len(),
                 result.privacy.suppressed.len(),
                 match &protection.dp {
                     Some(dp) => format!("DP, ε = {} per site", dp.epsilon),
                     None => "exact".into(),
+                },
+                if protection.secure_aggregation {
+                    "; secure aggregation (the hub saw only the sum)"
+                } else {
+                    ""
                 }
             ),
         )
