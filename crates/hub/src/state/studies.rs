@@ -154,40 +154,47 @@ impl HubState {
         .ok_or_else(|| StateError::NotFound(format!("no study {id}")))?;
         let mut study = study_from(&row)?;
         let sites = sqlx::query(
-            "SELECT site, state, decided_by, reason, decided_at_us FROM study_sites \
+            "SELECT site, state, decided_by, reason, decided_at_us, study_id FROM study_sites \
              WHERE study_id = $1 ORDER BY site",
         )
         .bind(id)
         .fetch_all(&self.db.pool)
         .await?;
         for r in &sites {
-            let state: String = r.try_get(1)?;
-            study.sites.insert(
-                r.try_get(0)?,
-                SiteDecision {
-                    state: ApprovalState::parse(&state).ok_or_else(|| {
-                        StateError::Invalid(format!("study {id}: unknown state {state}"))
-                    })?,
-                    decided_by: r.try_get(2)?,
-                    reason: r.try_get(3)?,
-                    decided_at_us: r.try_get(4)?,
-                },
-            );
+            let (site, decision) = site_decision(r)?;
+            study.sites.insert(site, decision);
         }
         Ok(study)
     }
 
-    /// Every study, newest first.
+    /// Every study, newest first (two queries, however many studies there are).
     pub async fn studies(&self) -> Result<Vec<Study>, StateError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM studies ORDER BY created_at_us DESC, id")
-                .fetch_all(&self.db.pool)
-                .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.study(&id).await?);
+        let rows = sqlx::query(
+            "SELECT id, title, purpose, proposer, members, terms, created_at_us FROM studies \
+             ORDER BY created_at_us DESC, id",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut studies = rows.iter().map(study_from).collect::<Result<Vec<_>, _>>()?;
+        let index: std::collections::HashMap<String, usize> = studies
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.clone(), i))
+            .collect();
+        let sites = sqlx::query(
+            "SELECT site, state, decided_by, reason, decided_at_us, study_id FROM study_sites \
+             ORDER BY study_id, site",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        for r in &sites {
+            let study: String = r.try_get(5)?;
+            if let Some(&i) = index.get(&study) {
+                let (site, decision) = site_decision(r)?;
+                studies[i].sites.insert(site, decision);
+            }
         }
-        Ok(out)
+        Ok(studies)
     }
 
     /// Records `custodian`'s decision for `site`. In PostgreSQL the update runs as the
@@ -290,6 +297,20 @@ async fn scope_to_site(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// One row of `study_sites` (site, state, decided_by, reason, decided_at_us, study_id).
+fn site_decision(r: &sqlx::any::AnyRow) -> Result<(String, SiteDecision), StateError> {
+    let state: String = r.try_get(1)?;
+    let study: String = r.try_get(5)?;
+    let decision = SiteDecision {
+        state: ApprovalState::parse(&state)
+            .ok_or_else(|| StateError::Invalid(format!("study {study}: unknown state {state}")))?,
+        decided_by: r.try_get(2)?,
+        reason: r.try_get(3)?,
+        decided_at_us: r.try_get(4)?,
+    };
+    Ok((r.try_get(0)?, decision))
 }
 
 fn study_from(row: &sqlx::any::AnyRow) -> Result<Study, StateError> {
