@@ -201,3 +201,17 @@ async fn too_many_dropouts_recover_nothing() {
     assert!(out.partials.is_empty());
     assert!(out.sites.values().all(|o| o.status != SiteStatus::Answered));
 }
+
+#[tokio::test]
+async fn a_site_lost_while_sharing_keys_is_simply_not_masked_with() {
+    let sites = [
+        ("a", Site::new(&[("F", 12, false)], None)),
+        ("b", Site::new(&[("F", 20, false)], Some("share_keys"))),
+        ("c", Site::new(&[("F", 30, false)], None)),
+        ("d", Site::new(&[("F", 40, false)], None)),
+    ];
+    let out = run(&sites).await;
+    assert_eq!(cells_of(&out), vec![("F".into(), 82, 8200, 0)]);
+    assert_eq!(out.sites["b"].status, SiteStatus::Failed);
+    assert_eq!(out.threshold, Some(3));
+}
