@@ -97,6 +97,7 @@ where
     let domain = cells::domain(announced);
 
     // Advertise: ids 1..=n in name order; a site lost here re-forms the round without it.
+    let mut attempt = 0;
     let ads: Vec<Advertisement> = loop {
         if alive.len() < MIN_SITES {
             for site in &alive {
@@ -115,7 +116,13 @@ where
             .enumerate()
             .map(|(i, s)| {
                 let id = Id::try_from(i + 1).unwrap_or(Id::MAX);
-                (s.clone(), Round::Advertise { id, n, threshold })
+                let round = Round::Advertise {
+                    id,
+                    n,
+                    threshold,
+                    attempt,
+                };
+                (s.clone(), round)
             })
             .collect();
         let mut ads = Vec::new();
@@ -130,6 +137,7 @@ where
         if lost.is_empty() {
             break ads;
         }
+        attempt += 1;
         for (site, e) in lost {
             alive.retain(|s| *s != site);
             fail(&mut out, &site, e);

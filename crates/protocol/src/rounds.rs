@@ -29,8 +29,11 @@ pub const ACTION_SECAGG: &str = "secagg";
 pub enum Round {
     /// Run and protect the partial, keep it at the site, announce its publishable group keys.
     Prepare,
-    /// Take part as site `id` of `n` with unmasking threshold `threshold`.
+    /// Take part as site `id` of `n` with unmasking threshold `threshold`. A round that lost a
+    /// site here is re-formed with the next `attempt` (before any key is shared).
     Advertise {
+        /// 0 for the first formation of the round, then 1, 2, … (part of the replay key).
+        attempt: u32,
         /// This site's id in the round (1..=n).
         id: Id,
         /// Sites in the round.
@@ -58,7 +61,16 @@ pub enum Round {
 }
 
 impl Round {
-    /// The round's name (part of the replay key and the audit trail).
+    /// What a site's replay protection remembers of this round: its name, and for
+    /// `advertise` the attempt (a re-formed round advertises again; everything else happens once).
+    pub fn replay_tag(&self) -> String {
+        match self {
+            Self::Advertise { attempt, .. } => format!("advertise.{attempt}"),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// The round's name (for logs and the audit trail).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Prepare => "prepare",

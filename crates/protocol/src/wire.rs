@@ -150,7 +150,9 @@ impl SiteRequest {
     pub fn replay_key(&self) -> String {
         match &self.work {
             Work::PartialSql { .. } => self.request_id.clone(),
-            Work::SecureSql { round, .. } => format!("{}#{}", self.request_id, round.name()),
+            Work::SecureSql { round, .. } => {
+                format!("{}#{}", self.request_id, round.replay_tag())
+            }
         }
     }
 
@@ -262,5 +264,34 @@ mod tests {
             v(b"{not json", "north", now),
             WireError::Malformed(_)
         ));
+    }
+
+    #[test]
+    fn each_secure_round_and_each_re_formation_has_its_own_replay_key() {
+        use crate::rounds::Round;
+        let base = request("north", 0);
+        let round = |round| {
+            base.with_work(Work::SecureSql {
+                sql: "SELECT COUNT(*) AS p0 FROM person".into(),
+                round,
+            })
+        };
+        let advertise = |attempt| {
+            round(Round::Advertise {
+                id: 1,
+                n: 2,
+                threshold: 2,
+                attempt,
+            })
+        };
+        assert_eq!(advertise(0).replay_key(), advertise(0).replay_key());
+        assert_ne!(advertise(0).replay_key(), advertise(1).replay_key());
+        let mask = round(Round::Mask {
+            domain: vec![],
+            inbox: vec![],
+        });
+        assert_ne!(mask.replay_key(), round(Round::Prepare).replay_key());
+        assert_ne!(mask.replay_key(), base.replay_key());
+        assert_eq!(base.replay_key(), "q-1");
     }
 }

@@ -35,6 +35,8 @@ struct Held {
     /// Under DP: the σ the network's sum must carry on each column (this site adds a share).
     sigma: BTreeMap<String, f64>,
     participant: Option<Participant>,
+    /// Keys were shared: the round can no longer be re-formed.
+    shared: bool,
     since: Instant,
 }
 
@@ -59,6 +61,7 @@ impl Rounds {
                 table,
                 sigma,
                 participant: None,
+                shared: false,
                 since: Instant::now(),
             },
         );
@@ -89,7 +92,14 @@ impl Rounds {
         };
         let reply = match round {
             Round::Prepare => return Err(Stop::Invalid("already prepared".into())),
-            Round::Advertise { id, n, threshold } => {
+            Round::Advertise {
+                id, n, threshold, ..
+            } => {
+                if held.shared {
+                    return Err(Stop::Invalid(
+                        "keys were already shared in this round; it cannot be re-formed".into(),
+                    ));
+                }
                 if !(1..=*n).contains(&usize::from(*id)) || !(2..=*n).contains(threshold) {
                     return Err(Stop::Invalid(format!(
                         "site id {id} of {n} with threshold {threshold} is not a valid round"
@@ -104,6 +114,7 @@ impl Rounds {
                 let mut p = participant(held)?;
                 let sealed = p.share_keys(ads);
                 held.participant = Some(p);
+                held.shared = true;
                 Reply::Shares(sealed?)
             }
             Round::Mask { domain, inbox } => {

@@ -65,7 +65,9 @@ impl Site {
                 keys: cells::announce(&self.table, Some(10)).unwrap(),
                 report: PartialReport::default(),
             },
-            Round::Advertise { id, n, threshold } => {
+            Round::Advertise {
+                id, n, threshold, ..
+            } => {
                 let fresh = Participant::new(id, n, threshold);
                 let ad = fresh.advertise();
                 *p = Some(fresh);
