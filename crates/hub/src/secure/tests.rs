@@ -40,6 +40,8 @@ struct Site {
     participant: Mutex<Option<Participant>>,
     drops_at: Option<&'static str>,
     masked_seen: Mutex<Option<Vec<u64>>>,
+    /// The real site's replay guard: each round (and each advertise attempt) is served once.
+    served: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Site {
@@ -49,6 +51,7 @@ impl Site {
             participant: Mutex::new(None),
             drops_at,
             masked_seen: Mutex::new(None),
+            served: Mutex::default(),
         })
     }
 
@@ -56,6 +59,11 @@ impl Site {
         if self.drops_at == Some(round.name()) {
             return Err(SiteCallError::Failed(
                 "unreachable: connection reset".into(),
+            ));
+        }
+        if !self.served.lock().unwrap().insert(round.replay_tag()) {
+            return Err(SiteCallError::Refused(
+                "request id already served (replay)".into(),
             ));
         }
         let mut p = self.participant.lock().unwrap();
