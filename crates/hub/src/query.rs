@@ -11,12 +11,12 @@ use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
 use medfed_core::study::{PrivacyMode, StudyTerms};
 use medfed_privacy::release::REPORT_METADATA_KEY;
 use medfed_privacy::{DpRelease, PartialReport, Protection, Suppression};
+use medfed_protocol::SiteClient;
 use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant, Work};
-use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
-use crate::secure::{FanOut, secure_fan_out};
+use crate::secure::{FanOut, call_site, secure_fan_out};
 use crate::state::Release;
 use crate::{CATALOG_RETRY_AFTER, Hub, HubError, json};
 
@@ -177,20 +177,17 @@ impl Hub {
         let merged = plan.merge(partials, rules.min_cell_count).await?;
         // The airlock: a query whose every group is too small selects too few people to
         // release anything (minimum subset size) — refused, not answered with blanks.
-        let nothing_publishable = if protection.secure_aggregation {
-            // Under secure aggregation a group is in the sum only if some site has k people
-            // in it: no group at all means every group is small everywhere.
-            merged.cells.is_empty() && !plan.grouping().is_empty()
+        let every_group_small = if merged.cells.is_empty() {
+            // Under secure aggregation a group is summed only if some site has k people in it,
+            // so no group at all means every group was small everywhere.
+            protection.secure_aggregation && !plan.grouping().is_empty()
         } else {
-            false
+            merged
+                .cells
+                .iter()
+                .all(|c| c.status == Suppression::SmallCell.code())
         };
-        if nothing_publishable
-            || !merged.cells.is_empty()
-                && merged
-                    .cells
-                    .iter()
-                    .all(|c| c.status == Suppression::SmallCell.code())
-        {
+        if every_group_small {
             return deny(format!(
                 "the query selects fewer than k = {} people in every group (minimum subset \
                  size, at some site or network-wide); widen the cohort or the groups",
@@ -302,39 +299,26 @@ impl Hub {
         let calls = targets.iter().map(|site| {
             let request = request_for(site.name().as_str());
             async move {
-                let mut report = None;
                 let started = Instant::now();
-                let answer =
-                    tokio::time::timeout(self.deadline, site.run(&request, &self.key)).await;
-                let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-                let outcome = |status, message: Option<String>| SiteOutcome {
-                    status,
-                    elapsed_ms,
-                    message,
-                };
-                let (outcome, batches) = match answer {
-                    Err(_) => (
-                        outcome(
-                            SiteStatus::TimedOut,
-                            Some(format!("no answer within {} ms", self.deadline.as_millis())),
-                        ),
-                        vec![],
-                    ),
-                    Ok(Err(SiteCallError::Refused(m))) => {
-                        (outcome(SiteStatus::Refused, Some(m)), vec![])
-                    }
-                    Ok(Err(e)) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    Ok(Ok(batches)) => match batches
+                let answer = call_site(self.deadline, site.run(&request, &self.key)).await;
+                let mut report = None;
+                let answer = answer.and_then(|batches| {
+                    let conformed = batches
                         .iter()
                         .map(|b| plan.conform(b))
                         .collect::<Result<Vec<_>, _>>()
-                    {
-                        Ok(b) => {
-                            report = site_report(&batches);
-                            (outcome(SiteStatus::Answered, None), b)
-                        }
-                        Err(e) => (outcome(SiteStatus::Failed, Some(e.to_string())), vec![]),
-                    },
+                        .map_err(|e| (SiteStatus::Failed, e.to_string()))?;
+                    report = site_report(&batches);
+                    Ok(conformed)
+                });
+                let (status, message, batches) = match answer {
+                    Ok(batches) => (SiteStatus::Answered, None, batches),
+                    Err((status, message)) => (status, Some(message), vec![]),
+                };
+                let outcome = SiteOutcome {
+                    status,
+                    elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
+                    message,
                 };
                 (site.name().to_string(), outcome, batches, report)
             }

@@ -28,6 +28,23 @@ pub(crate) struct FanOut {
     pub(crate) threshold: Option<usize>,
 }
 
+/// One call to a site under the per-site `deadline`; a failure becomes the status and message
+/// the result shows for that site.
+pub(crate) async fn call_site<T>(
+    deadline: Duration,
+    call: impl Future<Output = Result<T, SiteCallError>>,
+) -> Result<T, (SiteStatus, String)> {
+    match tokio::time::timeout(deadline, call).await {
+        Err(_) => Err((
+            SiteStatus::TimedOut,
+            format!("no answer within {} ms", deadline.as_millis()),
+        )),
+        Ok(Err(SiteCallError::Refused(m))) => Err((SiteStatus::Refused, m)),
+        Ok(Err(e)) => Err((SiteStatus::Failed, e.to_string())),
+        Ok(Ok(value)) => Ok(value),
+    }
+}
+
 /// Fewest sites a secure sum may have: with one, "the sum" is that site's partial.
 const MIN_SITES: usize = 2;
 
@@ -61,15 +78,7 @@ where
     let round = |targets: Vec<(String, Round)>| {
         let call = &call;
         futures::future::join_all(targets.into_iter().map(|(site, r)| async move {
-            let answer: Answer = match tokio::time::timeout(deadline, call(site.clone(), r)).await {
-                Err(_) => Err((
-                    SiteStatus::TimedOut,
-                    format!("no answer within {} ms", deadline.as_millis()),
-                )),
-                Ok(Err(SiteCallError::Refused(m))) => Err((SiteStatus::Refused, m)),
-                Ok(Err(e)) => Err((SiteStatus::Failed, e.to_string())),
-                Ok(Ok(reply)) => Ok(reply),
-            };
+            let answer: Answer = call_site(deadline, call(site.clone(), r)).await;
             (site, answer)
         }))
     };

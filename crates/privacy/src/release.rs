@@ -231,12 +231,11 @@ pub fn protect(
     // Null every statistic (and the contributor count) of a suppressed group. Under secure
     // aggregation nothing is nulled: values leave masked, and the hub suppresses the group from
     // its dominance flag.
-    let released = if protection.secure_aggregation {
-        u8::MAX
+    let suppressed = if protection.secure_aggregation {
+        arrow::array::BooleanArray::from(vec![false; status.len()])
     } else {
-        0
+        arrow::compute::kernels::cmp::neq(&status, &UInt8Array::new_scalar(0))?
     };
-    let suppressed = arrow::compute::kernels::cmp::gt(&status, &UInt8Array::new_scalar(released))?;
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     let schema = batch.schema();
