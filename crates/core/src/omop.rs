@@ -61,6 +61,33 @@ impl TableDef {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// A batch with the table's full CDM schema from the given columns (nulls elsewhere). Every
+    /// writer of OMOP tables (the generator, ingestion) builds its batches here, so a column
+    /// name that is not in the CDM fails loudly rather than being written somewhere else.
+    ///
+    /// # Panics
+    /// When a column is not a column of this table: that is a bug in the writer, not bad data.
+    pub fn batch(
+        &self,
+        rows: usize,
+        columns: Vec<(&str, arrow::array::ArrayRef)>,
+    ) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+        let schema = self.arrow_schema();
+        let mut arrays: Vec<Option<arrow::array::ArrayRef>> = vec![None; self.columns.len()];
+        for (name, array) in columns {
+            let i = self
+                .column_index(name)
+                .unwrap_or_else(|| panic!("{}.{name} is not a CDM column", self.name));
+            arrays[i] = Some(array);
+        }
+        let arrays = arrays
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(a, f)| a.unwrap_or_else(|| arrow::array::new_null_array(f.data_type(), rows)))
+            .collect();
+        arrow::array::RecordBatch::try_new(schema, arrays)
+    }
+
     /// True when the table holds one row per clinical fact about a person (it has `person_id`).
     pub fn is_clinical(&self) -> bool {
         self.column_index("person_id").is_some()

@@ -7,6 +7,10 @@
 //! them unquoted, and the columns the custodian lists as identifiers are marked so the query
 //! checker treats them like `person_id`.
 //!
+//! Tables written by `medfed ingest` are encrypted (Parquet modular encryption, see
+//! [`encrypted`]); when the directory holds a `keyring.json` the store unwraps each table's keys
+//! with the site's key file and reads them transparently.
+//!
 //! Trust boundary: the files are the hospital's own; nothing here leaves the site.
 //!
 //! # Example
@@ -17,6 +21,10 @@
 //! let df = store.context().sql("SELECT COUNT(*) FROM person").await.unwrap();
 //! # Ok(()) }
 //! ```
+
+pub mod encrypted;
+pub mod keyring;
+pub mod vault;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -32,6 +40,8 @@ use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{ParquetReadOptions, SessionContext, col};
 use serde::{Deserialize, Serialize};
 
+use keyring::{KeyFile, Keyring};
+
 /// Where a site's data lives.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +54,9 @@ pub struct StoreConfig {
     /// Parallelism of one query. Several sites on one machine (tests, the demo) want 1–2.
     #[serde(default)]
     pub target_partitions: Option<usize>,
+    /// Key-encryption key of encrypted tables (default: `<omop_dir>/../keys/site.key`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl StoreConfig {
@@ -53,6 +66,17 @@ impl StoreConfig {
             omop_dir: dir.into(),
             ..Self::default()
         }
+    }
+
+    /// The key file: the configured one, else `keys/site.key` beside the OMOP directory.
+    pub fn key_file(&self) -> PathBuf {
+        self.key_file.clone().unwrap_or_else(|| {
+            self.omop_dir
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("keys")
+                .join("site.key")
+        })
     }
 }
 
@@ -82,6 +106,8 @@ pub enum StoreError {
     NoOmop(PathBuf),
     #[error("extra table `{name}`: {reason}")]
     ExtraTable { name: String, reason: String },
+    #[error("encrypted tables: {0}")]
+    Key(#[from] keyring::KeyError),
     #[error("registering {path}: {source}")]
     Register {
         path: PathBuf,
@@ -104,6 +130,11 @@ impl SiteStore {
         }
         let ctx = SessionContext::new_with_config(config);
         let mut tables = Vec::new();
+        let ring = Keyring::load(&cfg.omop_dir.join(encrypted::KEYRING))?;
+        let kek = match &ring {
+            Some(_) => Some(KeyFile::open(&cfg.key_file())?),
+            None => None,
+        };
         for def in medfed_core::omop::tables() {
             let file = cfg.omop_dir.join(format!("{}.parquet", def.name));
             if !file.exists() {
@@ -113,16 +144,17 @@ impl SiteStore {
             // whatever wrote the file, and identifier marks survive (Parquet inference drops
             // field metadata).
             let schema = def.arrow_schema();
-            ctx.register_parquet(
-                &def.name,
-                path_str(&file),
-                ParquetReadOptions::default().schema(&schema),
-            )
-            .await
-            .map_err(|source| StoreError::Register {
-                path: file.clone(),
-                source,
-            })?;
+            let mut options = ParquetReadOptions::default().schema(&schema);
+            if let (Some(ring), Some(kek)) = (&ring, &kek) {
+                let keys = ring.unwrap_table(kek, &def.name)?;
+                options = options.file_decryption_properties(encrypted::decryption(&keys));
+            }
+            ctx.register_parquet(&def.name, path_str(&file), options)
+                .await
+                .map_err(|source| StoreError::Register {
+                    path: file.clone(),
+                    source,
+                })?;
             tables.push(def.name.clone());
         }
         if tables.is_empty() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, new_null_array,
+    TimestampMicrosecondArray,
 };
 use arrow::error::ArrowError;
 use medfed_core::omop;
@@ -315,19 +315,7 @@ fn assemble(
     rows: usize,
     columns: Vec<(&str, ArrayRef)>,
 ) -> Result<RecordBatch, ArrowError> {
-    let def = omop::table(table).expect("generator only writes CDM tables");
-    let schema = def.arrow_schema();
-    let mut arrays: Vec<Option<ArrayRef>> = vec![None; def.columns.len()];
-    for (name, array) in columns {
-        let i = def
-            .column_index(name)
-            .unwrap_or_else(|| panic!("{table}.{name} is not a CDM column"));
-        arrays[i] = Some(array);
-    }
-    let arrays = arrays
-        .into_iter()
-        .zip(schema.fields())
-        .map(|(a, f)| a.unwrap_or_else(|| new_null_array(f.data_type(), rows)))
-        .collect();
-    RecordBatch::try_new(schema, arrays)
+    omop::table(table)
+        .expect("generator only writes CDM tables")
+        .batch(rows, columns)
 }
