@@ -32,6 +32,10 @@ enum Command {
     },
     /// Write a synthetic hospital's OMOP CDM v5.4 tables as Parquet.
     Synth(cmd::synth::Args),
+    /// Load a hospital's FHIR, HL7 v2 and CSV exports into its encrypted OMOP store.
+    Ingest(cmd::ingest::Args),
+    /// Find and redact identifiers in free-text notes.
+    Deid(cmd::deid::Args),
     /// Run a site node (at a hospital).
     Site {
         #[command(subcommand)]
@@ -75,6 +79,8 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(a) => cmd::demo::run(a).await,
             Command::Query(a) => cmd::query::run(a).await,
             Command::Synth(a) => cmd::synth::run(a),
+            Command::Ingest(a) => tokio::task::block_in_place(|| cmd::ingest::run(a)),
+            Command::Deid(a) => cmd::deid::run(a),
             Command::Study { command } => cmd::study::run(command).await,
             Command::Audit { command } => cmd::audit::run(command).await,
             Command::Site { command } => cmd::serve::site(command).await,

@@ -74,6 +74,9 @@ pub struct DevnetConfig {
     pub site_deadline_ms: u64,
     /// Extra tables: name → one file per site, in site order.
     pub extra_tables: Vec<(String, Vec<PathBuf>)>,
+    /// When not empty, site `i` holds what `medfed ingest` makes of `ingest[i]` (real exports:
+    /// FHIR, HL7 v2, CSV) instead of synthetic patients.
+    pub ingest: Vec<medfed_ingest::Inputs>,
 }
 
 impl DevnetConfig {
@@ -87,6 +90,7 @@ impl DevnetConfig {
             target_partitions: None,
             site_deadline_ms: 10_000,
             extra_tables: Vec::new(),
+            ingest: Vec::new(),
         }
     }
 }
@@ -105,6 +109,8 @@ pub enum DevnetError {
     Hub(#[from] medfed_hub::HubError),
     #[error("{0}: {1}")]
     Io(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Ingest(#[from] medfed_ingest::IngestError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -178,13 +184,33 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevnetError + '_ {
     move |e| DevnetError::Io(path.to_path_buf(), e)
 }
 
-/// Synthesises site `i` unless the same data is already there.
+/// The tables ingestion writes (see `medfed_ingest::gold`).
+const INGESTED_TABLES: [&str; 11] = [
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "drug_exposure",
+    "measurement",
+    "observation",
+    "death",
+    "location",
+    "note",
+];
+
+/// Synthesises site `i` unless the same data is already there (or ingests its inputs).
 fn prepare_site(
     cfg: &DevnetConfig,
     i: usize,
     dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<PathBuf, DevnetError> {
+    if let Some(inputs) = cfg.ingest.get(i) {
+        let today = chrono::Utc::now().date_naive();
+        medfed_ingest::run(dir, inputs, today, &|_, _, _| {})?;
+        return Ok(dir.join("omop"));
+    }
     let synth = SynthConfig {
         patients: cfg.patients_per_site,
         seed: cfg.seed + i as u64,
@@ -222,6 +248,12 @@ impl Devnet {
             return Err(DevnetError::Invalid(
                 "a network needs at least one site".into(),
             ));
+        }
+        if !cfg.ingest.is_empty() && cfg.ingest.len() != cfg.sites {
+            return Err(DevnetError::Invalid(format!(
+                "ingested sites need one set of inputs per site ({} sites)",
+                cfg.sites
+            )));
         }
         if cfg
             .extra_tables
@@ -294,6 +326,7 @@ impl Devnet {
                     omop_dir: omop_dir.clone(),
                     extra_tables,
                     target_partitions: Some(partitions),
+                    key_file: None,
                 },
             };
             let path = dir.join("site.toml");
@@ -343,7 +376,11 @@ impl Devnet {
             let _ = stopped.await;
         }));
         let hub_url = format!("http://{addr}");
-        let mut tables: Vec<String> = medfed_synth::TABLES.iter().map(|t| t.to_string()).collect();
+        let mut tables: Vec<String> = if cfg.ingest.is_empty() {
+            medfed_synth::TABLES.iter().map(|t| t.to_string()).collect()
+        } else {
+            INGESTED_TABLES.iter().map(|t| t.to_string()).collect()
+        };
         tables.extend(cfg.extra_tables.iter().map(|(t, _)| t.clone()));
         let (tokens, studies) = seed_governance(&hub, &names, tables).await?;
         let token = tokens["researcher"].clone();

@@ -2,7 +2,9 @@
 
 pub mod audit;
 pub mod bench;
+pub mod deid;
 pub mod demo;
+pub mod ingest;
 pub mod pki;
 pub mod query;
 pub mod serve;

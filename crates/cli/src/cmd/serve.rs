@@ -10,6 +10,24 @@ pub enum SiteCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Receive HL7 v2 messages over MLLP into the site's bronze store, answering ACK/NACK.
+    ListenHl7 {
+        /// The site directory.
+        #[arg(long)]
+        site: PathBuf,
+        /// TCP port (2575 is MLLP's registered port).
+        #[arg(long, default_value_t = 2575)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+    },
+    /// Replace the site's key-encryption key (re-wraps data keys; no table is rewritten).
+    RotateKey {
+        /// The site directory.
+        #[arg(long)]
+        site: PathBuf,
+    },
 }
 
 #[derive(clap::Subcommand)]
@@ -67,7 +85,13 @@ pub enum UserCommand {
 }
 
 pub async fn site(cmd: SiteCommand) -> anyhow::Result<()> {
-    let SiteCommand::Serve { config } = cmd;
+    let config = match cmd {
+        SiteCommand::Serve { config } => config,
+        SiteCommand::ListenHl7 { site, port, bind } => {
+            return super::ingest::listen_hl7(site, bind, port).await;
+        }
+        SiteCommand::RotateKey { site } => return super::ingest::rotate_key(site),
+    };
     let cfg = medfed_site::SiteConfig::load(&config)?;
     let site = medfed_site::Site::open(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;

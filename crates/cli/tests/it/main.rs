@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod failures;
 mod governance;
+mod ingest;
 mod redteam;
 mod secure;
 mod support;
