@@ -9,8 +9,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use medfed_store::keyring::KeyProvider;
-use medfed_store::vault;
+use medfed_keys::keyring::KeyProvider;
+use medfed_keys::vault;
 use sha2::{Digest, Sha256};
 
 /// How a bronze object is to be read.

@@ -41,7 +41,7 @@ use std::path::Path;
 /// Stores one HL7 message received live (the MLLP listener's handler) in bronze. It is loaded
 /// into gold by the next `medfed ingest` run.
 pub fn receive_hl7(site: &Path, message: &str) -> Result<(), String> {
-    let kek = medfed_store::keyring::KeyFile::open_or_create(&key_path(site))
+    let kek = medfed_keys::keyring::KeyFile::open_or_create(&key_path(site))
         .map_err(|e| e.to_string())?;
     let parsed = source::hl7::Message::parse(message).map_err(|e| e.to_string())?;
     let name = format!("mllp-{}.hl7", parsed.control_id());

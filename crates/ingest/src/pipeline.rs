@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use medfed_store::encrypted::{self, KEYRING};
-use medfed_store::keyring::{self, KeyFile, Keyring};
-use medfed_store::vault;
+use medfed_keys::keyring::{self, KeyFile, Keyring};
+use medfed_keys::parquet::{self as encrypted, KEYRING};
+use medfed_keys::vault;
 use rayon::prelude::*;
 
 use crate::bronze::{Bronze, Format, Object};

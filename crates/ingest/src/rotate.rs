@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use medfed_store::encrypted::KEYRING;
-use medfed_store::keyring::{KeyError, KeyFile, KeyProvider, Keyring};
-use medfed_store::vault;
+use medfed_keys::KEYRING;
+use medfed_keys::keyring::{KeyError, KeyFile, KeyProvider, Keyring};
+use medfed_keys::vault;
 
 use crate::bronze::Bronze;
 use crate::pipeline::key_path;

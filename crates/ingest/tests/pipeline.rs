@@ -392,14 +392,14 @@ async fn bad_input_is_quarantined_with_reasons_and_crashes_nothing() {
     let qstore = {
         let ctx = datafusion::prelude::SessionContext::new();
         let ring =
-            medfed_store::keyring::Keyring::load(&site.path().join("quarantine/keyring.json"))
+            medfed_keys::keyring::Keyring::load(&site.path().join("quarantine/keyring.json"))
                 .unwrap()
                 .unwrap();
         let kek =
-            medfed_store::keyring::KeyFile::open(&medfed_ingest::key_path(site.path())).unwrap();
+            medfed_keys::keyring::KeyFile::open(&medfed_ingest::key_path(site.path())).unwrap();
         let keys = ring.unwrap_table(&kek, "quarantine").unwrap();
         let opts = datafusion::prelude::ParquetReadOptions::default()
-            .file_decryption_properties(medfed_store::encrypted::decryption(&keys));
+            .file_decryption_properties(medfed_store::decryption(&keys));
         ctx.register_parquet(
             "q",
             site.path()

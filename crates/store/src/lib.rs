@@ -8,7 +8,7 @@
 //! checker treats them like `person_id`.
 //!
 //! Tables written by `medfed ingest` are encrypted (Parquet modular encryption, see
-//! [`encrypted`]); when the directory holds a `keyring.json` the store unwraps each table's keys
+//! `medfed_keys`); when the directory holds a `keyring.json` the store unwraps each table's keys
 //! with the site's key file and reads them transparently.
 //!
 //! Trust boundary: the files are the hospital's own; nothing here leaves the site.
@@ -22,10 +22,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod encrypted;
-pub mod keyring;
-pub mod vault;
-
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,12 +31,13 @@ use arrow::csv::reader::Format;
 use datafusion::catalog::MemTable;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
 use datafusion::common::metadata::FieldMetadata;
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{ParquetReadOptions, SessionContext, col};
 use serde::{Deserialize, Serialize};
 
-use keyring::{KeyFile, Keyring};
+use medfed_keys::{KeyFile, Keyring};
 
 /// Where a site's data lives.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -107,7 +104,7 @@ pub enum StoreError {
     #[error("extra table `{name}`: {reason}")]
     ExtraTable { name: String, reason: String },
     #[error("encrypted tables: {0}")]
-    Key(#[from] keyring::KeyError),
+    Key(#[from] medfed_keys::KeyError),
     #[error("registering {path}: {source}")]
     Register {
         path: PathBuf,
@@ -130,7 +127,7 @@ impl SiteStore {
         }
         let ctx = SessionContext::new_with_config(config);
         let mut tables = Vec::new();
-        let ring = Keyring::load(&cfg.omop_dir.join(encrypted::KEYRING))?;
+        let ring = Keyring::load(&cfg.omop_dir.join(medfed_keys::KEYRING))?;
         let kek = match &ring {
             Some(_) => Some(KeyFile::open(&cfg.key_file())?),
             None => None,
@@ -147,7 +144,7 @@ impl SiteStore {
             let mut options = ParquetReadOptions::default().schema(&schema);
             if let (Some(ring), Some(kek)) = (&ring, &kek) {
                 let keys = ring.unwrap_table(kek, &def.name)?;
-                options = options.file_decryption_properties(encrypted::decryption(&keys));
+                options = options.file_decryption_properties(decryption(&keys));
             }
             ctx.register_parquet(&def.name, path_str(&file), options)
                 .await
@@ -187,6 +184,25 @@ impl SiteStore {
             }
         }
         out
+    }
+}
+
+/// DataFusion read options for an encrypted table (the keys are held in memory only).
+pub fn decryption(keys: &medfed_keys::TableKeys) -> ConfigFileDecryptionProperties {
+    let column_decryption_properties = keys
+        .columns
+        .iter()
+        .map(|(c, k)| {
+            let key = ColumnDecryptionProperties {
+                column_key_as_hex: hex::encode(&k[..]),
+            };
+            (c.clone(), key)
+        })
+        .collect();
+    ConfigFileDecryptionProperties {
+        footer_key_as_hex: hex::encode(&keys.footer[..]),
+        column_decryption_properties,
+        ..Default::default()
     }
 }
 

@@ -32,6 +32,12 @@ fn every_subcommand_has_help() {
         vec!["study", "approve", "--help"],
         vec!["audit", "verify", "--help"],
         vec!["audit", "export", "--help"],
+        vec!["ingest", "--help"],
+        vec!["deid", "--help"],
+        vec!["site", "listen-hl7", "--help"],
+        vec!["site", "rotate-key", "--help"],
+        vec!["bench", "ingest", "--help"],
+        vec!["bench", "deid", "--help"],
     ] {
         let o = medfed(&args);
         assert!(o.status.success(), "{args:?}");

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::model::{EventFact, Fact, Phi};
-use medfed_store::keyring::SecretKey;
+use medfed_keys::keyring::SecretKey;
 
 /// 3-digit ZIP areas with 20,000 or fewer people (2000 Census, as HHS lists them for Safe
 /// Harbor); they become `000`.

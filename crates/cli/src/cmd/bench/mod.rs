@@ -1,6 +1,7 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
 mod governance;
+mod ingest;
 mod privacy;
 mod query;
 
@@ -19,6 +20,10 @@ pub enum BenchCommand {
     Secagg(privacy::SecAggArgs),
     /// A site's partial step with no rules, disclosure control and DP noise: the overhead.
     Dp(privacy::DpArgs),
+    /// Ingestion: FHIR patients/s and HL7 messages/s into encrypted OMOP.
+    Ingest(ingest::IngestArgs),
+    /// The note scrubber: texts/s, MB/s, and precision/recall per entity type on a labelled set.
+    Deid(ingest::DeidArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -28,6 +33,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Policy(a) => governance::policy(a),
         BenchCommand::Secagg(a) => privacy::secagg(a),
         BenchCommand::Dp(a) => privacy::dp(a).await,
+        BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
+        BenchCommand::Deid(a) => ingest::deid(a),
     }
 }
 

@@ -18,6 +18,7 @@
 //! assert_eq!(out, "Seen by Dr. <PERSON>, call <PHONE_NUMBER>.");
 //! ```
 
+pub mod eval;
 mod names;
 mod patterns;
 
@@ -169,12 +170,30 @@ fn to_chars(text: &str, spans: Vec<Candidate>) -> Vec<Span> {
             })
             .collect();
     }
-    let index = |byte: usize| text[..byte].chars().count();
+    // One pass over the text: byte offset → character offset for every span boundary.
+    let mut bounds: Vec<usize> = spans.iter().flat_map(|s| [s.start, s.end]).collect();
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut chars_at = std::collections::HashMap::with_capacity(bounds.len());
+    let mut next = bounds.iter().peekable();
+    for (chars, (byte, _)) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+        .enumerate()
+    {
+        while let Some(&&b) = next.peek() {
+            if b > byte {
+                break;
+            }
+            chars_at.insert(b, chars);
+            next.next();
+        }
+    }
     spans
         .into_iter()
         .map(|s| Span {
-            start: index(s.start),
-            end: index(s.end),
+            start: chars_at[&s.start],
+            end: chars_at[&s.end],
             kind: s.kind,
             score: s.score,
         })

@@ -207,12 +207,20 @@ impl Patterns {
                 let m = caps
                     .get(1)
                     .unwrap_or_else(|| caps.get(0).expect("whole match"));
-                let Some(bonus) = (rule.check)(text, m.as_str(), m.start()) else {
+                // Separators a pattern may take in at its edges are not part of the identifier.
+                let edge = |c: char| c.is_whitespace() || matches!(c, '.' | '-' | ',');
+                let trimmed = m.as_str().trim_start_matches(edge);
+                let start = m.end() - trimmed.len();
+                let end = start + trimmed.trim_end_matches(char::is_whitespace).len();
+                if start >= end {
+                    continue;
+                }
+                let Some(bonus) = (rule.check)(text, &text[start..end], start) else {
                     continue;
                 };
                 out.push(Candidate {
-                    start: m.start(),
-                    end: m.end(),
+                    start,
+                    end,
                     kind: rule.kind,
                     score: (rule.score + bonus).min(1.0),
                 });
@@ -300,7 +308,10 @@ fn luhn(_: &str, m: &str, _: usize) -> Option<f32> {
 }
 
 fn phone(text: &str, m: &str, start: usize) -> Option<f32> {
-    let digits = m.chars().filter(char::is_ascii_digit).count();
+    // The extension (`x38548`, `ext. 12`) is not part of the number's length.
+    let number = m.split(['x', 'X']).next().unwrap_or(m);
+    let number = number.split("ext").next().unwrap_or(number);
+    let digits = number.chars().filter(char::is_ascii_digit).count();
     if !(7..=15).contains(&digits) {
         return None;
     }

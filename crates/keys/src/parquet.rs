@@ -1,21 +1,20 @@
-//! Writing and reading OMOP tables with Parquet modular encryption.
+//! Writing OMOP tables with Parquet modular encryption (the store reads them back with the same
+//! [`TableKeys`]).
 //!
 //! Each table file has its own footer key and a key per column (so PHI-bearing columns such as
 //! dates and source values never share a key with anything else); the keys are wrapped in the
 //! directory's [`Keyring`]. The footer is encrypted too, so without the keys not even the
 //! column statistics (min/max birth dates) can be read.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
+use ::parquet::arrow::ArrowWriter;
+use ::parquet::basic::Compression;
+use ::parquet::encryption::encrypt::FileEncryptionProperties;
+use ::parquet::file::properties::WriterProperties;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use datafusion::common::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::encryption::encrypt::FileEncryptionProperties;
-use parquet::file::properties::WriterProperties;
 
 use crate::keyring::{KeyError, KeyProvider, Keyring, TableKeys};
 
@@ -29,7 +28,7 @@ pub enum WriteError {
     #[error("{0}")]
     Key(#[from] KeyError),
     #[error("writing {0}: {1}")]
-    Parquet(String, parquet::errors::ParquetError),
+    Parquet(String, ::parquet::errors::ParquetError),
     #[error("creating {0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -68,31 +67,10 @@ pub fn write_table(
 
 fn encryption(
     keys: &TableKeys,
-) -> Result<std::sync::Arc<FileEncryptionProperties>, parquet::errors::ParquetError> {
+) -> Result<std::sync::Arc<FileEncryptionProperties>, ::parquet::errors::ParquetError> {
     let mut b = FileEncryptionProperties::builder(keys.footer.to_vec());
     for (column, key) in &keys.columns {
         b = b.with_column_key(column, key.to_vec());
     }
     b.build()
-}
-
-/// DataFusion read options for an encrypted table (keys held in memory only).
-pub fn decryption(keys: &TableKeys) -> ConfigFileDecryptionProperties {
-    let column_decryption_properties: HashMap<String, ColumnDecryptionProperties> = keys
-        .columns
-        .iter()
-        .map(|(c, k)| {
-            (
-                c.clone(),
-                ColumnDecryptionProperties {
-                    column_key_as_hex: hex::encode(&k[..]),
-                },
-            )
-        })
-        .collect();
-    ConfigFileDecryptionProperties {
-        footer_key_as_hex: hex::encode(&keys.footer[..]),
-        column_decryption_properties,
-        ..Default::default()
-    }
 }

@@ -10,7 +10,7 @@
 //!
 //! # Example
 //! ```
-//! use medfed_store::keyring::{KeyFile, Keyring};
+//! use medfed_keys::keyring::{KeyFile, Keyring};
 //! let dir = tempfile::tempdir().unwrap();
 //! let kek = KeyFile::create(&dir.path().join("site.key")).unwrap();
 //! let mut ring = Keyring::new(&kek);

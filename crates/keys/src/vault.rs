@@ -7,7 +7,7 @@
 //!
 //! # Example
 //! ```
-//! use medfed_store::{keyring::KeyFile, vault};
+//! use medfed_keys::{keyring::KeyFile, vault};
 //! let dir = tempfile::tempdir().unwrap();
 //! let kek = KeyFile::create(&dir.path().join("site.key")).unwrap();
 //! let sealed = vault::seal(&kek, "bronze/a.json", b"{\"resourceType\":\"Patient\"}").unwrap();
