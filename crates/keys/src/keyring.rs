@@ -17,7 +17,7 @@
 //! let keys = ring.table_keys(&kek, "person", &["person_id", "year_of_birth"]).unwrap();
 //! assert_eq!(keys.columns.len(), 2);
 //! ring.save(&dir.path().join("keyring.json")).unwrap();
-//! let again = Keyring::load(&dir.path().join("keyring.json")).unwrap();
+//! let again = Keyring::load(&dir.path().join("keyring.json")).unwrap().expect("saved above");
 //! assert_eq!(again.unwrap_table(&kek, "person").unwrap().footer, keys.footer);
 //! ```
 
