@@ -184,21 +184,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DevnetError + '_ {
     move |e| DevnetError::Io(path.to_path_buf(), e)
 }
 
-/// The tables ingestion writes (see `medfed_ingest::gold`).
-const INGESTED_TABLES: [&str; 11] = [
-    "person",
-    "observation_period",
-    "visit_occurrence",
-    "condition_occurrence",
-    "procedure_occurrence",
-    "drug_exposure",
-    "measurement",
-    "observation",
-    "death",
-    "location",
-    "note",
-];
-
 /// Synthesises site `i` unless the same data is already there (or ingests its inputs).
 fn prepare_site(
     cfg: &DevnetConfig,
@@ -379,7 +364,10 @@ impl Devnet {
         let mut tables: Vec<String> = if cfg.ingest.is_empty() {
             medfed_synth::TABLES.iter().map(|t| t.to_string()).collect()
         } else {
-            INGESTED_TABLES.iter().map(|t| t.to_string()).collect()
+            medfed_ingest::gold::TABLES
+                .iter()
+                .map(|t| t.to_string())
+                .collect()
         };
         tables.extend(cfg.extra_tables.iter().map(|(t, _)| t.clone()));
         let (tokens, studies) = seed_governance(&hub, &names, tables).await?;

@@ -17,6 +17,21 @@ use serde::Serialize;
 use crate::model::{Code, EventFact, Fact};
 use crate::vocab::Vocabulary;
 
+/// The OMOP tables [`build`] writes (a study over an ingested site may read any of them).
+pub const TABLES: [&str; 11] = [
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "condition_occurrence",
+    "procedure_occurrence",
+    "drug_exposure",
+    "measurement",
+    "observation",
+    "death",
+    "location",
+    "note",
+];
+
 /// Type concept: EHR.
 const TYPE_EHR: i32 = 32817;
 
@@ -592,6 +607,7 @@ pub fn build(facts: &[Fact], vocab: &Vocabulary) -> Result<Gold, ArrowError> {
             )?,
         );
     }
+    debug_assert!(tables.len() == TABLES.len() && TABLES.iter().all(|t| tables.contains_key(t)));
     Ok(Gold {
         tables,
         coverage: map.coverage(),
