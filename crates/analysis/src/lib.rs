@@ -1,7 +1,12 @@
 //! Federated analyses, each a pair: a **local step** that runs at a site and yields a partial that
 //! is safe to leave it, and a **combine step** that runs at the hub over all sites' partials.
 //!
-//! Today: [`sql`], aggregate SQL over OMOP. The same checker runs at the hub (on the researcher's
+//! - [`sql`]: aggregate SQL over OMOP.
+//! - [`glm`]: exact federated GLMs (gaussian, binomial, poisson) by IRLS, each iteration one
+//!   aggregate query through [`sql`]'s path, so every privacy and governance layer applies.
+//! - [`survival`]: Kaplan–Meier curves from at-risk and event counts per declared time bin.
+//!
+//! The same checker runs at the hub (on the researcher's
 //! query) and again at every site (on the partial the hub sends), because a site trusts nothing
 //! it has not verified itself.
 //!
@@ -24,4 +29,7 @@
 //! #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
 //! ```
 
+pub mod glm;
 pub mod sql;
+pub mod survival;
+pub mod variables;

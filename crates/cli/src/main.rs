@@ -20,6 +20,10 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Ask the network an aggregate SQL question through a hub.
     Query(cmd::query::Args),
+    /// Fit an exact federated GLM (gaussian, binomial, poisson) with R's formula syntax.
+    Glm(cmd::glm::Args),
+    /// Kaplan–Meier survival curves per group, from per-bin counts at every site.
+    Km(cmd::km::Args),
     /// Propose, approve, reject and list studies.
     Study {
         #[command(subcommand)]
@@ -78,6 +82,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(a) => cmd::demo::run(a).await,
             Command::Query(a) => cmd::query::run(a).await,
+            Command::Glm(a) => cmd::glm::run(a).await,
+            Command::Km(a) => cmd::km::run(a).await,
             Command::Synth(a) => cmd::synth::run(a),
             Command::Ingest(a) => tokio::task::block_in_place(|| cmd::ingest::run(a)),
             Command::Deid(a) => cmd::deid::run(a),

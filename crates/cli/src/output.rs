@@ -1,7 +1,10 @@
 //! Printing results as a table, JSON or CSV.
 
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use medfed_core::result::{QueryResult, SiteStatus};
+use std::collections::BTreeMap;
+
+use medfed_core::glm::GlmFit;
+use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
 use serde_json::Value;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -33,8 +36,11 @@ fn csv_field(s: &str) -> String {
 
 /// One line naming each site's outcome, e.g. `sites: north answered (12 ms), south timed out`.
 pub fn site_line(r: &QueryResult) -> String {
-    let parts: Vec<String> = r
-        .sites
+    sites_line(&r.sites)
+}
+
+fn sites_line(sites: &BTreeMap<String, SiteOutcome>) -> String {
+    let parts: Vec<String> = sites
         .iter()
         .map(|(name, o)| match (&o.status, &o.message) {
             (SiteStatus::Answered, _) => format!("{name} answered ({:.0} ms)", o.elapsed_ms),
@@ -42,7 +48,7 @@ pub fn site_line(r: &QueryResult) -> String {
             (status, None) => format!("{name} {status}"),
         })
         .collect();
-    let partial = if r.is_partial() {
+    let partial = if sites.values().any(|o| o.status != SiteStatus::Answered) {
         "  [PARTIAL RESULT]"
     } else {
         ""
@@ -139,4 +145,55 @@ pub fn print_result(r: &QueryResult, format: Format) {
             }
         }
     }
+}
+
+/// A fitted GLM as R's `summary()` prints it: the coefficient table, then deviance and AIC.
+pub fn glm_table(f: &GlmFit) -> String {
+    let mut t = Table::new();
+    let stat = format!("{} value", f.statistic);
+    let p = format!("Pr(>|{}|)", f.statistic);
+    t.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "",
+        "Estimate",
+        "Std. Error",
+        stat.as_str(),
+        p.as_str(),
+        "2.5 %",
+        "97.5 %",
+    ]);
+    let g = |x: f64| format!("{x:.6e}");
+    for (name, c) in &f.coefficients.0 {
+        t.add_row([
+            name.clone(),
+            g(c.estimate),
+            g(c.std_error),
+            format!("{:.3}", c.z),
+            format!("{:.3e}", c.p),
+            g(c.ci95[0]),
+            g(c.ci95[1]),
+        ]);
+    }
+    let mut out = format!("{} GLM ({} link): {}\n{t}\n", f.family, f.link, f.formula);
+    if let Some(null) = f.null_deviance {
+        out.push_str(&format!(
+            "Null deviance: {null:.4} on {} degrees of freedom\n",
+            f.n.saturating_sub(1)
+        ));
+    }
+    out.push_str(&format!(
+        "Residual deviance: {:.4} on {} degrees of freedom\nAIC: {:.4}; n = {}; {} IRLS \
+         iterations{}; dispersion {:.6}",
+        f.deviance,
+        f.df_residual,
+        f.aic,
+        f.n,
+        f.iterations,
+        if f.converged { "" } else { " (NOT converged)" },
+        f.dispersion
+    ));
+    for (factor, level) in &f.reference_levels {
+        out.push_str(&format!("\nreference level of {factor}: {level}"));
+    }
+    out.push_str(&format!("\n{}", sites_line(&f.sites)));
+    out
 }

@@ -4,6 +4,8 @@
 //!   identify a person or an event (those may be counted, never grouped by or released).
 //! - [`result`]: what a federated answer looks like on the wire to a researcher: a table plus the
 //!   outcome at each site.
+//! - [`glm`]: a fitted federated GLM as a researcher receives it (R's names and shape).
+//! - [`survival`]: a federated Kaplan–Meier estimate.
 //! - [`study`]: studies and their terms (the data-minimisation contract every query runs under).
 //! - [`SiteName`]: a site's validated name (it doubles as its TLS server name).
 //!
@@ -15,9 +17,11 @@
 //! assert!(!medfed_core::omop::is_identifier("gender_concept_id"));
 //! ```
 
+pub mod glm;
 pub mod omop;
 pub mod result;
 pub mod study;
+pub mod survival;
 
 mod site_name;
 pub use site_name::{InvalidSiteName, SiteName};

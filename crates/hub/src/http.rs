@@ -5,6 +5,8 @@
 //! | `GET /healthz` | liveness, no token |
 //! | `GET /v1/whoami` | the caller's identity and roles |
 //! | `POST /v1/queries` `{"sql", "study", "sites"?, "epsilon"?, "bounds"?, "max_rows_per_person"?}` | run a federated query under a study (the last three for DP studies) |
+//! | `POST /v1/analyses/glm` [`GlmRequest`](crate::GlmRequest) `{"study", "table", "formula", "family", "weights"?, "where"?, "sites"?, "secure_aggregation"?}` | fit an exact federated GLM |
+//! | `POST /v1/analyses/km` [`KmRequest`](crate::KmRequest) `{"study", "table", "time", "event", "group"?, "bin_width", "max_time", "where"?}` | Kaplan–Meier curves |
 //! | `GET /v1/sites` | the sites and whether they answer now |
 //! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
@@ -59,6 +61,22 @@ impl From<HubError> for AppError {
             HubError::Query(medfed_analysis::sql::SqlError::Plan(_)) => {
                 AppError(StatusCode::BAD_REQUEST, "invalid", msg, None)
             }
+            HubError::Glm(ref g) => {
+                use medfed_analysis::glm::GlmError as G;
+                match g {
+                    G::Disclosive(_) => {
+                        AppError(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg, None)
+                    }
+                    G::Numeric(_) => {
+                        AppError(StatusCode::UNPROCESSABLE_ENTITY, "cannot_fit", msg, None)
+                    }
+                    _ => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
+                }
+            }
+            HubError::Km(medfed_analysis::survival::KmError::Disclosive(_)) => {
+                AppError(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg, None)
+            }
+            HubError::Km(_) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::UnknownSite(..) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::Forbidden(_) => AppError(StatusCode::FORBIDDEN, "forbidden", msg, None),
             HubError::Unauthenticated(_) => AppError(
@@ -132,6 +150,24 @@ async fn run_query(
         )
         .await?;
     Ok(Json(result).into_response())
+}
+
+async fn run_glm(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::GlmRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.glm(&who, &req).await?).into_response())
+}
+
+async fn run_km(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::KmRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.km(&who, &req).await?).into_response())
 }
 
 async fn whoami(
@@ -293,6 +329,8 @@ pub fn app(hub: Arc<Hub>) -> Router {
     let v1 = Router::new()
         .route("/whoami", get(whoami))
         .route("/queries", post(run_query))
+        .route("/analyses/glm", post(run_glm))
+        .route("/analyses/km", post(run_km))
         .route("/sites", get(list_sites))
         .route("/catalog", get(catalog))
         .route("/studies", get(list_studies).post(propose))

@@ -29,12 +29,14 @@
 
 pub mod auth;
 pub mod config;
+mod glm;
 mod governance;
 mod http;
 mod json;
 pub mod query;
 mod secure;
 pub mod state;
+mod survival;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,8 +59,10 @@ use crate::auth::Authenticator;
 use crate::state::{HubState, StateError};
 
 pub use config::HubConfig;
+pub use glm::GlmRequest;
 pub use http::{app, serve};
 pub use query::QueryOptions;
+pub use survival::KmRequest;
 
 /// Errors of the hub, grouped by cause; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +74,12 @@ pub enum HubError {
     Tls(#[from] medfed_protocol::tls::TlsLoadError),
     #[error(transparent)]
     Query(#[from] SqlError),
+    /// A model that cannot be fitted or released.
+    #[error(transparent)]
+    Glm(#[from] medfed_analysis::glm::GlmError),
+    /// A survival estimate that cannot be made or released.
+    #[error(transparent)]
+    Km(#[from] medfed_analysis::survival::KmError),
     #[error("unknown site `{0}`; the network's sites are: {1}")]
     UnknownSite(String, String),
     #[error("no site answered: {}", describe(.0))]

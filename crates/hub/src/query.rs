@@ -33,14 +33,37 @@ impl Hub {
         only: Option<&[String]>,
         options: &QueryOptions,
     ) -> Result<QueryResult, HubError> {
+        self.query_as(who, study_id, sql, only, options, "sql")
+            .await
+    }
+
+    /// [`Self::query`] as a step of `analysis` (`sql`, `glm`, …): the study must allow that
+    /// analysis, and the sites' requests and both audit trails name it.
+    pub(crate) async fn query_as(
+        &self,
+        who: &Principal,
+        study_id: &str,
+        sql: &str,
+        only: Option<&[String]>,
+        options: &QueryOptions,
+        analysis: &str,
+    ) -> Result<QueryResult, HubError> {
         let study = self.state.study(study_id).await?;
         self.authorize(who, "query", Some(&study), None).await?;
+        let action = if analysis == "sql" { "query" } else { analysis };
         let deny = |reason: String| async move {
-            let entry = Entry::new(&who.id, who.role(), "query", Outcome::Deny, reason.clone())
+            let entry = Entry::new(&who.id, who.role(), action, Outcome::Deny, reason.clone())
                 .study(study_id);
             self.record(entry).await?;
             Err::<QueryResult, _>(HubError::Forbidden(reason))
         };
+        if !study.terms.analyses.iter().any(|a| a == analysis) {
+            return deny(format!(
+                "study {study_id} was not approved for {analysis} analyses (its terms allow: {})",
+                study.terms.analyses.join(", ")
+            ))
+            .await;
+        }
         let approved = study.approved_sites();
         let targets = self.targets(only)?;
         if let Some(t) = targets
@@ -75,7 +98,7 @@ impl Hub {
         let plan = match plan {
             Ok(p) => p,
             Err(e) => {
-                let entry = Entry::new(&who.id, who.role(), "query", Outcome::Deny, e.to_string())
+                let entry = Entry::new(&who.id, who.role(), action, Outcome::Deny, e.to_string())
                     .study(study_id);
                 self.record(entry).await?;
                 return Err(e.into());
@@ -115,7 +138,7 @@ impl Hub {
                     id: who.id.clone(),
                     roles: who.roles.clone(),
                 },
-                analysis: "sql".into(),
+                analysis: analysis.into(),
                 privacy: protection.clone(),
             };
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
@@ -163,7 +186,7 @@ impl Hub {
             let entry = Entry::new(
                 &who.id,
                 who.role(),
-                "query",
+                action,
                 Outcome::Error,
                 "no site answered",
             )
@@ -259,7 +282,7 @@ impl Hub {
         let entry = Entry::new(
             &who.id,
             who.role(),
-            "query",
+            action,
             Outcome::Allow,
             format!(
                 "released {} row(s) merged from {} site(s); {} suppressed; {}{}",

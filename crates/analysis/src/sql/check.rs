@@ -10,8 +10,8 @@
 //!   <anything row-level but LIMIT/OFFSET or window functions>   (runs inside the site only)
 //! ```
 
-use datafusion::common::DFSchema;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use medfed_core::IDENTIFIER_METADATA_KEY;
 
@@ -85,21 +85,20 @@ pub(crate) fn analyse(plan: &LogicalPlan) -> Result<Shape<'_>> {
         }
     };
     check_input(&aggregate.input)?;
-    let schema = aggregate.input.schema();
     for g in &aggregate.group_expr {
         if matches!(g, Expr::GroupingSet(_)) {
             return Err(SqlError::Unsupported(
                 "GROUPING SETS, ROLLUP and CUBE are not supported yet".into(),
             ));
         }
-        if let Some(column) = identifier_in(g, schema) {
+        if let Some(column) = identifier_lineage(g, &aggregate.input) {
             return Err(SqlError::Identifier { column });
         }
     }
     let kinds = aggregate
         .aggr_expr
         .iter()
-        .map(|e| classify(e, schema))
+        .map(|e| classify(e, &aggregate.input))
         .collect::<Result<_>>()?;
     Ok(Shape { aggregate, kinds })
 }
@@ -157,7 +156,49 @@ pub(crate) fn identifier_in(e: &Expr, schema: &DFSchema) -> Option<String> {
     })
 }
 
-fn classify(e: &Expr, schema: &DFSchema) -> Result<AggKind> {
+/// The first identifier `e` is computed from, following its columns through projections,
+/// aliases, joins and sub-selects down to the tables: an identifier renamed in a sub-select
+/// (`SELECT SUM(pid) FROM (SELECT person_id AS pid ...)`) is still an identifier.
+pub(crate) fn identifier_lineage(e: &Expr, input: &LogicalPlan) -> Option<String> {
+    if let Some(c) = identifier_in(e, input.schema()) {
+        return Some(c);
+    }
+    e.column_refs()
+        .into_iter()
+        .find_map(|c| column_lineage(c, input))
+}
+
+fn column_lineage(c: &Column, plan: &LogicalPlan) -> Option<String> {
+    match plan {
+        LogicalPlan::Projection(p) => {
+            let i = p.schema.index_of_column(c).ok()?;
+            identifier_lineage(&p.expr[i], &p.input)
+        }
+        LogicalPlan::Aggregate(a) => {
+            let i = a.schema.index_of_column(c).ok()?;
+            let e = a.group_expr.iter().chain(&a.aggr_expr).nth(i)?;
+            identifier_lineage(e, &a.input)
+        }
+        LogicalPlan::TableScan(_) => None,
+        other => {
+            // Columns pass through (Filter, Sort, Join, SubqueryAlias re-qualifying, ...).
+            let renamed = matches!(other, LogicalPlan::SubqueryAlias(_));
+            other.inputs().into_iter().find_map(|child| {
+                child.schema().columns().into_iter().find_map(|cc| {
+                    let same = cc.name == c.name
+                        && (renamed || c.relation.is_none() || cc.relation == c.relation);
+                    if !same {
+                        return None;
+                    }
+                    identifier_lineage(&Expr::Column(cc), child)
+                })
+            })
+        }
+    }
+}
+
+fn classify(e: &Expr, input: &LogicalPlan) -> Result<AggKind> {
+    let schema = input.schema();
     let Expr::AggregateFunction(f) = strip_alias(e) else {
         return Err(SqlError::Unsupported(format!(
             "unexpected aggregate expression {e}"
@@ -216,7 +257,7 @@ fn classify(e: &Expr, schema: &DFSchema) -> Result<AggKind> {
             name.to_uppercase()
         )));
     }
-    if let Some(column) = p.args.iter().find_map(|a| identifier_in(a, schema)) {
+    if let Some(column) = p.args.iter().find_map(|a| identifier_lineage(a, input)) {
         return Err(SqlError::Identifier { column });
     }
     Ok(kind)

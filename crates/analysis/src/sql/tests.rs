@@ -278,6 +278,30 @@ async fn row_level_and_non_mergeable_queries_are_refused_with_reasons() {
     }
 }
 
+/// Regression: an identifier renamed or computed in a sub-select is still an identifier.
+#[tokio::test]
+async fn identifiers_renamed_in_a_sub_select_are_still_refused() {
+    for sql in [
+        "SELECT SUM(pid) FROM (SELECT person_id AS pid FROM person) t",
+        "SELECT AVG(x) FROM (SELECT CAST(person_id AS DOUBLE) * 1.0 AS x FROM person) t",
+        "SELECT SUM(x) FROM (SELECT y AS x FROM (SELECT visit_occurrence_id + 0 AS y \
+         FROM visit_occurrence) a) b",
+        "SELECT b, COUNT(*) FROM (SELECT person_id % 1000 AS b FROM person) t GROUP BY b",
+        "SELECT SUM(v.i) FROM (SELECT c.person_id AS i FROM condition_occurrence c JOIN person p \
+         ON c.person_id = p.person_id) v",
+    ] {
+        let e = refusal(sql).await;
+        assert!(e.to_string().contains("identifies a patient"), "{sql}: {e}");
+    }
+    // Values computed from other columns, or counts per person, stay allowed.
+    for sql in [
+        "SELECT AVG(age) FROM (SELECT 2025 - year_of_birth AS age FROM person) t",
+        "SELECT AVG(n) FROM (SELECT person_id, COUNT(*) AS n FROM visit_occurrence GROUP BY person_id) v",
+    ] {
+        assert!(federated(sql).await.is_ok(), "{sql}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_tables_and_statements_are_errors_not_crashes() {
     let e = refusal("SELECT COUNT(*) FROM patients").await;

@@ -1,5 +1,6 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
+mod glm;
 mod governance;
 mod ingest;
 mod privacy;
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Secagg(privacy::SecAggArgs),
     /// A site's partial step with no rules, disclosure control and DP noise: the overhead.
     Dp(privacy::DpArgs),
+    /// Federated logistic regression (N sites, 1 M patients x 20 covariates) vs the pooled fit.
+    Glm(glm::GlmArgs),
     /// Ingestion: FHIR patients/s and HL7 messages/s into encrypted OMOP.
     Ingest(ingest::IngestArgs),
     /// The note scrubber: texts/s, MB/s, and precision/recall per entity type on a labelled set.
@@ -33,6 +36,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Policy(a) => governance::policy(a),
         BenchCommand::Secagg(a) => privacy::secagg(a),
         BenchCommand::Dp(a) => privacy::dp(a).await,
+        BenchCommand::Glm(a) => glm::run(a).await,
         BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
         BenchCommand::Deid(a) => ingest::deid(a),
     }

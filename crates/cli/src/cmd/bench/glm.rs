@@ -1,0 +1,229 @@
+//! `medfed bench glm`: a federated logistic regression against the same fit on pooled rows in
+//! one process, in the same run, with and without secure aggregation.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use medfed_analysis::glm::{Family, GlmSpec, pooled};
+use medfed_devnet::{Devnet, DevnetConfig};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use super::stats;
+
+#[derive(clap::Args)]
+pub struct GlmArgs {
+    /// Number of sites.
+    #[arg(long, default_value_t = 5)]
+    sites: usize,
+    /// Patients over all sites (split evenly).
+    #[arg(long, default_value_t = 1_000_000)]
+    patients: usize,
+    /// Continuous covariates.
+    #[arg(long, default_value_t = 20)]
+    covariates: usize,
+    /// Timed fits of each kind.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Working directory (data is reused between runs of the same size).
+    #[arg(long, default_value = "bench-glm")]
+    dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One Parquet extract per site: x1..xp ~ N(site shift, 1), y ~ Bernoulli(logit⁻¹(Xβ)).
+fn write_sites(a: &GlmArgs) -> anyhow::Result<Vec<PathBuf>> {
+    use rand_distr::{Distribution, StandardNormal};
+    let dir = a.dir.join(format!(
+        "extract-{}x{}x{}",
+        a.sites, a.patients, a.covariates
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let mut fields: Vec<Field> = (1..=a.covariates)
+        .map(|j| Field::new(format!("x{j}"), DataType::Float64, false))
+        .collect();
+    fields.push(Field::new("y", DataType::Int64, false));
+    let schema = Arc::new(Schema::new(fields));
+    let per_site = a.patients / a.sites;
+    (0..a.sites)
+        .map(|s| {
+            let path = dir.join(format!("site{s}.parquet"));
+            if path.exists() {
+                return Ok(path);
+            }
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s as u64);
+            let shift = 0.1 * s as f64;
+            let beta: Vec<f64> = (1..=a.covariates).map(|j| 0.5 / j as f64).collect();
+            let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(per_site); a.covariates];
+            let mut y = Vec::with_capacity(per_site);
+            for _ in 0..per_site {
+                let mut eta = -0.5;
+                for (j, col) in cols.iter_mut().enumerate() {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    let x = shift + z;
+                    eta += beta[j] * x;
+                    col.push(x);
+                }
+                y.push(i64::from(rng.random_bool(1.0 / (1.0 + (-eta).exp()))));
+            }
+            let mut arrays: Vec<arrow::array::ArrayRef> = cols
+                .into_iter()
+                .map(|c| Arc::new(Float64Array::from(c)) as _)
+                .collect();
+            arrays.push(Arc::new(Int64Array::from(y)));
+            let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(&path)?,
+                schema.clone(),
+                None,
+            )?;
+            w.write(&batch)?;
+            w.close()?;
+            Ok(path)
+        })
+        .collect()
+}
+
+async fn pooled_context(files: &[PathBuf]) -> anyhow::Result<datafusion::prelude::SessionContext> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    let df = ctx.read_parquet(paths, Default::default()).await?;
+    ctx.register_table("sim", df.into_view())?;
+    Ok(ctx)
+}
+
+pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
+    if !a.json {
+        eprintln!(
+            "writing {} sites x {} patients x {} covariates (once)...",
+            a.sites,
+            a.patients / a.sites,
+            a.covariates
+        );
+    }
+    let files = write_sites(&a)?;
+    let cfg = DevnetConfig {
+        sites: a.sites,
+        patients_per_site: 1_000,
+        extra_tables: vec![("sim".into(), files.clone())],
+        ..DevnetConfig::new(a.dir.join("net"))
+    };
+    let net = Devnet::start(&cfg, |_, _| {}).await?;
+    let who = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "bench")
+        .await?;
+    let formula = format!(
+        "y ~ {}",
+        (1..=a.covariates)
+            .map(|j| format!("x{j}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let spec = GlmSpec {
+        table: "sim".into(),
+        formula,
+        family: Family::Binomial,
+        weights: None,
+        filter: None,
+    };
+    let fit = async |secure: bool| -> anyhow::Result<(f64, medfed_core::glm::GlmFit)> {
+        let req = medfed_hub::GlmRequest {
+            study: net.studies["exact"].clone(),
+            spec: spec.clone(),
+            sites: None,
+            secure_aggregation: Some(secure),
+        };
+        let t = Instant::now();
+        let f = net.hub.glm(&who, &req).await?;
+        Ok((t.elapsed().as_secs_f64() * 1e3, f))
+    };
+    let ctx = pooled_context(&files).await?;
+    let (mut fed, mut sec, mut pool) = (vec![], vec![], vec![]);
+    let (mut fed_fit, mut sec_fit, mut pooled_fit) = (None, None, None);
+    for _ in 0..a.runs.max(1) {
+        let (ms, f) = fit(false).await?;
+        fed.push(ms);
+        fed_fit = Some(f);
+        let (ms, f) = fit(true).await?;
+        sec.push(ms);
+        sec_fit = Some(f);
+        let t = Instant::now();
+        let p = pooled::fit(&ctx, &spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("pooled fit: {e:?}"))?;
+        pool.push(t.elapsed().as_secs_f64() * 1e3);
+        pooled_fit = Some(p);
+    }
+    let (fed_fit, sec_fit, pooled_fit) = (fed_fit.unwrap(), sec_fit.unwrap(), pooled_fit.unwrap());
+    let max_diff = |f: &medfed_core::glm::GlmFit| {
+        f.coefficients
+            .0
+            .iter()
+            .zip(&pooled_fit.beta)
+            .map(|((_, c), b)| (c.estimate - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let (fed_p50, _) = stats(fed.clone());
+    let (sec_p50, _) = stats(sec.clone());
+    let (pool_p50, _) = stats(pool.clone());
+    let out = json!({
+        "sites": a.sites, "patients": fed_fit.n, "coefficients": fed_fit.coefficients.0.len(),
+        "iterations": fed_fit.iterations,
+        "federated_ms": fed_p50, "secure_ms": sec_p50, "pooled_ms": pool_p50,
+        "federated_over_pooled": fed_p50 / pool_p50, "secure_over_pooled": sec_p50 / pool_p50,
+        "max_abs_diff_federated": max_diff(&fed_fit), "max_abs_diff_secure": max_diff(&sec_fit),
+        "pooled_iterations": pooled_fit.iterations,
+    });
+    if a.json {
+        println!("{out}");
+    } else {
+        print_table(&out);
+    }
+    net.shutdown().await;
+    Ok(())
+}
+
+fn print_table(o: &serde_json::Value) {
+    println!(
+        "logistic regression, {} patients over {} sites, {} coefficients, {} IRLS iterations \
+         (pooled: {})",
+        o["patients"], o["sites"], o["coefficients"], o["iterations"], o["pooled_iterations"]
+    );
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+        .set_header(["fit", "p50 ms", "÷ pooled", "max |β − β_pooled|"]);
+    for (name, ms, ratio, diff) in [
+        (
+            "federated",
+            "federated_ms",
+            "federated_over_pooled",
+            "max_abs_diff_federated",
+        ),
+        (
+            "federated + secure aggregation",
+            "secure_ms",
+            "secure_over_pooled",
+            "max_abs_diff_secure",
+        ),
+    ] {
+        t.add_row([
+            name.to_string(),
+            format!("{:.0}", o[ms].as_f64().unwrap_or(0.0)),
+            format!("{:.2}", o[ratio].as_f64().unwrap_or(0.0)),
+            format!("{:.1e}", o[diff].as_f64().unwrap_or(0.0)),
+        ]);
+    }
+    t.add_row([
+        "pooled, one process (dense IRLS)".to_string(),
+        format!("{:.0}", o["pooled_ms"].as_f64().unwrap_or(0.0)),
+        "1.00".into(),
+        "0".into(),
+    ]);
+    println!("{t}");
+}

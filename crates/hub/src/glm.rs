@@ -1,0 +1,115 @@
+//! A federated GLM: the hub's IRLS loop, each step one governed federated query.
+//!
+//! ```text
+//!  POST /v1/analyses/glm {study, table, formula, family}
+//!    │ hub.rego, study approved for `glm`, study terms, DP studies refused
+//!    │ levels of each factor ─┐
+//!    │ summary (n, Σy)       ─┤ each: a federated query (`analysis = glm`): signed to every
+//!    │ IRLS iterations       ─┤ approved site, checked there, site.rego, k and dominance at
+//!    │ null deviance         ─┘ the site and at the hub, secure aggregation if asked, audited
+//!    ▼
+//!  audit "glm" with the coefficients' digest, then 200 GlmFit
+//! ```
+//! The hub sees per iteration only XᵀWX and XᵀWz (their sum, under secure aggregation): the
+//! sufficient statistics DataSHIELD's `glmDS2` returns as well.
+
+use medfed_analysis::glm::{self, FitError, GlmSpec, Step};
+use medfed_audit::{Decision as Outcome, Entry};
+use medfed_core::glm::GlmFit;
+use medfed_core::study::PrivacyMode;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::{Hub, HubError, QueryOptions};
+
+/// A researcher's GLM request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlmRequest {
+    /// The study it runs under (must allow the `glm` analysis).
+    pub study: String,
+    /// The model.
+    #[serde(flatten)]
+    pub spec: GlmSpec,
+    /// Limit to these of the study's sites.
+    #[serde(default)]
+    pub sites: Option<Vec<String>>,
+    /// Sum each iteration's partials under secure aggregation (default: the network's setting).
+    #[serde(default)]
+    pub secure_aggregation: Option<bool>,
+}
+
+impl Hub {
+    /// Fits `req` across the study's sites; the answer equals the pooled fit.
+    pub async fn glm(&self, who: &Principal, req: &GlmRequest) -> Result<GlmFit, HubError> {
+        let study = self.state.study(&req.study).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        if study.terms.privacy == PrivacyMode::Dp {
+            let reason = "GLMs run in exact studies only for now: their sums have no declared \
+                          bounds, so no differential-privacy noise can be calibrated";
+            self.record(
+                Entry::new(&who.id, who.role(), "glm", Outcome::Deny, reason).study(&req.study),
+            )
+            .await?;
+            return Err(HubError::Forbidden(reason.into()));
+        }
+        if self.catalog.read().expect("catalog lock").tables.is_empty() {
+            self.refresh_catalog().await;
+        }
+        let state = self.catalog.read().expect("catalog lock").ctx.state();
+        let options = QueryOptions {
+            secure_aggregation: req.secure_aggregation,
+            ..QueryOptions::default()
+        };
+        let k = self.privacy.rules().min_cell_count;
+        let only = req.sites.as_deref();
+        let options = &options;
+        let run = |step: Step, sql: String| async move {
+            tracing::debug!(study = %req.study, ?step, "glm step");
+            self.query_as(who, &req.study, &sql, only, options, "glm")
+                .await
+        };
+        let fitted = glm::fit(&state, &req.spec, k, run).await;
+        let fit = match fitted {
+            Ok(f) => f,
+            Err(FitError::Run(e)) => return Err(e),
+            Err(FitError::Glm(e)) => {
+                self.record(
+                    Entry::new(&who.id, who.role(), "glm", Outcome::Deny, e.to_string())
+                        .study(&req.study),
+                )
+                .await?;
+                return Err(e.into());
+            }
+        };
+        let digest = hex::encode(Sha256::digest(
+            serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),
+        ));
+        let entry = Entry::new(
+            &who.id,
+            who.role(),
+            "glm",
+            Outcome::Allow,
+            format!(
+                "released {} GLM `{}` on {}: {} coefficients, n = {}, {} iterations{}",
+                fit.family,
+                fit.formula,
+                req.spec.table,
+                fit.coefficients.0.len(),
+                fit.n,
+                fit.iterations,
+                if fit.privacy.secure_aggregation {
+                    "; secure aggregation (the hub saw only the sums)"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .study(&req.study)
+        .sites(fit.sites.keys().cloned())
+        .result_digest(digest);
+        self.record(entry).await?;
+        Ok(fit)
+    }
+}
