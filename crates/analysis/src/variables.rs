@@ -73,3 +73,14 @@ pub fn is_text(t: &DataType) -> bool {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
     )
 }
+
+/// A researcher's row filter must be one SQL condition: no statement separator or comment
+/// (the statement around it is checked by the SQL checker at the hub and at every site anyway).
+pub fn check_filter(filter: Option<&str>) -> Result<(), String> {
+    match filter {
+        Some(f) if f.contains(';') || f.contains("--") || f.contains("/*") => {
+            Err("the row filter is one SQL condition: no ';' or comments".into())
+        }
+        _ => Ok(()),
+    }
+}

@@ -294,14 +294,7 @@ where
     Fut: std::future::Future<Output = Result<QueryResult, E>>,
 {
     let formula = parse_formula(&spec.formula)?;
-    if let Some(f) = &spec.filter
-        && (f.contains(';') || f.contains("--") || f.contains("/*"))
-    {
-        return Err(GlmError::Model(
-            "the row filter is one SQL condition: no ';' or comments".into(),
-        )
-        .into());
-    }
+    variables::check_filter(spec.filter.as_deref()).map_err(GlmError::Model)?;
     let mut columns = formula.columns();
     columns.extend(spec.weights.clone());
     let types = variables::resolve(state, &spec.table, &columns)

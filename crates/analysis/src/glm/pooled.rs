@@ -66,58 +66,33 @@ pub async fn run_local(ctx: &SessionContext, sql: &str) -> Result<QueryResult, D
 fn json_column(c: &dyn Array) -> Result<Vec<serde_json::Value>, DataFusionError> {
     use arrow::compute::cast;
     use serde_json::Value;
-    let t = c.data_type();
-    let values: Vec<Value> = if t.is_integer() && !t.is_unsigned_integer() {
-        let a = cast(c, &DataType::Int64)?;
-        let a = a.as_primitive::<Int64Type>();
+    /// Each row as JSON (null where invalid) through `value`.
+    fn rows(a: &dyn Array, value: impl Fn(usize) -> Value) -> Vec<Value> {
         (0..a.len())
-            .map(|i| {
-                a.is_valid(i)
-                    .then(|| Value::from(a.value(i)))
-                    .unwrap_or(Value::Null)
-            })
+            .map(|i| if a.is_valid(i) { value(i) } else { Value::Null })
             .collect()
+    }
+    let t = c.data_type();
+    Ok(if t.is_integer() && !t.is_unsigned_integer() {
+        let a = cast(c, &DataType::Int64)?;
+        let p = a.as_primitive::<Int64Type>();
+        rows(&a, |i| p.value(i).into())
     } else if t.is_unsigned_integer() {
         let a = cast(c, &DataType::UInt64)?;
-        let a = a.as_primitive::<UInt64Type>();
-        (0..a.len())
-            .map(|i| {
-                a.is_valid(i)
-                    .then(|| Value::from(a.value(i)))
-                    .unwrap_or(Value::Null)
-            })
-            .collect()
+        let p = a.as_primitive::<UInt64Type>();
+        rows(&a, |i| p.value(i).into())
     } else if t.is_numeric() {
         let a = cast(c, &DataType::Float64)?;
-        let a = a.as_primitive::<Float64Type>();
-        (0..a.len())
-            .map(|i| {
-                a.is_valid(i)
-                    .then(|| Value::from(a.value(i)))
-                    .unwrap_or(Value::Null)
-            })
-            .collect()
+        let p = a.as_primitive::<Float64Type>();
+        rows(&a, |i| p.value(i).into())
     } else if *t == DataType::Boolean {
-        let a = c.as_boolean();
-        (0..a.len())
-            .map(|i| {
-                a.is_valid(i)
-                    .then(|| Value::from(a.value(i)))
-                    .unwrap_or(Value::Null)
-            })
-            .collect()
+        let b = c.as_boolean();
+        rows(c, |i| b.value(i).into())
     } else {
         let a = cast(c, &DataType::Utf8)?;
-        let a = a.as_string::<i32>();
-        (0..a.len())
-            .map(|i| {
-                a.is_valid(i)
-                    .then(|| Value::from(a.value(i)))
-                    .unwrap_or(Value::Null)
-            })
-            .collect()
-    };
-    Ok(values)
+        let p = a.as_string::<i32>();
+        rows(&a, |i| p.value(i).into())
+    })
 }
 
 /// Fits `spec` on the rows of `ctx` in this process.

@@ -73,13 +73,7 @@ impl KmSpec {
 
     /// Checks the columns against the catalogue and returns the site query.
     pub async fn plan(&self, state: &SessionState) -> Result<String, KmError> {
-        if let Some(f) = &self.filter
-            && (f.contains(';') || f.contains("--") || f.contains("/*"))
-        {
-            return Err(KmError::Invalid(
-                "the row filter is one SQL condition: no ';' or comments".into(),
-            ));
-        }
+        variables::check_filter(self.filter.as_deref()).map_err(KmError::Invalid)?;
         let mut columns = vec![self.time.clone(), self.event.clone()];
         columns.extend(self.group.clone());
         let types = variables::resolve(state, &self.table, &columns)
