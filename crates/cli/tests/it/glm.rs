@@ -350,3 +350,68 @@ async fn cnsim_glms_equal_the_pooled_fit() {
     assert!(e.contains("dominance"), "{e}");
     net.shutdown().await;
 }
+
+/// The same CNSIM logistic regression against an outside implementation: statsmodels 0.15
+/// (`smf.glm(..., family=Binomial())` on the three files pooled, complete cases), whose
+/// figures R's `glm` also gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cnsim_logistic_regression_matches_statsmodels() {
+    let cnsim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/cnsim");
+    if !cnsim.join("CNSIM1.csv").exists() {
+        eprintln!("skipped: {} not present", cnsim.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (1..=3)
+        .map(|i| cnsim.join(format!("CNSIM{i}.csv")))
+        .collect();
+    let net = start(&dir.path().join("net"), "cnsim", files).await;
+    let rita = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap();
+    let req = medfed_hub::GlmRequest {
+        study: net.studies["exact"].clone(),
+        spec: spec(
+            "cnsim",
+            "DIS_DIAB ~ PM_BMI_CONTINUOUS + LAB_TSC * GENDER + factor(PM_BMI_CATEGORICAL)",
+            Family::Binomial,
+        ),
+        sites: None,
+        secure_aggregation: None,
+    };
+    let fit = net.hub.glm(&rita, &req).await.unwrap();
+    let reference = [
+        ("(Intercept)", -9.19825534365542, 0.879467477749278),
+        ("PM_BMI_CONTINUOUS", 0.182127682887385, 0.0328845863460496),
+        ("LAB_TSC", 0.0335256391238143, 0.101760327218583),
+        ("GENDER", 1.48737332748861, 1.11910609694055),
+        (
+            "factor(PM_BMI_CATEGORICAL)2",
+            -0.21398987008245,
+            0.363412835609367,
+        ),
+        (
+            "factor(PM_BMI_CATEGORICAL)3",
+            -0.630474687254,
+            0.498347225682328,
+        ),
+        ("LAB_TSC:GENDER", -0.351930846226394, 0.196925942962911),
+    ];
+    assert_eq!(fit.coefficients.0.len(), reference.len());
+    for (name, estimate, se) in reference {
+        let c = fit.coefficients.get(name).unwrap();
+        // statsmodels stops at its own tolerance (1e-8 on the deviance) and takes its SEs from
+        // the weights of that last iterate: estimates agree to 1e-7, SEs to 1e-6.
+        assert!(
+            (c.estimate - estimate).abs() < 1e-7 * estimate.abs().max(1.0),
+            "{name}: {c:?}"
+        );
+        assert!((c.std_error - se).abs() < 1e-6 * se, "{name}: {c:?}");
+    }
+    assert_eq!(fit.n, 7501);
+    assert!((fit.deviance - 1052.80959005437).abs() < 1e-7);
+    assert!((fit.aic - 1066.80959005437).abs() < 1e-7);
+    net.shutdown().await;
+}
