@@ -196,6 +196,9 @@ pub struct DeidArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Also list every missed identifier and every spurious detection, with its sample number.
+    #[arg(long)]
+    errors: bool,
 }
 
 pub fn deid(a: DeidArgs) -> anyhow::Result<()> {
@@ -265,9 +268,10 @@ pub fn deid(a: DeidArgs) -> anyhow::Result<()> {
         note.len()
     );
     println!(
-        "  precision {:.3}, recall {:.3} (identifier types; ORGANIZATION and TITLE reported, not counted)",
+        "  precision {:.3}, recall {:.3} (identifier types; {} reported, not counted)",
         e.precision(),
-        e.recall()
+        e.recall(),
+        eval::NOT_IDENTIFIERS.join(", ")
     );
     for (t, s) in &e.types {
         println!(
@@ -276,6 +280,14 @@ pub fn deid(a: DeidArgs) -> anyhow::Result<()> {
             s.labelled,
             100.0 * s.recall()
         );
+    }
+    if a.errors {
+        for (title, list) in [("missed", &e.missed), ("spurious", &e.spurious)] {
+            println!("  {title} ({}):", list.len());
+            for f in list {
+                println!("    #{:<4} {:<20} {:?}", f.sample, f.kind, f.text);
+            }
+        }
     }
     Ok(())
 }

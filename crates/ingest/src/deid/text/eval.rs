@@ -60,11 +60,30 @@ pub struct Evaluation {
     pub detected: usize,
     /// Detected spans overlapping a labelled identifier.
     pub correct: usize,
+    /// Labelled identifiers no detection overlapped: what to work on for recall.
+    #[serde(skip)]
+    pub missed: Vec<Finding>,
+    /// Detections overlapping no labelled identifier: what to work on for precision.
+    #[serde(skip)]
+    pub spurious: Vec<Finding>,
 }
 
-/// Entity types of the labelled set that are not identifiers of a person: an organisation's
-/// name or a courtesy title. Reported, but left out of [`Evaluation::recall`].
-pub const NOT_IDENTIFIERS: [&str; 2] = ["ORGANIZATION", "TITLE"];
+/// One labelled identifier missed, or one detection that was not an identifier.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// Index of the sample in the set.
+    pub sample: usize,
+    /// Entity type (the label's for a miss, the detector's for a spurious detection).
+    pub kind: String,
+    /// The characters of the span.
+    pub text: String,
+}
+
+/// Entity types of the labelled sets that HIPAA Safe Harbor does not count as identifiers of a
+/// person: an organisation's name, a courtesy title, a nationality, religion or political group
+/// (presidio-evaluator's NRP) and an age (only ages over 89 are, and `deid` caps those in the
+/// structured record). Reported, but left out of [`Evaluation::recall`].
+pub const NOT_IDENTIFIERS: [&str; 4] = ["ORGANIZATION", "TITLE", "NRP", "AGE"];
 
 impl Evaluation {
     /// correct / detected.
@@ -100,10 +119,13 @@ pub fn load(json: &str) -> Result<Vec<Sample>, serde_json::Error> {
 
 /// Scores `scrubber` on `samples`.
 pub fn evaluate(scrubber: &Scrubber, samples: &[Sample]) -> Evaluation {
+    let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.1 && b.0 < a.1;
     let mut e = Evaluation::default();
-    for s in samples {
+    for (n, s) in samples.iter().enumerate() {
         let found = scrubber.detect(&s.full_text, &[], &[]);
-        let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.1 && b.0 < a.1;
+        let chars = |start: usize, end: usize| -> String {
+            s.full_text.chars().skip(start).take(end - start).collect()
+        };
         for l in &s.spans {
             let t = e.types.entry(l.entity_type.clone()).or_default();
             t.labelled += 1;
@@ -112,17 +134,30 @@ pub fn evaluate(scrubber: &Scrubber, samples: &[Sample]) -> Evaluation {
                 .any(|f| overlaps((f.start, f.end), (l.start_position, l.end_position)))
             {
                 t.caught += 1;
+            } else {
+                e.missed.push(Finding {
+                    sample: n,
+                    kind: l.entity_type.clone(),
+                    text: chars(l.start_position, l.end_position),
+                });
             }
         }
         e.detected += found.len();
-        e.correct += found
-            .iter()
-            .filter(|f| {
-                s.spans
-                    .iter()
-                    .any(|l| overlaps((f.start, f.end), (l.start_position, l.end_position)))
-            })
-            .count();
+        for f in &found {
+            let labelled = s
+                .spans
+                .iter()
+                .any(|l| overlaps((f.start, f.end), (l.start_position, l.end_position)));
+            if labelled {
+                e.correct += 1;
+            } else {
+                e.spurious.push(Finding {
+                    sample: n,
+                    kind: f.kind.to_string(),
+                    text: chars(f.start, f.end),
+                });
+            }
+        }
     }
     e
 }

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod eval;
+mod lexicon;
 mod names;
 mod patterns;
 

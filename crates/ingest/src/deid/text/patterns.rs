@@ -3,6 +3,7 @@
 use regex::Regex;
 
 use super::Candidate;
+use super::lexicon;
 
 /// Words that, shortly before a number, say what it is.
 const PHONE_CUES: &[&str] = &[
@@ -84,6 +85,16 @@ impl Patterns {
                 check: luhn,
             },
             Rule {
+                // Twelve-digit (Maestro) numbers only where a card is spoken of.
+                kind: "CREDIT_CARD",
+                re: r(r"\b\d(?:[ -]?\d){11}\b"),
+                score: 0.0,
+                check: |t, m, s| {
+                    let card = cue(t, s, &["card", "cc ", "visa", "maestro", "mastercard"]);
+                    card.then(|| luhn(t, m, s)).flatten()
+                },
+            },
+            Rule {
                 kind: "DATE_TIME",
                 re: r(
                     r"\b(?:19|20)\d\d-(?:0?[1-9]|1[0-2])-(?:0?[1-9]|[12]\d|3[01])(?:[T ]\d\d:\d\d(?::\d\d)?)?\b",
@@ -118,7 +129,9 @@ impl Patterns {
             Rule {
                 kind: "PHONE_NUMBER",
                 re: r(
-                    r"(?i)(?:\+|\b00)?\d{0,3}[\s.-]?(?:\(\d{1,4}\)|\b\d{1,4})[\s.-]?\d{2,4}(?:[\s.-]?\d{2,5}){1,3}(?:\s?(?:x|ext\.?)\s?\d{1,6})?\b",
+                    // Separators stay on the line: a postcode ending one line and a number opening the next
+                    // are two identifiers.
+                    r"(?i)(?:\+|\b00)?\d{0,3}[ \t.-]?(?:\(\d{1,4}\)|\b\d{1,4})[ \t.-]?\d{2,4}(?:[ \t.-]?\d{2,5}){1,3}(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,6})?\b",
                 ),
                 score: 0.0,
                 check: phone,
@@ -141,8 +154,9 @@ impl Patterns {
             },
             Rule {
                 kind: "ADDRESS",
+                // An optional building number first: "19 1755 Nelson Mandela Drive".
                 re: r(&format!(
-                    r"(?i)\b\d{{1,6}}[a-z]?,?\s+(?:[\p{{L}}'.-]+\s+){{0,4}}{street}\b\.?"
+                    r"(?i)\b(?:\d{{1,4}}[ \t]+)?\d{{1,6}}[a-z]?,?[ \t]+(?:[\p{{L}}'.-]+[ \t]+){{0,4}}{street}\b\.?"
                 )),
                 score: 0.85,
                 check: any,
@@ -158,7 +172,7 @@ impl Patterns {
             Rule {
                 kind: "ADDRESS",
                 re: r(
-                    r"(?i)\b\p{L}+(?:straat|strasse|straße|weg|gasse|gade|vej|gatan|vägen|laan|plein|allee|platz|kade|dreef|steeg|gracht|ulica|utca|tér)\s+\d{1,5}[a-z]?\b",
+                    r"(?i)\b(?:\d{1,4}[ \t]+)?\p{L}+(?:straat|strasse|straße|weg|gasse|gade|vej|gatan|vägen|laan|plein|allee|platz|kade|dreef|steeg|gracht|ulica|utca|tér)\s+\d{1,5}[a-z]?\b",
                 ),
                 score: 0.85,
                 check: any,
@@ -166,7 +180,7 @@ impl Patterns {
             Rule {
                 kind: "ADDRESS",
                 re: r(
-                    r"(?i)\b\d{1,5},?\s+(?:rue|via|viale|calle|avenida|rua|ul\.?|ulica|chemin|route de|plaza de)\s+(?:[\p{L}'-]+\s?){1,4}",
+                    r"(?i)\b(?:\d{1,4}[ \t]+)?\d{1,5},?\s+(?:rue|via|viale|calle|avenida|rua|ul\.?|ulica|chemin|route de|plaza de)\s+(?:[\p{L}'-]+\s?){1,4}",
                 ),
                 score: 0.85,
                 check: any,
@@ -178,6 +192,35 @@ impl Patterns {
                 ),
                 score: 0.8,
                 check: any,
+            },
+            Rule {
+                // Continental form, number after the street: "87 Jakobi 69", "46 velký průhon 426".
+                kind: "ADDRESS",
+                re: r(r"\b\d{1,5}[ \t]+(?:[\p{L}'.-]+[ \t]+){1,4}\d{1,5}[a-z]?\b"),
+                score: 0.0,
+                check: street_words,
+            },
+            Rule {
+                // Building and street number before a street name: "63 30 N. Stadion".
+                kind: "ADDRESS",
+                re: r(
+                    r"\b\d{1,4}[ \t]+\d{1,5}[ \t]+(?:[NSEW]\.?[ \t]+)?\p{Lu}[\p{L}'.-]*(?:[ \t]+\p{Lu}[\p{L}'.-]*){0,3}",
+                ),
+                score: 0.0,
+                check: street_words,
+            },
+            Rule {
+                kind: "IBAN_CODE",
+                re: r(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"),
+                score: 0.0,
+                check: iban,
+            },
+            Rule {
+                // Four-digit and Swedish/Czech "860 13" postcodes, after their label only.
+                kind: "ZIP_CODE",
+                re: r(r"\b\d{4}\b|\b\d{3} \d{2}\b"),
+                score: 0.0,
+                check: |t, _, s| cue(t, s, &["zip", "postal", "postcode"]).then_some(0.8),
             },
             Rule {
                 kind: "ZIP_CODE",
@@ -227,6 +270,7 @@ impl Patterns {
             }
         }
         self.zip_after_address(text, out);
+        address_block(text, out);
     }
 
     /// A bare 5-digit number is a ZIP code when an address (or a state code) precedes it closely.
@@ -250,6 +294,81 @@ impl Patterns {
     }
 }
 
+/// The lines after a street line that finish its address: town, region, country, postcode,
+/// each short and without a sentence's punctuation ("\n Bryanston\n Rwanda 02438"). At most
+/// four such lines, a blank line allowed between them.
+fn address_block(text: &str, out: &mut Vec<Candidate>) {
+    let streets: Vec<(usize, usize)> = out
+        .iter()
+        .filter(|c| c.kind == "ADDRESS" && c.score >= 0.5)
+        .map(|c| (c.start, c.end))
+        .collect();
+    for (start, street_end) in streets {
+        let line_break = text[street_end..]
+            .find('\n')
+            .map_or(text.len(), |b| street_end + b);
+        // The rest of the street's line: a town after a comma ("… 426, opocnice"), a unit, or
+        // nothing.
+        let rest = text[street_end..line_break].trim_end();
+        let mut end = street_end;
+        let rest_words = rest.trim_start_matches([',', ' ']);
+        if !rest_words.is_empty() {
+            if !address_line(rest_words) {
+                continue;
+            }
+            end = street_end + rest.len();
+        }
+        let mut at = line_break + 1;
+        let (mut lines, mut blanks) = (0, 0);
+        while lines < 4 && at < text.len() {
+            // (`lines` counts the lines taken after the street's own.)
+            let line_len = text[at..].find('\n').unwrap_or(text.len() - at);
+            let line = text[at..at + line_len].trim();
+            if line.is_empty() {
+                blanks += 1;
+                if blanks > 1 {
+                    break;
+                }
+            } else {
+                if !address_line(line) {
+                    break;
+                }
+                end = at + text[at..].len() - text[at..].trim_start().len() + line.len();
+                lines += 1;
+                blanks = 0;
+            }
+            at += line_len + 1;
+        }
+        if end > street_end {
+            // As sure as the surest part inside it, so that it replaces its parts.
+            let score = out
+                .iter()
+                .filter(|c| c.start >= start && c.end <= end)
+                .map(|c| c.score)
+                .fold(0.7, f32::max);
+            out.push(Candidate {
+                start,
+                end,
+                kind: "ADDRESS",
+                score,
+            });
+        }
+    }
+}
+
+/// A line that can be part of an address: a few words and numbers, no sentence, label or phone.
+/// A bullet before it (`-`, `*`, `•`, or the `???` a lost one leaves) does not count.
+fn address_line(line: &str) -> bool {
+    let line = line.trim_start_matches(['?', '-', '*', '•', ' ', '\t']);
+    let words = line.split_whitespace().count();
+    let digits = line.chars().filter(char::is_ascii_digit).count();
+    line.chars().count() <= 40
+        && words <= 5
+        && digits <= 6
+        && !line.contains([':', '?', '!', '@', ';'])
+        && !line.ends_with('.')
+}
+
 /// Largest char boundary at or below `i`.
 pub(super) fn floor(text: &str, mut i: usize) -> usize {
     while !text.is_char_boundary(i) {
@@ -262,6 +381,50 @@ pub(super) fn floor(text: &str, mut i: usize) -> usize {
 pub(super) fn cue(text: &str, start: usize, cues: &[&str]) -> bool {
     let before = text[floor(text, start.saturating_sub(40))..start].to_lowercase();
     cues.iter().any(|c| before.contains(c))
+}
+
+/// A street between numbers: some word of it a name (capitalised, or no English word) and none
+/// a unit or a quantity, so that "take 2 tablets every 6" or "2 Tylenol 500" is no address.
+fn street_words(_: &str, m: &str, _: usize) -> Option<f32> {
+    const QUANTITIES: &[&str] = &[
+        "mg", "mcg", "g", "kg", "ml", "l", "mmol", "mmhg", "bpm", "units", "iu", "tablets", "tabs",
+        "times", "hours", "hrs", "days", "weeks", "months", "years", "x", "of", "to", "and", "or",
+        "per", "at", "in", "on", "the", "a",
+    ];
+    let words: Vec<String> = m
+        .split(|c: char| c.is_whitespace())
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase())
+        .collect();
+    let name = m
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .any(|w| {
+            let lower = w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase();
+            w.chars().next().is_some_and(char::is_uppercase) || !lexicon::known_word(&lower)
+        });
+    let quantity = words.iter().any(|w| QUANTITIES.contains(&w.as_str()))
+        || words.iter().all(|w| lexicon::known_word(w));
+    (name && !quantity).then_some(0.75)
+}
+
+/// An IBAN whose check digits hold (ISO 13616: the rearranged number mod 97 is 1).
+fn iban(_: &str, m: &str, _: usize) -> Option<f32> {
+    let compact: String = m.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(15..=34).contains(&compact.len()) {
+        return None;
+    }
+    let rearranged = compact[4..].chars().chain(compact[..4].chars());
+    let mut rem: u32 = 0;
+    for c in rearranged {
+        let v = c.to_digit(36)?;
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    (rem == 1).then_some(0.95)
 }
 
 fn has_digit(_: &str, m: &str, _: usize) -> Option<f32> {
@@ -289,7 +452,7 @@ fn ssn(_: &str, m: &str, _: usize) -> Option<f32> {
 
 fn luhn(_: &str, m: &str, _: usize) -> Option<f32> {
     let digits: Vec<u32> = m.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) {
+    if !(12..=19).contains(&digits.len()) {
         return None;
     }
     let sum: u32 = digits

@@ -68,6 +68,79 @@ fn the_patients_own_names_are_always_found_and_offsets_are_characters() {
 }
 
 #[test]
+fn unknown_capitalised_words_are_people_or_places_by_context() {
+    let found = kinds(
+        "Morishita began writing at 14. She grew up in Palhais, and Duqyaha shouted at Janet. \
+         They had 3: Piusz, Sharon and Wright. The Princess Royal arrived at Nugeri.",
+    );
+    for (text, kind) in [
+        ("Morishita", "PERSON"),
+        ("Palhais", "LOCATION"),
+        ("Duqyaha", "PERSON"),
+        ("Janet", "PERSON"),
+        ("Piusz", "PERSON"),
+        ("Wright", "PERSON"),
+        ("Nugeri", "LOCATION"),
+    ] {
+        assert!(
+            found.iter().any(|(t, k)| t == text && *k == kind),
+            "missing {kind} `{text}` in {found:?}"
+        );
+    }
+    assert!(
+        !found.iter().any(|(t, _)| t.contains("Princess")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn drugs_eponyms_acronyms_and_title_case_are_not_names() {
+    let found = kinds(
+        "Lipitor was started. Metformin 500 mg twice daily, take 2 tablets every 6 hours. \
+         Parkinson disease, Klebsiella on culture; moved to ICU. The CEOs met at Border Force. \
+         I'm sure it's fine, what's next? See the e-mail.",
+    );
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn an_address_block_is_redacted_whole() {
+    let s = Scrubber::new();
+    let text = "Ship to:\nTracy Sukhorukova\n23 8 wressle road suite 771\n   polapit tamar\n    nan\n\n    77058\nThanks!";
+    assert_eq!(
+        s.redact(text, &[], &[]),
+        "Ship to:\n<PERSON>\n<ADDRESS>\nThanks!"
+    );
+    let text = "Paul Waechter\n\nJestetten\nGermany";
+    assert_eq!(
+        s.redact(text, &[], &[]),
+        "<PERSON>\n\n<LOCATION>\n<LOCATION>"
+    );
+    let text = "John had given him his address: 46 velký průhon 426, opocnice";
+    assert!(s.redact(text, &[], &[]).ends_with("address: <ADDRESS>"));
+}
+
+#[test]
+fn ibans_need_their_check_digits() {
+    let with = |t: &str| kinds(t).iter().any(|(_, k)| *k == "IBAN_CODE");
+    assert!(with("pay to GB82 WEST 1234 5698 7654 32 today"));
+    assert!(with("pay to DE89370400440532013000 today"));
+    assert!(!with("pay to GB82 WEST 1234 5698 7654 33 today"));
+}
+
+/// HIPAA Safe Harbor removes every element of a date but the year: years and weekdays stay, so
+/// "diagnosed in 1991" keeps its meaning. (The labelled sets count them: that is most of the
+/// DATE_TIME misses the bench reports.)
+#[test]
+fn years_alone_are_kept_and_full_dates_are_not() {
+    let s = Scrubber::new();
+    assert_eq!(
+        s.redact("Diagnosed in 1991, seen on Friday 03/14/2021.", &[], &[]),
+        "Diagnosed in 1991, seen on Friday <DATE_TIME>."
+    );
+}
+
+#[test]
 fn credit_cards_need_luhn() {
     assert!(
         kinds("card 4532276644577020")
@@ -102,42 +175,16 @@ fn precision_and_recall_on_the_labelled_set() {
         );
     }
     println!("precision {:.3} recall {:.3}", e.precision(), e.recall());
-    for sample in &samples {
-        let found = s.detect(&sample.full_text, &[], &[]);
-        for l in &sample.spans {
-            if !found
-                .iter()
-                .any(|f| f.start < l.end_position && l.start_position < f.end)
-            {
-                let text: String = sample
-                    .full_text
-                    .chars()
-                    .skip(l.start_position)
-                    .take(l.end_position - l.start_position)
-                    .collect();
-                println!("missed {:<14} {text:?}", l.entity_type);
-            }
-        }
-        for f in &found {
-            if !sample
-                .spans
-                .iter()
-                .any(|l| f.start < l.end_position && l.start_position < f.end)
-            {
-                let text: String = sample
-                    .full_text
-                    .chars()
-                    .skip(f.start)
-                    .take(f.end - f.start)
-                    .collect();
-                println!("false  {:<14} {text:?}", f.kind);
-            }
-        }
+    for f in &e.missed {
+        println!("missed #{:<3} {:<14} {:?}", f.sample, f.kind, f.text);
     }
-    // Measured when written: precision 0.975, recall 0.635 (international, often lower-case
-    // names and places that no US dictionary holds). A change that loses ground fails here.
-    assert!(e.precision() >= 0.95, "precision {:.3}", e.precision());
-    assert!(e.recall() >= 0.62, "recall {:.3}", e.recall());
+    for f in &e.spurious {
+        println!("false  #{:<3} {:<14} {:?}", f.sample, f.kind, f.text);
+    }
+    // Measured when written: precision 0.982, recall 0.975 (0.975 and 0.635 before the
+    // proper-noun, address-block and list rules). A change that loses ground fails here.
+    assert!(e.precision() >= 0.97, "precision {:.3}", e.precision());
+    assert!(e.recall() >= 0.96, "recall {:.3}", e.recall());
     for t in [
         "CREDIT_CARD",
         "EMAIL_ADDRESS",
