@@ -2,6 +2,8 @@
 //! is safe to leave it, and a **combine step** that runs at the hub over all sites' partials.
 //!
 //! - [`sql`]: aggregate SQL over OMOP.
+//! - [`describe`]: summaries, histograms with quantiles, two-way tables with chi-square and
+//!   correlation matrices, each one or two aggregate queries through [`sql`]'s path.
 //! - [`glm`]: exact federated GLMs (gaussian, binomial, poisson) by IRLS, each iteration one
 //!   aggregate query through [`sql`]'s path, so every privacy and governance layer applies.
 //! - [`survival`]: Kaplan–Meier curves from at-risk and event counts per declared time bin.
@@ -29,6 +31,7 @@
 //! #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
 //! ```
 
+pub mod describe;
 pub mod glm;
 pub mod sql;
 pub mod survival;

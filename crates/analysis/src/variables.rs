@@ -84,3 +84,77 @@ pub fn check_filter(filter: Option<&str>) -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// Whether `expr` may be used as a variable: one SQL expression, no statement separator,
+/// comment or sub-query (`SELECT`). The statement around it is checked again by the SQL checker
+/// at the hub and at every site.
+pub fn check_expression(expr: &str) -> Result<(), VariableError> {
+    let lower = expr.to_ascii_lowercase();
+    let select = lower
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|w| w == "select");
+    if expr.trim().is_empty() || expr.contains(';') || expr.contains("--") || expr.contains("/*") {
+        return Err(VariableError::Unknown(format!(
+            "{expr:?} is not one SQL expression (no ';' or comments)"
+        )));
+    }
+    if select {
+        return Err(VariableError::Unknown(format!(
+            "{expr:?}: a variable is an expression over the table's columns, not a sub-query"
+        )));
+    }
+    Ok(())
+}
+
+/// The type of each of `exprs` (column names or SQL expressions over `table`'s columns, such as
+/// `2024 - year_of_birth`), found by planning them. An expression that reads an identifier
+/// column is refused like the column itself: `person_id % 2` is still `person_id`.
+pub async fn resolve_expressions(
+    state: &SessionState,
+    table: &str,
+    exprs: &[String],
+) -> Result<Vec<DataType>, VariableError> {
+    use datafusion::logical_expr::LogicalPlan;
+    if !is_name(table) {
+        return Err(VariableError::Unknown(format!(
+            "{table:?} is not a table name"
+        )));
+    }
+    for e in exprs {
+        check_expression(e)?;
+    }
+    let select: Vec<String> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("({e}) AS __v{i}"))
+        .collect();
+    let probe = format!("SELECT {} FROM {table}", select.join(", "));
+    let plan = state.create_logical_plan(&probe).await.map_err(|e| {
+        VariableError::Unknown(e.to_string().lines().next().unwrap_or("").to_string())
+    })?;
+    let LogicalPlan::Projection(projection) = &plan else {
+        return Err(VariableError::Unknown(format!(
+            "{exprs:?} are not expressions over {table}'s columns"
+        )));
+    };
+    for (expr, text) in projection.expr.iter().zip(exprs) {
+        for column in expr.column_refs() {
+            let (_, field) = projection
+                .input
+                .schema()
+                .qualified_field_from_column(column)
+                .map_err(|e| VariableError::Unknown(e.to_string()))?;
+            if field.metadata().contains_key(IDENTIFIER_METADATA_KEY)
+                || medfed_core::omop::is_identifier(field.name())
+            {
+                return Err(VariableError::Identifier(text.clone()));
+            }
+        }
+    }
+    Ok(plan
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect())
+}

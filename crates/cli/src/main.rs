@@ -24,6 +24,11 @@ enum Command {
     Glm(cmd::glm::Args),
     /// Kaplan–Meier survival curves per group, from per-bin counts at every site.
     Km(cmd::km::Args),
+    /// Descriptive statistics: summaries, histograms with quantiles, two-way tables, correlations.
+    Describe {
+        #[command(subcommand)]
+        command: cmd::describe::DescribeCommand,
+    },
     /// Propose, approve, reject and list studies.
     Study {
         #[command(subcommand)]
@@ -84,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => cmd::query::run(a).await,
             Command::Glm(a) => cmd::glm::run(a).await,
             Command::Km(a) => cmd::km::run(a).await,
+            Command::Describe { command } => cmd::describe::run(command).await,
             Command::Synth(a) => cmd::synth::run(a),
             Command::Ingest(a) => tokio::task::block_in_place(|| cmd::ingest::run(a)),
             Command::Deid(a) => cmd::deid::run(a),

@@ -17,6 +17,7 @@
 //! assert!(!medfed_core::omop::is_identifier("gender_concept_id"));
 //! ```
 
+pub mod describe;
 pub mod glm;
 pub mod omop;
 pub mod result;

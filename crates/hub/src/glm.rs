@@ -48,16 +48,12 @@ impl Hub {
         if study.terms.privacy == PrivacyMode::Dp {
             let reason = "GLMs run in exact studies only for now: their sums have no declared \
                           bounds, so no differential-privacy noise can be calibrated";
-            self.record(
-                Entry::new(&who.id, who.role(), "glm", Outcome::Deny, reason).study(&req.study),
-            )
-            .await?;
-            return Err(HubError::Forbidden(reason.into()));
+            let error = HubError::Forbidden(reason.into());
+            return Err(self
+                .refuse(who, &req.study, "glm", reason.into(), error)
+                .await);
         }
-        if self.catalog.read().expect("catalog lock").tables.is_empty() {
-            self.refresh_catalog().await;
-        }
-        let state = self.catalog.read().expect("catalog lock").ctx.state();
+        let state = self.planning_state().await;
         let options = QueryOptions {
             secure_aggregation: req.secure_aggregation,
             ..QueryOptions::default()
@@ -75,12 +71,8 @@ impl Hub {
             Ok(f) => f,
             Err(FitError::Run(e)) => return Err(e),
             Err(FitError::Glm(e)) => {
-                self.record(
-                    Entry::new(&who.id, who.role(), "glm", Outcome::Deny, e.to_string())
-                        .study(&req.study),
-                )
-                .await?;
-                return Err(e.into());
+                let reason = e.to_string();
+                return Err(self.refuse(who, &req.study, "glm", reason, e.into()).await);
             }
         };
         let digest = hex::encode(Sha256::digest(

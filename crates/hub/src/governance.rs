@@ -75,6 +75,23 @@ impl Hub {
         Ok(())
     }
 
+    /// Audits a refused analysis (`action` under `study`, `reason` as the researcher sees it)
+    /// and hands back `error` to return; an audit failure wins, since nothing may go unrecorded.
+    pub(crate) async fn refuse(
+        &self,
+        who: &Principal,
+        study: &str,
+        action: &str,
+        reason: String,
+        error: HubError,
+    ) -> HubError {
+        let entry = Entry::new(&who.id, who.role(), action, Outcome::Deny, reason).study(study);
+        match self.record(entry).await {
+            Ok(()) => error,
+            Err(audit) => audit,
+        }
+    }
+
     /// A study, if `who` may read it.
     pub async fn study_for(&self, who: &Principal, id: &str) -> Result<Study, HubError> {
         let study = self.state.study(id).await?;

@@ -7,6 +7,7 @@
 //! | `POST /v1/queries` `{"sql", "study", "sites"?, "epsilon"?, "bounds"?, "max_rows_per_person"?}` | run a federated query under a study (the last three for DP studies) |
 //! | `POST /v1/analyses/glm` [`GlmRequest`](crate::GlmRequest) `{"study", "table", "formula", "family", "weights"?, "where"?, "sites"?, "secure_aggregation"?}` | fit an exact federated GLM |
 //! | `POST /v1/analyses/km` [`KmRequest`](crate::KmRequest) `{"study", "table", "time", "event", "group"?, "bin_width", "max_time", "where"?}` | Kaplan–Meier curves |
+//! | `POST /v1/analyses/describe` [`DescribeRequest`](crate::DescribeRequest) `{"study", "table", "kind": "summary"\|"histogram"\|"table"\|"correlation", …, "where"?}` | descriptive statistics |
 //! | `GET /v1/sites` | the sites and whether they answer now |
 //! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
@@ -77,6 +78,10 @@ impl From<HubError> for AppError {
                 AppError(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg, None)
             }
             HubError::Km(_) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
+            HubError::Describe(medfed_analysis::describe::DescribeError::Disclosive(_)) => {
+                AppError(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg, None)
+            }
+            HubError::Describe(_) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::UnknownSite(..) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::Forbidden(_) => AppError(StatusCode::FORBIDDEN, "forbidden", msg, None),
             HubError::Unauthenticated(_) => AppError(
@@ -168,6 +173,15 @@ async fn run_km(
 ) -> Result<Response, AppError> {
     let req = body(req)?;
     Ok(Json(hub.km(&who, &req).await?).into_response())
+}
+
+async fn run_describe(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::DescribeRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.describe(&who, &req).await?).into_response())
 }
 
 async fn whoami(
@@ -331,6 +345,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/queries", post(run_query))
         .route("/analyses/glm", post(run_glm))
         .route("/analyses/km", post(run_km))
+        .route("/analyses/describe", post(run_describe))
         .route("/sites", get(list_sites))
         .route("/catalog", get(catalog))
         .route("/studies", get(list_studies).post(propose))

@@ -29,6 +29,7 @@
 
 pub mod auth;
 pub mod config;
+mod describe;
 mod glm;
 mod governance;
 mod http;
@@ -59,6 +60,7 @@ use crate::auth::Authenticator;
 use crate::state::{HubState, StateError};
 
 pub use config::HubConfig;
+pub use describe::DescribeRequest;
 pub use glm::GlmRequest;
 pub use http::{app, serve};
 pub use query::QueryOptions;
@@ -80,6 +82,9 @@ pub enum HubError {
     /// A survival estimate that cannot be made or released.
     #[error(transparent)]
     Km(#[from] medfed_analysis::survival::KmError),
+    /// A description that cannot be computed or released.
+    #[error(transparent)]
+    Describe(medfed_analysis::describe::DescribeError),
     #[error("unknown site `{0}`; the network's sites are: {1}")]
     UnknownSite(String, String),
     #[error("no site answered: {}", describe(.0))]

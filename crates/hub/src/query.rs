@@ -21,6 +21,15 @@ use crate::state::Release;
 use crate::{CATALOG_RETRY_AFTER, Hub, HubError, json};
 
 impl Hub {
+    /// A session over the sites' catalogue (empty tables: enough to plan, nothing to read),
+    /// re-reading the catalogue first if no site has answered yet.
+    pub(crate) async fn planning_state(&self) -> datafusion::execution::SessionState {
+        if self.catalog.read().expect("catalog lock").tables.is_empty() {
+            self.refresh_catalog().await;
+        }
+        self.catalog.read().expect("catalog lock").ctx.state()
+    }
+
     /// Runs `sql` for `who` under `study_id`, at the study's approved sites (or those of `only`).
     ///
     /// Refused (403, audited) unless hub.rego lets `who` query the study, the query reads only
@@ -81,10 +90,7 @@ impl Hub {
             .into_iter()
             .filter(|t| approved.contains(&t.name().to_string()))
             .collect();
-        if self.catalog.read().expect("catalog lock").tables.is_empty() {
-            self.refresh_catalog().await;
-        }
-        let mut state = self.catalog.read().expect("catalog lock").ctx.state();
+        let mut state = self.planning_state().await;
         let plan = match FederatedSql::plan(&state, sql).await {
             // A table may be new since the catalogue was read (a site added an extract, or was
             // down at start-up): refresh once before calling the query invalid.

@@ -2,7 +2,6 @@
 //! product-limit estimate here (see [`medfed_analysis::survival`]).
 
 use medfed_analysis::survival::{KmError, KmSpec};
-use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::survival::KmFit;
 use serde::Deserialize;
 
@@ -31,10 +30,7 @@ impl Hub {
     pub async fn km(&self, who: &Principal, req: &KmRequest) -> Result<KmFit, HubError> {
         let study = self.state.study(&req.study).await?;
         self.authorize(who, "query", Some(&study), None).await?;
-        if self.catalog.read().expect("catalog lock").tables.is_empty() {
-            self.refresh_catalog().await;
-        }
-        let state = self.catalog.read().expect("catalog lock").ctx.state();
+        let state = self.planning_state().await;
         let sql = match req.spec.plan(&state).await {
             Ok(sql) => sql,
             Err(e) => return Err(self.refuse_km(who, &req.study, e).await),
@@ -64,17 +60,7 @@ impl Hub {
 
     /// Audits a refused estimate and returns its error.
     async fn refuse_km(&self, who: &Principal, study: &str, e: KmError) -> HubError {
-        let entry = Entry::new(
-            &who.id,
-            who.role(),
-            "survival",
-            Outcome::Deny,
-            e.to_string(),
-        )
-        .study(study);
-        match self.record(entry).await {
-            Ok(()) => HubError::Km(e),
-            Err(audit) => audit,
-        }
+        self.refuse(who, study, "survival", e.to_string(), HubError::Km(e))
+            .await
     }
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod deid;
 pub mod demo;
+pub mod describe;
 pub mod glm;
 pub mod ingest;
 pub mod km;

@@ -4,6 +4,7 @@
 mod admin;
 mod api;
 mod cli;
+mod describe;
 mod failures;
 mod glm;
 mod governance;
