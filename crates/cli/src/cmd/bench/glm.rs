@@ -36,8 +36,17 @@ pub struct GlmArgs {
     json: bool,
 }
 
+/// The simulated extract: `patients` split evenly over `sites`, `covariates` columns, under `dir`.
+pub(super) struct Extract<'a> {
+    pub sites: usize,
+    pub patients: usize,
+    pub covariates: usize,
+    pub dir: &'a std::path::Path,
+}
+
 /// One Parquet extract per site: x1..xp ~ N(site shift, 1), y ~ Bernoulli(logit⁻¹(Xβ)).
-fn write_sites(a: &GlmArgs) -> anyhow::Result<Vec<PathBuf>> {
+/// Written once per size and reused.
+pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
     use rand_distr::{Distribution, StandardNormal};
     let dir = a.dir.join(format!(
         "extract-{}x{}x{}",
@@ -89,7 +98,10 @@ fn write_sites(a: &GlmArgs) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
-async fn pooled_context(files: &[PathBuf]) -> anyhow::Result<datafusion::prelude::SessionContext> {
+/// The sites' extracts as one table `sim`, in this process.
+pub(super) async fn pooled_context(
+    files: &[PathBuf],
+) -> anyhow::Result<datafusion::prelude::SessionContext> {
     let ctx = datafusion::prelude::SessionContext::new();
     let paths: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let df = ctx.read_parquet(paths, Default::default()).await?;
@@ -106,7 +118,12 @@ pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
             a.covariates
         );
     }
-    let files = write_sites(&a)?;
+    let files = write_sites(&Extract {
+        sites: a.sites,
+        patients: a.patients,
+        covariates: a.covariates,
+        dir: &a.dir,
+    })?;
     let cfg = DevnetConfig {
         sites: a.sites,
         patients_per_site: 1_000,

@@ -1,5 +1,6 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
+mod describe;
 mod glm;
 mod governance;
 mod ingest;
@@ -23,6 +24,8 @@ pub enum BenchCommand {
     Dp(privacy::DpArgs),
     /// Federated logistic regression (N sites, 1 M patients x 20 covariates) vs the pooled fit.
     Glm(glm::GlmArgs),
+    /// Descriptive statistics (N sites, 1 M patients) vs the same computation on pooled rows.
+    Describe(describe::DescribeArgs),
     /// Ingestion: FHIR patients/s and HL7 messages/s into encrypted OMOP.
     Ingest(ingest::IngestArgs),
     /// The note scrubber: texts/s, MB/s, and precision/recall per entity type on a labelled set.
@@ -37,6 +40,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Secagg(a) => privacy::secagg(a),
         BenchCommand::Dp(a) => privacy::dp(a).await,
         BenchCommand::Glm(a) => glm::run(a).await,
+        BenchCommand::Describe(a) => describe::run(a).await,
         BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
         BenchCommand::Deid(a) => ingest::deid(a),
     }
