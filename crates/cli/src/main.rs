@@ -24,6 +24,11 @@ enum Command {
     Glm(cmd::glm::Args),
     /// Kaplan–Meier survival curves per group, from per-bin counts at every site.
     Km(cmd::km::Args),
+    /// The hub's model registry: list, show and export released models.
+    Model {
+        #[command(subcommand)]
+        command: cmd::model::ModelCommand,
+    },
     /// Descriptive statistics: summaries, histograms with quantiles, two-way tables, correlations.
     Describe {
         #[command(subcommand)]
@@ -90,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             Command::Glm(a) => cmd::glm::run(a).await,
             Command::Km(a) => cmd::km::run(a).await,
             Command::Describe { command } => cmd::describe::run(command).await,
+            Command::Model { command } => cmd::model::run(command).await,
             Command::Synth(a) => cmd::synth::run(a),
             Command::Ingest(a) => tokio::task::block_in_place(|| cmd::ingest::run(a)),
             Command::Deid(a) => cmd::deid::run(a),

@@ -53,6 +53,18 @@ pub struct GlmFit {
     /// How the final iteration's sums were protected.
     #[serde(default)]
     pub privacy: PrivacySummary,
+    /// Where the hub's model registry keeps this fit, when it was asked to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<ModelRef>,
+}
+
+/// A version of a model in the hub's registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// The model's name.
+    pub model: String,
+    /// Its version (1, 2, …).
+    pub version: i64,
 }
 
 /// One coefficient's estimate and its Wald inference.

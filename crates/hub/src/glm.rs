@@ -21,6 +21,8 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+use crate::models::valid_model_name;
+use crate::state::StateError;
 use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's GLM request.
@@ -38,6 +40,9 @@ pub struct GlmRequest {
     /// Sum each iteration's partials under secure aggregation (default: the network's setting).
     #[serde(default)]
     pub secure_aggregation: Option<bool>,
+    /// Register the released fit in the model registry under this name (a new version).
+    #[serde(default)]
+    pub register: Option<String>,
 }
 
 impl Hub {
@@ -66,8 +71,13 @@ impl Hub {
             self.query_as(who, &req.study, &sql, only, options, "glm")
                 .await
         };
+        if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
+            return Err(HubError::State(StateError::Invalid(format!(
+                "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
+            ))));
+        }
         let fitted = glm::fit(&state, &req.spec, k, run).await;
-        let fit = match fitted {
+        let mut fit = match fitted {
             Ok(f) => f,
             Err(FitError::Run(e)) => return Err(e),
             Err(FitError::Glm(e)) => {
@@ -100,8 +110,11 @@ impl Hub {
         )
         .study(&req.study)
         .sites(fit.sites.keys().cloned())
-        .result_digest(digest);
+        .result_digest(digest.clone());
         self.record(entry).await?;
+        if let Some(name) = &req.register {
+            fit.registered = Some(self.register_glm(who, req, &fit, &digest, name).await?);
+        }
         Ok(fit)
     }
 }

@@ -7,6 +7,7 @@
 //! | `POST /v1/queries` `{"sql", "study", "sites"?, "epsilon"?, "bounds"?, "max_rows_per_person"?}` | run a federated query under a study (the last three for DP studies) |
 //! | `POST /v1/analyses/glm` [`GlmRequest`](crate::GlmRequest) `{"study", "table", "formula", "family", "weights"?, "where"?, "sites"?, "secure_aggregation"?}` | fit an exact federated GLM |
 //! | `POST /v1/analyses/km` [`KmRequest`](crate::KmRequest) `{"study", "table", "time", "event", "group"?, "bin_width", "max_time", "where"?}` | Kaplan–Meier curves |
+//! | `GET /v1/models`, `GET /v1/models/{name}` | the model registry: versions with parameters, metrics, ε, sites, audit digest (those of studies the caller may read) |
 //! | `POST /v1/analyses/describe` [`DescribeRequest`](crate::DescribeRequest) `{"study", "table", "kind": "summary"\|"histogram"\|"table"\|"correlation", …, "where"?}` | descriptive statistics |
 //! | `GET /v1/sites` | the sites and whether they answer now |
 //! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
@@ -184,6 +185,21 @@ async fn run_describe(
     Ok(Json(hub.describe(&who, &req).await?).into_response())
 }
 
+async fn list_models(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Response, AppError> {
+    Ok(Json(hub.models_for(&who, None).await?).into_response())
+}
+
+async fn get_model(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(Json(hub.models_for(&who, Some(&name)).await?).into_response())
+}
+
 async fn whoami(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -346,6 +362,8 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/analyses/glm", post(run_glm))
         .route("/analyses/km", post(run_km))
         .route("/analyses/describe", post(run_describe))
+        .route("/models", get(list_models))
+        .route("/models/{name}", get(get_model))
         .route("/sites", get(list_sites))
         .route("/catalog", get(catalog))
         .route("/studies", get(list_studies).post(propose))

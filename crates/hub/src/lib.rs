@@ -34,6 +34,7 @@ mod glm;
 mod governance;
 mod http;
 mod json;
+pub mod models;
 pub mod query;
 mod secure;
 pub mod state;

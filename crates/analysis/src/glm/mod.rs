@@ -272,6 +272,7 @@ where
         reference_levels,
         sites: result.sites,
         privacy: result.privacy,
+        registered: None,
     })
 }
 

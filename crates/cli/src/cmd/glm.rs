@@ -34,6 +34,9 @@ pub struct Args {
     /// Sum each iteration's XᵀWX and XᵀWz under secure aggregation.
     #[arg(long)]
     secure_aggregation: bool,
+    /// Keep the released fit in the hub's model registry under this name (a new version).
+    #[arg(long)]
+    register: Option<String>,
     /// Output format (json: R's names, `{"n", "df_residual", "coefficients": {...}, ...}`).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -60,6 +63,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if a.secure_aggregation {
         body["secure_aggregation"] = true.into();
     }
+    if let Some(name) = a.register {
+        body["register"] = name.into();
+    }
     let fit: GlmFit = a.hub.client().post("/v1/analyses/glm", &body).await?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&fit)?),
@@ -73,6 +79,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             }
         }
         Format::Table => println!("{}", glm_table(&fit)),
+    }
+    if let (Some(r), false) = (&fit.registered, matches!(a.format, Format::Json)) {
+        eprintln!("registered as {} version {}", r.model, r.version);
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod describe;
 pub mod glm;
 pub mod ingest;
 pub mod km;
+pub mod model;
 pub mod pki;
 pub mod query;
 pub mod serve;

@@ -38,6 +38,14 @@ fn every_subcommand_has_help() {
         vec!["site", "rotate-key", "--help"],
         vec!["bench", "ingest", "--help"],
         vec!["bench", "deid", "--help"],
+        vec!["bench", "describe", "--help"],
+        vec!["describe", "summary", "--help"],
+        vec!["describe", "histogram", "--help"],
+        vec!["describe", "table", "--help"],
+        vec!["describe", "correlation", "--help"],
+        vec!["model", "list", "--help"],
+        vec!["model", "show", "--help"],
+        vec!["model", "export", "--help"],
     ] {
         let o = medfed(&args);
         assert!(o.status.success(), "{args:?}");

@@ -151,6 +151,7 @@ async fn federated_glms_equal_the_pooled_fit_on_simulated_sites() {
             spec: s.clone(),
             sites: None,
             secure_aggregation: None,
+            register: None,
         };
         let fed = net.hub.glm(&rita, &req).await.unwrap();
         let pool = pooled::fit(store.context(), &s)
@@ -167,6 +168,7 @@ async fn federated_glms_equal_the_pooled_fit_on_simulated_sites() {
         // Under secure aggregation the hub sees only the sums: same fit to fixed-point precision.
         let secure = medfed_hub::GlmRequest {
             secure_aggregation: Some(true),
+            register: None,
             ..req
         };
         let sec = net.hub.glm(&rita, &secure).await.unwrap();
@@ -327,6 +329,7 @@ async fn cnsim_glms_equal_the_pooled_fit() {
             spec: s.clone(),
             sites: None,
             secure_aggregation: None,
+            register: None,
         };
         let fed = match net.hub.glm(&rita, &req).await {
             Ok(f) => f,
@@ -345,6 +348,7 @@ async fn cnsim_glms_equal_the_pooled_fit() {
         spec: spec("cnsim", "DIS_CVA ~ LAB_HDL + GENDER", Family::Poisson),
         sites: None,
         secure_aggregation: None,
+        register: None,
     };
     let e = net.hub.glm(&rita, &rare).await.unwrap_err().to_string();
     assert!(e.contains("dominance"), "{e}");
@@ -380,6 +384,7 @@ async fn cnsim_logistic_regression_matches_statsmodels() {
         ),
         sites: None,
         secure_aggregation: None,
+        register: None,
     };
     let fit = net.hub.glm(&rita, &req).await.unwrap();
     let reference = [

@@ -10,6 +10,7 @@ mod glm;
 mod governance;
 mod ingest;
 mod km;
+mod models;
 mod redteam;
 mod secure;
 mod support;

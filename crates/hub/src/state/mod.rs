@@ -1,16 +1,19 @@
-//! The hub's own state (users, API tokens, studies, site decisions, releases) in SQLite by
+//! The hub's own state (users, API tokens, studies, site decisions, releases, the model
+//! registry) in SQLite by
 //! default or PostgreSQL, through one sqlx code path ([`medfed_audit::db`]).
 //!
 //! In PostgreSQL, custodians' actions run under the `medfed_custodian` role with row-level
 //! security, so the database itself keeps a custodian to their own site's rows.
 
 mod cells;
+mod models;
 mod studies;
 mod users;
 
 use medfed_audit::db::{Backend, Database, Step};
 
 pub use cells::Differencing;
+pub use models::ModelVersion;
 pub use studies::{NewStudy, Release, SiteDecision, Study};
 pub use users::{IssuedToken, TokenRecord, User};
 pub(crate) use users::{parse_token, secret_matches};
@@ -57,9 +60,14 @@ impl HubState {
             "released cells",
             include_str!("../../migrations/0003_released_cells.sql"),
         );
+        const MODELS: Step = (
+            4,
+            "model registry",
+            include_str!("../../migrations/0004_models.sql"),
+        );
         let steps: &[Step] = match db.backend {
-            Backend::Sqlite => &[TABLES, CELLS],
-            Backend::Postgres => &[TABLES, RLS, CELLS],
+            Backend::Sqlite => &[TABLES, CELLS, MODELS],
+            Backend::Postgres => &[TABLES, RLS, CELLS, MODELS],
         };
         db.migrate(steps, "_medfed_hub_migrations").await?;
         Ok(Self { db })

@@ -160,3 +160,43 @@ async fn postgres_row_level_security_hides_other_sites_rows() {
         "{err}"
     );
 }
+
+async fn model_versions_number_themselves(backend: Backend) {
+    let Some((st, _dir)) = state(backend, "models").await else {
+        return;
+    };
+    let version = |formula: &str| ModelVersion {
+        model: "readmission".into(),
+        version: 0,
+        kind: "glm/binomial".into(),
+        study: "s1".into(),
+        trained_by: "rita".into(),
+        parameters: serde_json::json!({"formula": formula}),
+        metrics: serde_json::json!({"n": 1200, "aic": 1432.5}),
+        artifact: serde_json::json!({"coefficients": {"(Intercept)": {"estimate": -0.25}}}),
+        epsilon: 0.0,
+        sites: vec!["north".into(), "south".into()],
+        audit_digest: "ab12".into(),
+        created_us: 0,
+    };
+    assert_eq!(st.register_version(&version("y ~ a")).await.unwrap(), 1);
+    assert_eq!(st.register_version(&version("y ~ a + b")).await.unwrap(), 2);
+    let all = st.model_versions(Some("readmission")).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].version, 2);
+    assert_eq!(all[1].parameters["formula"], "y ~ a + b");
+    assert_eq!(all[1].sites, ["north", "south"]);
+    assert!(all[1].created_us > 0);
+    assert!(st.model_versions(Some("other")).await.unwrap().is_empty());
+    assert_eq!(st.model_versions(None).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn sqlite_model_versions_number_themselves() {
+    model_versions_number_themselves(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_model_versions_number_themselves() {
+    model_versions_number_themselves(Backend::Postgres).await;
+}

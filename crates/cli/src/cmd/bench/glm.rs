@@ -155,6 +155,7 @@ pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
             spec: spec.clone(),
             sites: None,
             secure_aggregation: Some(secure),
+            register: None,
         };
         let t = Instant::now();
         let f = net.hub.glm(&who, &req).await?;
