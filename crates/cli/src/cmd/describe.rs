@@ -5,26 +5,21 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use medfed_core::describe::{Description, Statistics};
 use serde_json::json;
 
-use crate::cmd::query::HubArgs;
+use crate::cmd::query::StudyArgs;
 use crate::output::Format;
 
 /// What every description needs: the hub, the study, the rows.
 #[derive(clap::Args)]
 pub struct Common {
+    /// Where and under which study (its terms must allow `stats`).
     #[command(flatten)]
-    hub: HubArgs,
-    /// The approved study (its terms must allow `stats`).
-    #[arg(long, env = "MEDFED_STUDY")]
-    study: String,
+    on: StudyArgs,
     /// The table described.
     #[arg(long)]
     table: String,
     /// SQL condition selecting the rows.
     #[arg(long = "where")]
     filter: Option<String>,
-    /// Ask only these sites (repeatable).
-    #[arg(long = "site")]
-    sites: Vec<String>,
     /// Output format (csv prints the JSON; use json).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -111,17 +106,13 @@ pub async fn run(command: DescribeCommand) -> anyhow::Result<()> {
             json!({"kind": "correlation", "variables": variables}),
         ),
     };
-    let mut body = json!({"study": common.study, "table": common.table});
-    body.as_object_mut()
-        .expect("object")
-        .extend(kind.as_object().expect("object").clone());
+    let mut body = common.on.request(kind);
+    body["table"] = common.table.clone().into();
     if let Some(f) = &common.filter {
         body["where"] = f.clone().into();
     }
-    if !common.sites.is_empty() {
-        body["sites"] = json!(common.sites);
-    }
     let out: Description = common
+        .on
         .hub
         .client()
         .post("/v1/analyses/describe", &body)

@@ -2,16 +2,14 @@
 
 use medfed_core::glm::GlmFit;
 
-use crate::cmd::query::HubArgs;
+use crate::cmd::query::StudyArgs;
 use crate::output::{Format, glm_table};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where and under which study (its terms must allow `glm`).
     #[command(flatten)]
-    hub: HubArgs,
-    /// The approved study the model runs under (its terms must allow `glm`).
-    #[arg(long, env = "MEDFED_STUDY")]
-    study: String,
+    on: StudyArgs,
     /// The table whose rows are the observations (OMOP or an extra table the sites declare).
     #[arg(long)]
     table: String,
@@ -28,9 +26,6 @@ pub struct Args {
     /// SQL condition selecting the rows to use (besides complete cases).
     #[arg(long = "where")]
     filter: Option<String>,
-    /// Ask only these sites (repeatable); default: every site that approved the study.
-    #[arg(long = "site")]
-    sites: Vec<String>,
     /// Sum each iteration's XᵀWX and XᵀWz under secure aggregation.
     #[arg(long)]
     secure_aggregation: bool,
@@ -45,20 +40,16 @@ pub struct Args {
 pub async fn run(a: Args) -> anyhow::Result<()> {
     let family: medfed_analysis::glm::Family =
         a.family.parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let mut body = serde_json::json!({
-        "study": a.study,
+    let mut body = a.on.request(serde_json::json!({
         "table": a.table,
         "formula": a.formula,
         "family": family,
-    });
+    }));
     if let Some(w) = a.weights {
         body["weights"] = w.into();
     }
     if let Some(f) = a.filter {
         body["where"] = f.into();
-    }
-    if !a.sites.is_empty() {
-        body["sites"] = serde_json::json!(a.sites);
     }
     if a.secure_aggregation {
         body["secure_aggregation"] = true.into();
@@ -66,7 +57,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if let Some(name) = a.register {
         body["register"] = name.into();
     }
-    let fit: GlmFit = a.hub.client().post("/v1/analyses/glm", &body).await?;
+    let fit: GlmFit = a.on.hub.client().post("/v1/analyses/glm", &body).await?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&fit)?),
         Format::Csv => {

@@ -3,16 +3,14 @@
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use medfed_core::survival::KmFit;
 
-use crate::cmd::query::HubArgs;
+use crate::cmd::query::StudyArgs;
 use crate::output::Format;
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where and under which study (its terms must allow `survival`).
     #[command(flatten)]
-    hub: HubArgs,
-    /// The approved study (its terms must allow `survival`).
-    #[arg(long, env = "MEDFED_STUDY")]
-    study: String,
+    on: StudyArgs,
     /// Table with one row per person (or episode).
     #[arg(long)]
     table: String,
@@ -34,29 +32,23 @@ pub struct Args {
     /// SQL condition selecting the rows to use.
     #[arg(long = "where")]
     filter: Option<String>,
-    /// Ask only these sites (repeatable).
-    #[arg(long = "site")]
-    sites: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
 
 pub async fn run(a: Args) -> anyhow::Result<()> {
-    let mut body = serde_json::json!({
-        "study": a.study, "table": a.table, "time": a.time, "event": a.event,
+    let mut body = a.on.request(serde_json::json!({
+        "table": a.table, "time": a.time, "event": a.event,
         "bin_width": a.bin_width, "max_time": a.max_time,
-    });
+    }));
     if let Some(g) = a.group {
         body["group"] = g.into();
     }
     if let Some(f) = a.filter {
         body["where"] = f.into();
     }
-    if !a.sites.is_empty() {
-        body["sites"] = serde_json::json!(a.sites);
-    }
-    let fit: KmFit = a.hub.client().post("/v1/analyses/km", &body).await?;
+    let fit: KmFit = a.on.hub.client().post("/v1/analyses/km", &body).await?;
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&fit)?),
         Format::Csv => {

@@ -20,19 +20,42 @@ impl HubArgs {
     }
 }
 
+/// The hub, the caller, the study an analysis runs under and the sites to ask (shared by
+/// `query`, `glm`, `km` and `describe`).
+#[derive(clap::Args)]
+pub struct StudyArgs {
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// The approved study this runs under (or set MEDFED_STUDY); its terms must allow the
+    /// analysis.
+    #[arg(long, env = "MEDFED_STUDY")]
+    pub study: String,
+    /// Ask only these sites (repeatable); default: every site that approved the study.
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+}
+
+impl StudyArgs {
+    /// An analysis request: `fields` plus the study and, if any were named, the sites.
+    pub fn request(&self, fields: serde_json::Value) -> serde_json::Value {
+        let mut body = serde_json::json!({ "study": self.study });
+        if !self.sites.is_empty() {
+            body["sites"] = serde_json::json!(self.sites);
+        }
+        if let (Some(b), serde_json::Value::Object(f)) = (body.as_object_mut(), fields) {
+            b.extend(f);
+        }
+        body
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    hub: HubArgs,
-    /// The approved study this query runs under (or set MEDFED_STUDY).
-    #[arg(long, env = "MEDFED_STUDY")]
-    study: String,
+    on: StudyArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
-    /// Ask only these sites (repeatable); default: every site that approved the study.
-    #[arg(long = "site")]
-    sites: Vec<String>,
     /// DP studies: ε to spend at each site (default: the network's, 0.1).
     #[arg(long)]
     epsilon: Option<f64>,
@@ -74,11 +97,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     if a.secure_aggregation {
         options["secure_aggregation"] = true.into();
     }
-    let result = a
-        .hub
-        .client()
-        .query_with(&a.sql, &a.study, &a.sites, options)
-        .await?;
+    let result =
+        a.on.hub
+            .client()
+            .query_with(&a.sql, &a.on.study, &a.on.sites, options)
+            .await?;
     print_result(&result, a.format);
     Ok(())
 }

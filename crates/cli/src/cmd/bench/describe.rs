@@ -7,10 +7,9 @@ use std::time::Instant;
 use medfed_analysis::describe::{self, DescribeSpec, Kind};
 use medfed_analysis::glm::pooled::run_local;
 use medfed_core::describe::Statistics;
-use medfed_devnet::{Devnet, DevnetConfig};
 use serde_json::json;
 
-use super::glm::{Extract, pooled_context, write_sites};
+use super::glm::{Extract, network, pooled_context, write_sites};
 use super::stats;
 
 #[derive(clap::Args)]
@@ -53,17 +52,7 @@ pub async fn run(a: DescribeArgs) -> anyhow::Result<()> {
         covariates,
         dir: &a.dir,
     })?;
-    let cfg = DevnetConfig {
-        sites: a.sites,
-        patients_per_site: 1_000,
-        extra_tables: vec![("sim".into(), files.clone())],
-        ..DevnetConfig::new(a.dir.join("net-describe"))
-    };
-    let net = Devnet::start(&cfg, |_, _| {}).await?;
-    let who = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "bench")
-        .await?;
+    let (net, who) = network(&files, a.sites, &a.dir.join("net-describe")).await?;
     let ctx = pooled_context(&files).await?;
     let vars: Vec<String> = (1..=covariates).map(|j| format!("x{j}")).collect();
     let kinds = [

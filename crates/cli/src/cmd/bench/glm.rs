@@ -98,6 +98,27 @@ pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// A network of `sites` on loopback whose sites each serve one of `files` as table `sim`, and
+/// the researcher who asks it.
+pub(super) async fn network(
+    files: &[PathBuf],
+    sites: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Devnet, medfed_hub::auth::Principal)> {
+    let cfg = DevnetConfig {
+        sites,
+        patients_per_site: 1_000,
+        extra_tables: vec![("sim".into(), files.to_vec())],
+        ..DevnetConfig::new(dir)
+    };
+    let net = Devnet::start(&cfg, |_, _| {}).await?;
+    let who = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "bench")
+        .await?;
+    Ok((net, who))
+}
+
 /// The sites' extracts as one table `sim`, in this process.
 pub(super) async fn pooled_context(
     files: &[PathBuf],
@@ -124,17 +145,7 @@ pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
         covariates: a.covariates,
         dir: &a.dir,
     })?;
-    let cfg = DevnetConfig {
-        sites: a.sites,
-        patients_per_site: 1_000,
-        extra_tables: vec![("sim".into(), files.clone())],
-        ..DevnetConfig::new(a.dir.join("net"))
-    };
-    let net = Devnet::start(&cfg, |_, _| {}).await?;
-    let who = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "bench")
-        .await?;
+    let (net, who) = network(&files, a.sites, &a.dir.join("net")).await?;
     let formula = format!(
         "y ~ {}",
         (1..=a.covariates)
