@@ -72,6 +72,9 @@ impl From<HubError> for AppError {
                     G::Numeric(_) => {
                         AppError(StatusCode::UNPROCESSABLE_ENTITY, "cannot_fit", msg, None)
                     }
+                    G::SitesChanged(_) => {
+                        AppError(StatusCode::SERVICE_UNAVAILABLE, "sites_changed", msg, None)
+                    }
                     _ => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
                 }
             }

@@ -95,6 +95,10 @@ pub enum GlmError {
     /// The design or the data does not identify the coefficients.
     #[error("cannot fit: {0}")]
     Numeric(String),
+    /// A site stopped (or started) answering between steps: IRLS must see the same rows in
+    /// every step, so the fit is abandoned rather than mixing populations.
+    #[error("the fit was abandoned: {0}")]
+    SitesChanged(String),
 }
 
 /// Why a fit stopped: the model, or the query runner's own error.
@@ -140,9 +144,10 @@ where
     .map_err(FitError::Run)?;
     let s = Answer::read(&summary)?;
     let n = s.count("n")?;
+    let sites = answered(&summary);
     if n < min_cell_count.max(1) {
         return Err(GlmError::Disclosive(format!(
-            "{n} complete observation(s), fewer than k = {min_cell_count}"
+            "fewer than k = {min_cell_count} complete observations"
         ))
         .into());
     }
@@ -211,6 +216,15 @@ where
         let result = run(Step::Iteration(iterations), sql)
             .await
             .map_err(FitError::Run)?;
+        let now = answered(&result);
+        if now != sites {
+            let lost: Vec<&String> = sites.symmetric_difference(&now).collect();
+            return Err(GlmError::SitesChanged(format!(
+                "site(s) {lost:?} answered the model's first step but not iteration {iterations} \
+                 (or the other way round); refit to use the sites that answer now"
+            ))
+            .into());
+        }
         let sums = inference::Sums::read(&Answer::read(&result)?, p)?;
         if sums.n != n {
             return Err(GlmError::Numeric(format!(
@@ -429,6 +443,15 @@ fn read_levels(label: &str, r: &QueryResult) -> Result<Vec<Level>, GlmError> {
         )));
     }
     Ok(levels.into_iter().map(|(_, l)| l).collect())
+}
+
+/// The sites whose partial is in `r`.
+fn answered(r: &QueryResult) -> std::collections::BTreeSet<String> {
+    r.sites
+        .iter()
+        .filter(|(_, o)| o.status == medfed_core::result::SiteStatus::Answered)
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// The single row of a step's answer, by column name.

@@ -294,3 +294,49 @@ fn iteration_sql_keeps_covariates_visible_to_the_checker() {
     );
     assert!(sql.contains("(-1e-7) * (CAST(a AS DOUBLE))"), "{sql}");
 }
+
+/// A site that stops answering mid-IRLS ends the fit with a clear error: the later iterations
+/// would otherwise be over other rows than the first, and the estimate would be neither
+/// population's.
+#[tokio::test]
+async fn a_site_lost_mid_fit_abandons_it() {
+    use medfed_core::result::{SiteOutcome, SiteStatus};
+    let ctx = context();
+    let outcome = |status| SiteOutcome {
+        status,
+        elapsed_ms: 1.0,
+        message: None,
+    };
+    let run = |step: Step, sql: String| {
+        let ctx = &ctx;
+        async move {
+            let mut r = run_local(ctx, &sql).await?;
+            let late = matches!(step, Step::Iteration(i) if i >= 2);
+            r.sites
+                .insert("north".into(), outcome(SiteStatus::Answered));
+            let south = if late {
+                SiteStatus::Failed
+            } else {
+                SiteStatus::Answered
+            };
+            r.sites.insert("south".into(), outcome(south));
+            Ok::<_, datafusion::error::DataFusionError>(r)
+        }
+    };
+    let e = fit(
+        &ctx.state(),
+        &spec("yb ~ age + sex", Family::Binomial),
+        10,
+        run,
+    )
+    .await
+    .map(|_| ())
+    .unwrap_err();
+    let FitError::Glm(GlmError::SitesChanged(why)) = e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        why.contains("south") && why.contains("iteration 2"),
+        "{why}"
+    );
+}
