@@ -241,11 +241,22 @@ fn introduced(text: &str, tokens: &[Token], i: usize) -> bool {
 /// Capitalised name words in a list with a person ("Lapresse, Morris and Wright"): each is a
 /// person too. Repeats until the list is covered, in both directions.
 fn listed_with_people(text: &str, tokens: &[Token], out: &mut Vec<Candidate>, from: usize) {
-    let is_person = |out: &[Candidate], t: &Token| {
-        out[from..]
-            .iter()
-            .any(|c| c.kind == "PERSON" && c.score >= 0.5 && c.start <= t.start && t.end <= c.end)
-    };
+    // Which tokens a person already covers: one pass over the candidates, then a flag per token
+    // (a long note has thousands of both).
+    let mut person = vec![false; tokens.len()];
+    for c in out[from..]
+        .iter()
+        .filter(|c| c.kind == "PERSON" && c.score >= 0.5)
+    {
+        let first = tokens.partition_point(|t| t.start < c.start);
+        for (flag, _) in person[first..]
+            .iter_mut()
+            .zip(&tokens[first..])
+            .take_while(|(_, t)| t.end <= c.end)
+        {
+            *flag = true;
+        }
+    }
     let name_word = |t: &Token| {
         t.capitalised
             && (is_first(t) || is_last(t) || is_proper_noun(t) || lexicon::surname(&t.lower))
@@ -277,14 +288,13 @@ fn listed_with_people(text: &str, tokens: &[Token], out: &mut Vec<Candidate>, fr
     while changed {
         changed = false;
         for j in 0..tokens.len() {
-            let t = &tokens[j];
-            if !name_word(t) || is_person(out, t) {
+            if person[j] || !name_word(&tokens[j]) {
                 continue;
             }
-            let beside =
-                |forward| neighbour(j, forward).is_some_and(|k| is_person(out, &tokens[k]));
+            let beside = |forward| neighbour(j, forward).is_some_and(|k| person[k]);
             if beside(false) || beside(true) {
                 out.push(candidate(tokens, j, j, "PERSON", 0.6));
+                person[j] = true;
                 changed = true;
             }
         }
@@ -481,9 +491,10 @@ fn place_above_country(text: &str, tokens: &[Token], out: &mut Vec<Candidate>, f
         .map(|c| c.start)
         .collect();
     for start in countries {
-        let Some(k) = tokens.iter().position(|t| t.start == start) else {
+        let k = tokens.partition_point(|t| t.start < start);
+        if tokens.get(k).is_none_or(|t| t.start != start) {
             continue;
-        };
+        }
         if k == 0 || !tokens[k].sentence_start || !text[tokens[k - 1].end..start].contains('\n') {
             continue;
         }
