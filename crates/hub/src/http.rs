@@ -85,6 +85,9 @@ impl From<HubError> for AppError {
             HubError::Describe(medfed_analysis::describe::DescribeError::Disclosive(_)) => {
                 AppError(StatusCode::UNPROCESSABLE_ENTITY, "refused", msg, None)
             }
+            HubError::Describe(medfed_analysis::describe::DescribeError::SitesChanged(_)) => {
+                AppError(StatusCode::SERVICE_UNAVAILABLE, "sites_changed", msg, None)
+            }
             HubError::Describe(_) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::UnknownSite(..) => AppError(StatusCode::BAD_REQUEST, "invalid", msg, None),
             HubError::Forbidden(_) => AppError(StatusCode::FORBIDDEN, "forbidden", msg, None),

@@ -107,6 +107,10 @@ pub enum DescribeError {
     /// Releasing it would disclose individuals.
     #[error("refused (disclosure control): {0}")]
     Disclosive(String),
+    /// A site answered one round of a two-round statistic but not the other: the rounds would
+    /// describe different rows, so nothing is released.
+    #[error("abandoned: {0}")]
+    SitesChanged(String),
 }
 
 impl From<VariableError> for DescribeError {
@@ -205,6 +209,23 @@ impl<F> Runner<F> {
     {
         let answer = (self.run)(sql).await.map_err(Failure::Run)?;
         self.queries += 1;
+        let answered = |r: &QueryResult| -> Vec<String> {
+            r.sites
+                .iter()
+                .filter(|(_, o)| o.status == medfed_core::result::SiteStatus::Answered)
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        if let Some(first) = &self.last
+            && answered(first) != answered(&answer)
+        {
+            return Err(DescribeError::SitesChanged(format!(
+                "the sites answering changed between rounds ({:?}, then {:?}); ask again",
+                answered(first),
+                answered(&answer)
+            ))
+            .into());
+        }
         self.sites.extend(answer.sites.clone());
         self.last = Some(answer.clone());
         Ok(answer)

@@ -256,3 +256,41 @@ async fn identifiers_sub_queries_and_tiny_cohorts_are_refused() {
     let e = run(&ctx, tiny).await.unwrap_err();
     assert!(e.to_string().contains("fewer than k"), "{e}");
 }
+
+/// A site lost between the two rounds of a summary: nothing is released.
+#[tokio::test]
+async fn a_site_lost_between_rounds_abandons_the_statistic() {
+    use medfed_core::result::{SiteOutcome, SiteStatus};
+    let d = data();
+    let ctx = context(&d);
+    let round = std::sync::atomic::AtomicUsize::new(0);
+    let runner = |sql: String| {
+        let (ctx, round) = (&ctx, &round);
+        async move {
+            let mut r = run_local(ctx, &sql).await?;
+            let n = round.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let status = if n == 0 {
+                SiteStatus::Answered
+            } else {
+                SiteStatus::Failed
+            };
+            r.sites.insert(
+                "south".into(),
+                SiteOutcome {
+                    status,
+                    elapsed_ms: 1.0,
+                    message: None,
+                },
+            );
+            Ok::<_, datafusion::error::DataFusionError>(r)
+        }
+    };
+    let spec = spec(Kind::Summary {
+        variables: vec!["y".into()],
+    });
+    let e = describe(&ctx.state(), &spec, 10, runner).await.unwrap_err();
+    assert!(
+        matches!(e, Failure::Describe(DescribeError::SitesChanged(_))),
+        "{e:?}"
+    );
+}
