@@ -100,26 +100,28 @@ where
         let (i, j) = (i.min(j), i.max(j));
         number(&b, &format!("c_{i}_{j}"))
     };
-    let mut matrix = vec![vec![0.0; p]; p];
-    let mut sds = Vec::with_capacity(p);
-    for i in 0..p {
-        let cii = c(i, i)?;
-        if cii <= 0.0 {
-            return Err(DescribeError::Invalid(format!(
-                "{} does not vary over the complete cases",
-                source.names[i]
-            ))
-            .into());
-        }
-        sds.push((cii / (n - 1.0)).sqrt());
-        for j in 0..p {
-            matrix[i][j] = if i == j {
-                1.0
-            } else {
-                c(i, j)? / (cii * c(j, j)?).sqrt()
-            };
-        }
+    let diagonal: Vec<f64> = (0..p).map(|i| c(i, i)).collect::<Result<_, _>>()?;
+    if let Some(i) = diagonal.iter().position(|d| *d <= 0.0) {
+        return Err(DescribeError::Invalid(format!(
+            "{} does not vary over the complete cases",
+            source.names[i]
+        ))
+        .into());
     }
+    let sds = diagonal.iter().map(|d| (d / (n - 1.0)).sqrt()).collect();
+    let matrix = (0..p)
+        .map(|i| {
+            (0..p)
+                .map(|j| {
+                    if i == j {
+                        Ok(1.0)
+                    } else {
+                        c(i, j).map(|cij| cij / (diagonal[i] * diagonal[j]).sqrt())
+                    }
+                })
+                .collect::<Result<Vec<f64>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Statistics::Correlation(Correlation {
         variables: source.names.clone(),
         n: n as u64,
