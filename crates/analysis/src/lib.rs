@@ -6,7 +6,12 @@
 //!   correlation matrices, each one or two aggregate queries through [`sql`]'s path.
 //! - [`glm`]: exact federated GLMs (gaussian, binomial, poisson) by IRLS, each iteration one
 //!   aggregate query through [`sql`]'s path, so every privacy and governance layer applies.
-//! - [`survival`]: Kaplan–Meier curves from at-risk and event counts per declared time bin.
+//! - [`survival`]: Kaplan–Meier curves from at-risk and event counts per declared time bin, and
+//!   Cox models stratified by site from the sites' score and information sums.
+//! - [`learn`]: FedAvg / FedProx for logistic regression and an MLP (candle), each round a
+//!   training kernel at the selected sites.
+//! - [`kernel`]: the site's side of local steps that are not one aggregate query (a Cox model's
+//!   risk sets): checked row sources, the computation, and its disclosure rules.
 //!
 //! The same checker runs at the hub (on the researcher's
 //! query) and again at every site (on the partial the hub sends), because a site trusts nothing
@@ -33,6 +38,8 @@
 
 pub mod describe;
 pub mod glm;
+pub mod kernel;
+pub mod learn;
 pub mod sql;
 pub mod survival;
 pub mod variables;

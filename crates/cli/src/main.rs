@@ -24,6 +24,13 @@ enum Command {
     Glm(cmd::glm::Args),
     /// Kaplan–Meier survival curves per group, from per-bin counts at every site.
     Km(cmd::km::Args),
+    /// Federated learning: FedAvg / FedProx for logistic regression and an MLP.
+    Train {
+        #[command(subcommand)]
+        command: cmd::train::TrainCommand,
+    },
+    /// Cox proportional hazards stratified by site (exact: the sites' score and information sums).
+    Cox(cmd::cox::Args),
     /// The hub's model registry: list, show and export released models.
     Model {
         #[command(subcommand)]
@@ -94,6 +101,8 @@ fn main() -> anyhow::Result<()> {
             Command::Query(a) => cmd::query::run(a).await,
             Command::Glm(a) => cmd::glm::run(a).await,
             Command::Km(a) => cmd::km::run(a).await,
+            Command::Cox(a) => cmd::cox::run(a).await,
+            Command::Train { command } => cmd::train::run(command).await,
             Command::Describe { command } => cmd::describe::run(command).await,
             Command::Model { command } => cmd::model::run(command).await,
             Command::Synth(a) => cmd::synth::run(a),

@@ -123,6 +123,95 @@ impl<'de> Deserialize<'de> for Coefficients {
     }
 }
 
+/// A GLM family with its canonical link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Normal errors, identity link (linear regression).
+    Gaussian,
+    /// 0/1 outcomes, logit link (logistic regression).
+    Binomial,
+    /// Counts, log link.
+    Poisson,
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "gaussian" | "normal" | "linear" => Ok(Self::Gaussian),
+            "binomial" | "logistic" | "logit" => Ok(Self::Binomial),
+            "poisson" => Ok(Self::Poisson),
+            other => Err(format!(
+                "unknown family {other:?}: gaussian, binomial or poisson"
+            )),
+        }
+    }
+}
+
+impl Family {
+    /// The family's name, as R spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gaussian => "gaussian",
+            Self::Binomial => "binomial",
+            Self::Poisson => "poisson",
+        }
+    }
+
+    /// Its canonical link.
+    pub fn link(self) -> &'static str {
+        match self {
+            Self::Gaussian => "identity",
+            Self::Binomial => "logit",
+            Self::Poisson => "log",
+        }
+    }
+
+    /// The link applied to a mean (starting values: the intercept at the outcome's mean).
+    pub fn link_of(self, mu: f64) -> f64 {
+        match self {
+            Self::Gaussian => mu,
+            Self::Binomial => (mu / (1.0 - mu)).ln(),
+            Self::Poisson => mu.ln(),
+        }
+    }
+
+    /// Whether the dispersion is estimated (gaussian) or fixed at 1.
+    pub fn estimates_dispersion(self) -> bool {
+        self == Self::Gaussian
+    }
+
+    /// One row's share of an IRLS iteration at linear predictor `eta` (offset included):
+    /// the working weight w, w·z with z = (η − o) + (y − μ)/V(μ), and the deviance
+    /// contribution, all times the prior weight `pw`. Canonical links, so dμ/dη = V(μ).
+    ///
+    /// ```
+    /// use medfed_core::glm::Family;
+    /// let (w, wz, dev) = Family::Binomial.working(0.0, 1.0, 1.0, 0.0);
+    /// assert_eq!((w, wz), (0.25, 0.5));
+    /// assert!((dev - 2.0 * 2f64.ln()).abs() < 1e-15);
+    /// ```
+    pub fn working(self, eta: f64, y: f64, pw: f64, offset: f64) -> (f64, f64, f64) {
+        let (mu, var) = match self {
+            Self::Gaussian => (eta, 1.0),
+            Self::Binomial => {
+                let m = 1.0 / (1.0 + (-eta).exp());
+                (m, m * (1.0 - m))
+            }
+            Self::Poisson => (eta.exp(), eta.exp()),
+        };
+        let dev = match self {
+            Self::Gaussian => (y - mu).powi(2),
+            // Through ln(1 + e^∓η), finite where μ rounds to 0 or 1.
+            Self::Binomial => 2.0 * (y * (-eta).exp().ln_1p() + (1.0 - y) * eta.exp().ln_1p()),
+            Self::Poisson => 2.0 * (if y > 0.0 { y * (y.ln() - eta) } else { 0.0 } - (y - mu)),
+        };
+        let w = pw * var;
+        (w, pw * (var * (eta - offset) + y - mu), pw * dev)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,9 @@
 //! - [`result`]: what a federated answer looks like on the wire to a researcher: a table plus the
 //!   outcome at each site.
 //! - [`glm`]: a fitted federated GLM as a researcher receives it (R's names and shape).
-//! - [`survival`]: a federated Kaplan–Meier estimate.
+//! - [`survival`]: a federated Kaplan–Meier estimate and Cox model.
+//! - [`kernel`]: site kernels, the local steps that are not one aggregate SQL query.
+//! - [`learn`]: a model trained by federated learning (FedAvg, FedProx).
 //! - [`study`]: studies and their terms (the data-minimisation contract every query runs under).
 //! - [`SiteName`]: a site's validated name (it doubles as its TLS server name).
 //!
@@ -19,6 +21,8 @@
 
 pub mod describe;
 pub mod glm;
+pub mod kernel;
+pub mod learn;
 pub mod omop;
 pub mod result;
 pub mod study;

@@ -370,6 +370,8 @@ impl Devnet {
                 .collect()
         };
         tables.extend(cfg.extra_tables.iter().map(|(t, _)| t.clone()));
+        // The feature tables every site derives from its OMOP data.
+        tables.push("readmission".into());
         let (tokens, studies) = seed_governance(&hub, &names, tables).await?;
         let token = tokens["researcher"].clone();
 

@@ -6,7 +6,8 @@
 //!    │ levels of each factor ─┐
 //!    │ summary (n, Σy)       ─┤ each: a federated query (`analysis = glm`): signed to every
 //!    │ IRLS iterations       ─┤ approved site, checked there, site.rego, k and dominance at
-//!    │ null deviance         ─┘ the site and at the hub, secure aggregation if asked, audited
+//!    │ null deviance         ─┘ the site and at the hub, secure aggregation if asked, audited;
+//!    │                          iterations as GLM site kernels unless secure aggregation
 //!    ▼
 //!  audit "glm" with the coefficients' digest, then 200 GlmFit
 //! ```
@@ -71,12 +72,22 @@ impl Hub {
             self.query_as(who, &req.study, &sql, only, options, "glm")
                 .await
         };
+        // Iterations as site kernels, unless the sums must be masked (secure aggregation sums
+        // SQL partials): the same sums, one native pass over each site's rows.
+        let secure = req
+            .secure_aggregation
+            .unwrap_or(self.privacy.secure_aggregation);
+        let kernel = |step: Step, task| async move {
+            tracing::debug!(study = %req.study, ?step, "glm kernel step");
+            self.kernel_step(who, &req.study, &task, only, "glm").await
+        };
+        let kernel = (!secure).then_some(kernel);
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
             ))));
         }
-        let fitted = glm::fit(&state, &req.spec, k, run).await;
+        let fitted = glm::fit(&state, &req.spec, k, run, kernel).await;
         let mut fit = match fitted {
             Ok(f) => f,
             Err(FitError::Run(e)) => return Err(e),

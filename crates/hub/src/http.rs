@@ -7,6 +7,9 @@
 //! | `POST /v1/queries` `{"sql", "study", "sites"?, "epsilon"?, "bounds"?, "max_rows_per_person"?}` | run a federated query under a study (the last three for DP studies) |
 //! | `POST /v1/analyses/glm` [`GlmRequest`](crate::GlmRequest) `{"study", "table", "formula", "family", "weights"?, "where"?, "sites"?, "secure_aggregation"?}` | fit an exact federated GLM |
 //! | `POST /v1/analyses/km` [`KmRequest`](crate::KmRequest) `{"study", "table", "time", "event", "group"?, "bin_width", "max_time", "where"?}` | Kaplan–Meier curves |
+//! | `POST /v1/analyses/cox` [`CoxRequest`](crate::CoxRequest) `{"study", "table", "formula": "Surv(t, e) ~ …", "ties"?: "efron"\|"breslow", "where"?, "sites"?}` | Cox model stratified by site |
+//! | `POST /v1/analyses/fedavg` [`FedAvgRequest`](crate::FedAvgRequest) `{"study", "table", "formula", "model": "logistic"\|{"mlp": {"hidden"}}, "rounds"?, "local_epochs"?, "batch_size"?, "learning_rate"?, "l2"?, "proximal_mu"?, "fraction"?, "min_sites"?, "seed"?, "where"?, "register"?}` | train by FedAvg / FedProx |
+//! | `POST /v1/analyses/evaluate` [`EvaluateRequest`](crate::EvaluateRequest) `{"study", "table", "formula", "model", "weights", "scaling", "where"?, "sites"?}` | a model's AUROC, AUPRC, Brier score and calibration at each site |
 //! | `GET /v1/models`, `GET /v1/models/{name}` | the model registry: versions with parameters, metrics, ε, sites, audit digest (those of studies the caller may read) |
 //! | `POST /v1/analyses/describe` [`DescribeRequest`](crate::DescribeRequest) `{"study", "table", "kind": "summary"\|"histogram"\|"table"\|"correlation", …, "where"?}` | descriptive statistics |
 //! | `GET /v1/sites` | the sites and whether they answer now |
@@ -180,6 +183,33 @@ async fn run_km(
 ) -> Result<Response, AppError> {
     let req = body(req)?;
     Ok(Json(hub.km(&who, &req).await?).into_response())
+}
+
+async fn run_cox(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::CoxRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.cox(&who, &req).await?).into_response())
+}
+
+async fn run_fedavg(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::FedAvgRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.fedavg(&who, &req).await?).into_response())
+}
+
+async fn run_evaluate(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    req: Body<crate::EvaluateRequest>,
+) -> Result<Response, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.evaluate(&who, &req).await?).into_response())
 }
 
 async fn run_describe(
@@ -367,6 +397,9 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/queries", post(run_query))
         .route("/analyses/glm", post(run_glm))
         .route("/analyses/km", post(run_km))
+        .route("/analyses/cox", post(run_cox))
+        .route("/analyses/fedavg", post(run_fedavg))
+        .route("/analyses/evaluate", post(run_evaluate))
         .route("/analyses/describe", post(run_describe))
         .route("/models", get(list_models))
         .route("/models/{name}", get(get_model))

@@ -34,6 +34,8 @@ mod glm;
 mod governance;
 mod http;
 mod json;
+mod kernel;
+mod learn;
 pub mod models;
 pub mod query;
 mod secure;
@@ -64,8 +66,9 @@ pub use config::HubConfig;
 pub use describe::DescribeRequest;
 pub use glm::GlmRequest;
 pub use http::{app, serve};
+pub use learn::{EvaluateRequest, FedAvgRequest, Trained};
 pub use query::QueryOptions;
-pub use survival::KmRequest;
+pub use survival::{CoxRequest, KmRequest};
 
 /// Errors of the hub, grouped by cause; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]

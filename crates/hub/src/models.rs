@@ -1,6 +1,7 @@
 //! The model registry: released models, their versions (one per training run) with parameters,
 //! metrics, ε spent, sites and the link to their audit entry. `GET /v1/models`,
-//! `GET /v1/models/{name}`; a GLM is registered by asking for it (`"register": "name"`).
+//! `GET /v1/models/{name}`; a GLM or a federated model is registered by asking for it
+//! (`"register": "name"`).
 
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::glm::{GlmFit, ModelRef};
@@ -49,7 +50,18 @@ impl Hub {
             audit_digest: digest.to_string(),
             created_us: 0,
         };
-        let n = self.state.register_version(&version).await?;
+        self.register(who, &version).await
+    }
+
+    /// Stores `version` as the next version of its model and audits the registration under
+    /// the release's digest.
+    pub(crate) async fn register(
+        &self,
+        who: &Principal,
+        version: &ModelVersion,
+    ) -> Result<ModelRef, HubError> {
+        let (name, digest) = (&version.model, &version.audit_digest);
+        let n = self.state.register_version(version).await?;
         let entry = Entry::new(
             &who.id,
             who.role(),
@@ -57,7 +69,7 @@ impl Hub {
             Outcome::Allow,
             format!("registered {name} version {n} ({})", version.kind),
         )
-        .study(&req.study)
+        .study(&version.study)
         .sites(version.sites.iter().cloned())
         .result_digest(digest);
         self.record(entry).await?;

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::secure::{FanOut, call_site, secure_fan_out};
-use crate::state::Release;
+use crate::state::{Release, Study};
 use crate::{CATALOG_RETRY_AFTER, Hub, HubError, json};
 
 impl Hub {
@@ -57,39 +57,14 @@ impl Hub {
         options: &QueryOptions,
         analysis: &str,
     ) -> Result<QueryResult, HubError> {
-        let study = self.state.study(study_id).await?;
-        self.authorize(who, "query", Some(&study), None).await?;
-        let action = if analysis == "sql" { "query" } else { analysis };
+        let (study, targets) = self.admit(who, study_id, only, analysis).await?;
+        let action = action_name(analysis);
         let deny = |reason: String| async move {
             let entry = Entry::new(&who.id, who.role(), action, Outcome::Deny, reason.clone())
                 .study(study_id);
             self.record(entry).await?;
             Err::<QueryResult, _>(HubError::Forbidden(reason))
         };
-        if !study.terms.analyses.iter().any(|a| a == analysis) {
-            return deny(format!(
-                "study {study_id} was not approved for {analysis} analyses (its terms allow: {})",
-                study.terms.analyses.join(", ")
-            ))
-            .await;
-        }
-        let approved = study.approved_sites();
-        let targets = self.targets(only)?;
-        if let Some(t) = targets
-            .iter()
-            .find(|t| !approved.contains(&t.name().to_string()))
-            && only.is_some_and(|o| !o.is_empty())
-        {
-            return deny(format!(
-                "study {study_id} is not approved at site {}",
-                t.name()
-            ))
-            .await;
-        }
-        let targets: Vec<&SiteClient> = targets
-            .into_iter()
-            .filter(|t| approved.contains(&t.name().to_string()))
-            .collect();
         let mut state = self.planning_state().await;
         let plan = match FederatedSql::plan(&state, sql).await {
             // A table may be new since the catalogue was read (a site added an extract, or was
@@ -131,22 +106,7 @@ impl Hub {
         let id = format!("q-{}", crate::state::random_id(8));
         tracing::info!(request_id = %id, study = study_id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
         let request_for = |site: &str| {
-            let decision = &study.sites[site];
-            let context = RequestContext {
-                study: StudyGrant {
-                    id: study.id.clone(),
-                    title: study.title.clone(),
-                    terms: study.terms.clone(),
-                    approval: decision.state,
-                    approved_by: decision.decided_by.clone(),
-                },
-                researcher: Researcher {
-                    id: who.id.clone(),
-                    roles: who.roles.clone(),
-                },
-                analysis: analysis.into(),
-                privacy: protection.clone(),
-            };
+            let context = request_context(&study, site, who, analysis, &protection);
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
 
@@ -318,6 +278,52 @@ impl Hub {
         Ok(result)
     }
 
+    /// Admits `who`'s `analysis` under `study_id` and picks its sites: hub.rego lets `who`
+    /// query the study, the study's terms list the analysis, and every site asked for approved
+    /// it (without `only`: the study's approved sites). Refusals are audited.
+    pub(crate) async fn admit(
+        &self,
+        who: &Principal,
+        study_id: &str,
+        only: Option<&[String]>,
+        analysis: &str,
+    ) -> Result<(Study, Vec<&SiteClient>), HubError> {
+        let study = self.state.study(study_id).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        let deny = |reason: String| async move {
+            let action = action_name(analysis);
+            let entry = Entry::new(&who.id, who.role(), action, Outcome::Deny, reason.clone())
+                .study(study_id);
+            self.record(entry).await?;
+            Err(HubError::Forbidden(reason))
+        };
+        if !study.terms.analyses.iter().any(|a| a == analysis) {
+            return deny(format!(
+                "study {study_id} was not approved for {analysis} analyses (its terms allow: {})",
+                study.terms.analyses.join(", ")
+            ))
+            .await;
+        }
+        let approved = study.approved_sites();
+        let targets = self.targets(only)?;
+        if let Some(t) = targets
+            .iter()
+            .find(|t| !approved.contains(&t.name().to_string()))
+            && only.is_some_and(|o| !o.is_empty())
+        {
+            return deny(format!(
+                "study {study_id} is not approved at site {}",
+                t.name()
+            ))
+            .await;
+        }
+        let targets = targets
+            .into_iter()
+            .filter(|t| approved.contains(&t.name().to_string()))
+            .collect();
+        Ok((study, targets))
+    }
+
     /// Sends the partial to every target at once and collects their protected answers.
     async fn fan_out(
         &self,
@@ -365,7 +371,11 @@ impl Hub {
 
     /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
     /// the release the researcher asked for (or the network's default ε).
-    fn protection(&self, terms: &StudyTerms, o: &QueryOptions) -> Result<Protection, HubError> {
+    pub(crate) fn protection(
+        &self,
+        terms: &StudyTerms,
+        o: &QueryOptions,
+    ) -> Result<Protection, HubError> {
         let rules = self.privacy.rules();
         let secure_aggregation = o
             .secure_aggregation
@@ -416,6 +426,38 @@ impl Hub {
                 })
             })
             .collect()
+    }
+}
+
+/// The audit trail's action for a step of `analysis` (plain SQL is a `query`).
+pub(crate) fn action_name(analysis: &str) -> &str {
+    if analysis == "sql" { "query" } else { analysis }
+}
+
+/// What a site is told about the request: the study as the hub vouches for it to that site,
+/// the researcher, the analysis and the privacy terms.
+pub(crate) fn request_context(
+    study: &Study,
+    site: &str,
+    who: &Principal,
+    analysis: &str,
+    protection: &Protection,
+) -> RequestContext {
+    let decision = &study.sites[site];
+    RequestContext {
+        study: StudyGrant {
+            id: study.id.clone(),
+            title: study.title.clone(),
+            terms: study.terms.clone(),
+            approval: decision.state,
+            approved_by: decision.decided_by.clone(),
+        },
+        researcher: Researcher {
+            id: who.id.clone(),
+            roles: who.roles.clone(),
+        },
+        analysis: analysis.into(),
+        privacy: protection.clone(),
     }
 }
 

@@ -1,12 +1,33 @@
-//! Kaplan–Meier through the hub: one federated `survival` query of per-bin counts, then the
-//! product-limit estimate here (see [`medfed_analysis::survival`]).
+//! Survival analysis through the hub (analysis `survival`):
+//! - Kaplan–Meier: one federated query of per-bin counts, then the product-limit estimate here;
+//! - Cox stratified by site: factor levels by federated counts, then Newton–Raphson on the
+//!   sites' `cox` kernel sums (see [`medfed_analysis::survival::cox`]).
 
+use medfed_analysis::glm::{FitError, Step};
+use medfed_analysis::survival::cox::{self, CoxSpec};
 use medfed_analysis::survival::{KmError, KmSpec};
-use medfed_core::survival::KmFit;
+use medfed_audit::{Decision as Outcome, Entry};
+use medfed_core::study::PrivacyMode;
+use medfed_core::survival::{CoxFit, KmFit};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::{Hub, HubError, QueryOptions};
+
+/// A researcher's Cox model request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoxRequest {
+    /// The study it runs under (must allow the `survival` analysis).
+    pub study: String,
+    /// The model.
+    #[serde(flatten)]
+    pub spec: CoxSpec,
+    /// Limit to these of the study's sites.
+    #[serde(default)]
+    pub sites: Option<Vec<String>>,
+}
 
 /// A researcher's Kaplan–Meier request.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,5 +83,73 @@ impl Hub {
     async fn refuse_km(&self, who: &Principal, study: &str, e: KmError) -> HubError {
         self.refuse(who, study, "survival", e.to_string(), HubError::Km(e))
             .await
+    }
+}
+
+impl Hub {
+    /// Fits a Cox model stratified by site; the answer equals the pooled stratified fit.
+    pub async fn cox(&self, who: &Principal, req: &CoxRequest) -> Result<CoxFit, HubError> {
+        let study = self.state.study(&req.study).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        if study.terms.privacy == PrivacyMode::Dp {
+            let reason = "Cox models run in exact studies only for now: their sums have no \
+                          declared bounds, so no differential-privacy noise can be calibrated";
+            let error = HubError::Forbidden(reason.into());
+            return Err(self
+                .refuse(who, &req.study, "survival", reason.into(), error)
+                .await);
+        }
+        let state = self.planning_state().await;
+        let only = req.sites.as_deref();
+        let options = &QueryOptions {
+            secure_aggregation: Some(false),
+            ..QueryOptions::default()
+        };
+        let run_sql = |step: Step, sql: String| async move {
+            tracing::debug!(study = %req.study, ?step, "cox level query");
+            self.query_as(who, &req.study, &sql, only, options, "survival")
+                .await
+        };
+        let run_kernel = |iteration: u32, task| async move {
+            tracing::debug!(study = %req.study, iteration, "cox kernel step");
+            self.kernel_step(who, &req.study, &task, only, "survival")
+                .await
+        };
+        let mut fit = match cox::fit(&state, &req.spec, run_sql, run_kernel).await {
+            Ok(f) => f,
+            Err(FitError::Run(e)) => return Err(e),
+            Err(FitError::Glm(e)) => {
+                let reason = e.to_string();
+                return Err(self
+                    .refuse(who, &req.study, "survival", reason, e.into())
+                    .await);
+            }
+        };
+        fit.privacy.min_cell_count = self.privacy.rules().min_cell_count;
+        fit.privacy.mode = "exact".into();
+        let digest = hex::encode(Sha256::digest(
+            serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),
+        ));
+        let entry = Entry::new(
+            &who.id,
+            who.role(),
+            "survival",
+            Outcome::Allow,
+            format!(
+                "released Cox model `{}` on {} stratified by site: {} coefficients, n = {}, \
+                 {} events, {} iterations",
+                fit.formula,
+                req.spec.table,
+                fit.coefficients.0.len(),
+                fit.n,
+                fit.events,
+                fit.iterations
+            ),
+        )
+        .study(&req.study)
+        .sites(fit.sites.keys().cloned())
+        .result_digest(digest);
+        self.record(entry).await?;
+        Ok(fit)
     }
 }

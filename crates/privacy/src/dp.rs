@@ -120,6 +120,23 @@ pub fn gaussian_i64(values: &[i64], sigma: f64) -> Result<Vec<i64>, DpError> {
     m.invoke(&values.to_vec()).map_err(dp_err)
 }
 
+/// Adds Gaussian noise of standard deviation `sigma` to each float (OpenDP's discretised,
+/// float-safe sampler): DP-FedAvg's noise on a clipped model update.
+pub fn gaussian_f64(values: &[f64], sigma: f64) -> Result<Vec<f64>, DpError> {
+    check_scale(sigma)?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(DpError("cannot noise a non-finite value".into()));
+    }
+    let m = make_gaussian::<_, _, ZeroConcentratedDivergence>(
+        VectorDomain::new(AtomDomain::<f64>::new_non_nan()),
+        L2Distance::<f64>::default(),
+        sigma,
+        None,
+    )
+    .map_err(dp_err)?;
+    m.invoke(&values.to_vec()).map_err(dp_err)
+}
+
 /// Standard deviation of each of `parties` shares of distributed Gaussian noise so that any
 /// `min_parties` surviving shares still add up to at least `sigma` (dropouts only add privacy
 /// loss if the sum carries less noise than promised, so shares are sized for the worst case).

@@ -143,6 +143,25 @@ impl SiteClient {
             .map_err(|e| SiteCallError::Failed(format!("malformed secure aggregation reply: {e}")))
     }
 
+    /// Signs `request` (a [`crate::wire::Work::Kernel`] step) and returns the site's sums.
+    pub async fn kernel(
+        &self,
+        request: &SiteRequest,
+        hub_key: &ed25519_dalek::SigningKey,
+    ) -> Result<medfed_core::kernel::KernelAnswer, SiteCallError> {
+        let ticket = request.sign(hub_key).ticket;
+        let mut stream = self
+            .flight()
+            .do_action(Action::new(crate::ACTION_KERNEL, ticket))
+            .await?;
+        let body = stream
+            .try_next()
+            .await?
+            .ok_or_else(|| SiteCallError::Failed("empty kernel reply".into()))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| SiteCallError::Failed(format!("malformed kernel reply: {e}")))
+    }
+
     /// Liveness: the site answers a `health` action.
     pub async fn health(&self) -> Result<(), SiteCallError> {
         let mut s = self

@@ -11,6 +11,9 @@
 //!   `INVALID_ARGUMENT`, anything else `INTERNAL`; messages never carry row-level data.
 //! - `DoAction("secagg", SignedRequest JSON)` → one round of secure aggregation ([`rounds`]):
 //!   the hub learns only the sum of the sites' partials.
+//! - `DoAction("kernel", SignedRequest JSON)` → one site kernel step
+//!   ([`medfed_core::kernel`]): the site checks and judges its rows like SQL, runs the step and
+//!   answers its sums as JSON.
 //!
 //! Every `DoGet` ticket is signed with the hub's Ed25519 key and names the study, the researcher,
 //! the analysis and the addressed site ([`wire`]); a site verifies it before doing anything.
@@ -28,6 +31,9 @@ pub mod wire;
 
 mod client;
 pub use client::{SiteCallError, SiteClient};
+
+/// Flight action name for one site kernel step ([`wire::Work::Kernel`]).
+pub const ACTION_KERNEL: &str = "kernel";
 
 /// Flight action name for a liveness probe.
 pub const ACTION_HEALTH: &str = "health";

@@ -11,7 +11,7 @@ use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 4;
+pub const WIRE_VERSION: u32 = 5;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -87,6 +87,11 @@ pub enum Work {
         /// Which round.
         round: crate::rounds::Round,
     },
+    /// A site kernel ([`medfed_core::kernel`]): checked rows, one step over them, its sums back.
+    Kernel {
+        /// The rows and the step.
+        task: medfed_core::kernel::KernelTask,
+    },
 }
 
 /// What travels in the ticket: the request's JSON and the hub's signature over it.
@@ -116,12 +121,12 @@ pub enum WireError {
 }
 
 impl SiteRequest {
-    /// A partial-SQL request for `site`, issued now.
-    pub fn partial_sql(
+    /// A request for `site` to do `work`, issued now.
+    pub fn new(
         request_id: impl Into<String>,
         site: impl Into<String>,
         context: RequestContext,
-        sql: impl Into<String>,
+        work: Work,
     ) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -133,8 +138,23 @@ impl SiteRequest {
             site: site.into(),
             issued_at_us: now,
             context,
-            work: Work::PartialSql { sql: sql.into() },
+            work,
         }
+    }
+
+    /// A partial-SQL request for `site`, issued now.
+    pub fn partial_sql(
+        request_id: impl Into<String>,
+        site: impl Into<String>,
+        context: RequestContext,
+        sql: impl Into<String>,
+    ) -> Self {
+        Self::new(
+            request_id,
+            site,
+            context,
+            Work::PartialSql { sql: sql.into() },
+        )
     }
 
     /// The same request doing a different piece of work (a round of secure aggregation).
@@ -149,7 +169,7 @@ impl SiteRequest {
     /// aggregation round the round too (all rounds of one query share the id).
     pub fn replay_key(&self) -> String {
         match &self.work {
-            Work::PartialSql { .. } => self.request_id.clone(),
+            Work::PartialSql { .. } | Work::Kernel { .. } => self.request_id.clone(),
             Work::SecureSql { round, .. } => {
                 format!("{}#{}", self.request_id, round.replay_tag())
             }

@@ -25,6 +25,7 @@
 
 mod config;
 mod gate;
+mod kernel;
 mod privacy;
 mod secure;
 mod service;

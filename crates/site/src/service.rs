@@ -28,10 +28,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub(crate) struct SiteService {
     pub(crate) name: SiteName,
-    store: Arc<SiteStore>,
+    pub(crate) store: Arc<SiteStore>,
     plans: PartialPlanCache,
-    gate: Gate,
-    privacy: SitePrivacy,
+    pub(crate) gate: Gate,
+    pub(crate) privacy: SitePrivacy,
     pub(crate) rounds: Rounds,
 }
 
@@ -282,9 +282,9 @@ impl FlightService for SiteService {
         let req = self.gate.admit(&request.get_ref().ticket).await?;
         let batch = match &req.work {
             Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
-            Work::SecureSql { .. } => {
+            Work::SecureSql { .. } | Work::Kernel { .. } => {
                 return Err(Status::invalid_argument(
-                    "secure aggregation rounds are Flight actions, not tickets",
+                    "secure aggregation rounds and kernels are Flight actions, not tickets",
                 ));
             }
         };
@@ -318,6 +318,18 @@ impl FlightService for SiteService {
                     stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
                 ))
             }
+            medfed_protocol::ACTION_KERNEL => {
+                let req = self.gate.admit(&request.get_ref().body).await?;
+                let Work::Kernel { task } = &req.work else {
+                    return Err(Status::invalid_argument("not a kernel step"));
+                };
+                let answer = self.kernel(&req, task).await?;
+                let body =
+                    bytes::Bytes::from(serde_json::to_vec(&answer).expect("answer serialises"));
+                Ok(Response::new(
+                    stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
+                ))
+            }
             other => Err(Status::invalid_argument(format!(
                 "unknown action `{other}`"
             ))),
@@ -336,8 +348,12 @@ impl FlightService for SiteService {
             r#type: medfed_protocol::rounds::ACTION_SECAGG.into(),
             description: "one round of secure aggregation (signed request)".into(),
         };
+        let kernel = ActionType {
+            r#type: medfed_protocol::ACTION_KERNEL.into(),
+            description: "one site kernel step (signed request)".into(),
+        };
         Ok(Response::new(
-            stream::iter([Ok(health), Ok(secagg)]).boxed(),
+            stream::iter([Ok(health), Ok(secagg), Ok(kernel)]).boxed(),
         ))
     }
 

@@ -7,6 +7,9 @@
 //! them unquoted, and the columns the custodian lists as identifiers are marked so the query
 //! checker treats them like `person_id`.
 //!
+//! Where the OMOP tables allow, the store also derives the site's feature tables
+//! ([`features`], e.g. `readmission`) once at open.
+//!
 //! Tables written by `medfed ingest` are encrypted (Parquet modular encryption, see
 //! `medfed_keys`); when the directory holds a `keyring.json` the store unwraps each table's keys
 //! with the site's key file and reads them transparently.
@@ -38,6 +41,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext, col};
 use serde::{Deserialize, Serialize};
 
 use medfed_keys::{KeyFile, Keyring};
+
+pub mod features;
 
 /// Where a site's data lives.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -160,6 +165,24 @@ impl SiteStore {
         for extra in &cfg.extra_tables {
             register_extra(&ctx, extra).await?;
             tables.push(extra.name.clone());
+        }
+        if features::READMISSION_NEEDS
+            .iter()
+            .all(|t| tables.iter().any(|have| have == t))
+            && !tables.iter().any(|t| t == "readmission")
+        {
+            let derive = async {
+                let df = ctx.sql(features::READMISSION_SQL).await?;
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                let batches = df.collect().await?;
+                let table = MemTable::try_new(schema, vec![batches])?;
+                ctx.register_table("readmission", Arc::new(table))
+            };
+            derive.await.map_err(|source| StoreError::Register {
+                path: cfg.omop_dir.join("readmission (derived)"),
+                source,
+            })?;
+            tables.push("readmission".into());
         }
         tables.sort();
         Ok(Self { ctx, tables })

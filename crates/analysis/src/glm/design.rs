@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use super::family::{Family, ln_factorial_sql};
+use super::family::{Family, FamilySql, ln_factorial_sql};
 use super::formula::{Formula, Var};
 
 /// How a variable enters the model.
@@ -45,6 +45,9 @@ pub(crate) struct Design {
     pub columns: Vec<ModelColumn>,
     /// `FROM` clause: the table, complete cases only, the researcher's filter.
     source: String,
+    table: String,
+    /// The `WHERE` condition of `source`.
+    row_filter: String,
     y: String,
     prior_weight: String,
     offset: String,
@@ -107,12 +110,12 @@ impl Design {
         }
         let mut needed: Vec<String> = formula.columns();
         needed.extend(weights.map(str::to_string));
-        let mut source = format!("SELECT * FROM {table} WHERE ");
         let complete: Vec<String> = needed.iter().map(|c| format!("{c} IS NOT NULL")).collect();
-        source.push_str(&complete.join(" AND "));
+        let mut row_filter = complete.join(" AND ");
         if let Some(f) = filter {
-            let _ = write!(source, " AND ({f})");
+            let _ = write!(row_filter, " AND ({f})");
         }
+        let source = format!("SELECT * FROM {table} WHERE {row_filter}");
         let offset = if formula.offsets.is_empty() {
             "0.0".to_string()
         } else {
@@ -132,6 +135,8 @@ impl Design {
         Design {
             columns,
             source,
+            table: table.to_string(),
+            row_filter,
             y: format!("CAST({} AS DOUBLE)", formula.response),
             prior_weight: weights.map_or("1.0".into(), |w| format!("CAST({w} AS DOUBLE)")),
             offset,
@@ -240,6 +245,48 @@ impl Design {
             base = self.base(),
         );
         out
+    }
+
+    /// Count, mean and population SD of each model column but the intercept (`n`, `m_j`,
+    /// `s_j`, j counting those columns): the network-wide standardisation of learned models.
+    pub fn moments_sql(&self) -> String {
+        let mut s = String::from("SELECT COUNT(*) AS n");
+        for (j, x) in self
+            .columns
+            .iter()
+            .filter_map(|c| c.sql.as_ref())
+            .enumerate()
+        {
+            let _ = write!(s, ", AVG({x}) AS m_{j}, STDDEV_POP({x}) AS s_{j}");
+        }
+        let _ = write!(s, " FROM ({}) AS __glm_rows", self.base());
+        s
+    }
+
+    /// The response as a SQL expression.
+    pub fn response_sql(&self) -> &str {
+        &self.y
+    }
+
+    /// The rows of the GLM kernel: response, prior weight, offset, covariates.
+    pub fn glm_row_source(&self) -> medfed_core::kernel::RowSource {
+        self.row_source(&[
+            self.y.clone(),
+            self.prior_weight.clone(),
+            self.offset.clone(),
+        ])
+    }
+
+    /// The design's rows for a site kernel: the `leading` expressions, then one column per
+    /// model column but the intercept.
+    pub fn row_source(&self, leading: &[String]) -> medfed_core::kernel::RowSource {
+        let mut columns = leading.to_vec();
+        columns.extend(self.columns.iter().filter_map(|c| c.sql.clone()));
+        medfed_core::kernel::RowSource {
+            table: self.table.clone(),
+            columns,
+            filter: Some(self.row_filter.clone()),
+        }
     }
 
     /// Row-level design matrix, response, prior weight and offset: for the pooled fit in one

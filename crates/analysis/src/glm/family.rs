@@ -11,69 +11,21 @@
 //!
 //! all times the prior weight; o is the offset (η includes it, the coefficients do not).
 
-use serde::{Deserialize, Serialize};
+pub use medfed_core::glm::Family;
 
-/// A GLM family with its canonical link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// Normal errors, identity link (linear regression).
-    Gaussian,
-    /// 0/1 outcomes, logit link (logistic regression).
-    Binomial,
-    /// Counts, log link.
-    Poisson,
-}
-
-impl std::str::FromStr for Family {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "gaussian" | "normal" | "linear" => Ok(Self::Gaussian),
-            "binomial" | "logistic" | "logit" => Ok(Self::Binomial),
-            "poisson" => Ok(Self::Poisson),
-            other => Err(format!(
-                "unknown family {other:?}: gaussian, binomial or poisson"
-            )),
-        }
-    }
-}
-
-impl Family {
-    /// The family's name, as R spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Gaussian => "gaussian",
-            Self::Binomial => "binomial",
-            Self::Poisson => "poisson",
-        }
-    }
-
-    /// Its canonical link.
-    pub fn link(self) -> &'static str {
-        match self {
-            Self::Gaussian => "identity",
-            Self::Binomial => "logit",
-            Self::Poisson => "log",
-        }
-    }
-
-    /// The link applied to a mean (starting values: the intercept at the outcome's mean).
-    pub fn link_of(self, mu: f64) -> f64 {
-        match self {
-            Self::Gaussian => mu,
-            Self::Binomial => (mu / (1.0 - mu)).ln(),
-            Self::Poisson => mu.ln(),
-        }
-    }
-
-    /// Whether the dispersion is estimated (gaussian) or fixed at 1.
-    pub fn estimates_dispersion(self) -> bool {
-        self == Self::Gaussian
-    }
-
+/// The families' SQL (the federated path's per-row arithmetic) and AIC.
+pub(crate) trait FamilySql {
     /// SQL for μ from the column `__eta`.
-    pub(crate) fn mu_sql(self) -> &'static str {
+    fn mu_sql(self) -> &'static str;
+    /// SQL for (w, w·z, deviance contribution) from `__y`, `__eta`, `__mu`, `__pw`, `__o`.
+    fn row_sql(self) -> [&'static str; 3];
+    /// AIC from the deviance and the constants of the summary query, as R's family `aic()`
+    /// plus 2 per coefficient.
+    fn aic(self, c: &AicTerms) -> f64;
+}
+
+impl FamilySql for Family {
+    fn mu_sql(self) -> &'static str {
         match self {
             Self::Gaussian => "__eta",
             Self::Binomial => "1.0 / (1.0 + exp(-__eta))",
@@ -81,8 +33,7 @@ impl Family {
         }
     }
 
-    /// SQL for (w, w·z, deviance contribution) from `__y`, `__eta`, `__mu`, `__pw`, `__o`.
-    pub(crate) fn row_sql(self) -> [&'static str; 3] {
+    fn row_sql(self) -> [&'static str; 3] {
         match self {
             Self::Gaussian => [
                 "__pw",
@@ -103,10 +54,7 @@ impl Family {
         }
     }
 
-    /// AIC from the deviance and the constants of the summary query, as R's family `aic()`
-    /// plus 2 per coefficient.
-    ///
-    pub(crate) fn aic(self, c: &AicTerms) -> f64 {
+    fn aic(self, c: &AicTerms) -> f64 {
         let p = c.p as f64;
         match self {
             Self::Gaussian => {

@@ -1,10 +1,12 @@
 //! The hub's algebra: solve each iteration's normal equations, and Wald inference at the end.
 
 use medfed_core::glm::{Coefficient, Coefficients};
+use medfed_core::kernel::{GlmSums, KernelAnswer};
 use nalgebra::{DMatrix, DVector};
 use statrs::distribution::{ContinuousCDF, Normal, StudentsT};
 
 use super::{Answer, Family, GlmError};
+use crate::kernel::KernelRound;
 
 /// One iteration's network-wide sums.
 #[derive(Debug, Clone)]
@@ -41,6 +43,52 @@ impl Sums {
             xtwx,
             xtwz,
             deviance: a.number("dev")?,
+        })
+    }
+
+    /// The network's sums of a GLM kernel step (each site's [`GlmSums`] added up).
+    pub fn from_round(round: &KernelRound, p: usize) -> Result<Self, GlmError> {
+        let mut total = GlmSums {
+            xtwx: vec![0.0; p * p],
+            xtwz: vec![0.0; p],
+            ..GlmSums::default()
+        };
+        for answer in round.answers.values() {
+            let KernelAnswer::Glm(s) = answer else {
+                return Err(GlmError::Numeric(
+                    "a site answered another kernel's sums".into(),
+                ));
+            };
+            if s.xtwx.len() != p * p || s.xtwz.len() != p {
+                return Err(GlmError::Numeric(
+                    "a site answered sums of the wrong size".into(),
+                ));
+            }
+            total.n += s.n;
+            total.deviance += s.deviance;
+            total
+                .xtwx
+                .iter_mut()
+                .zip(&s.xtwx)
+                .for_each(|(a, b)| *a += b);
+            total
+                .xtwz
+                .iter_mut()
+                .zip(&s.xtwz)
+                .for_each(|(a, b)| *a += b);
+        }
+        if !total.deviance.is_finite() || total.xtwx.iter().any(|v| !v.is_finite()) {
+            return Err(GlmError::Numeric(
+                "the sums are not finite: the fit diverged (separation, or a covariate on a \
+                 huge scale)"
+                    .into(),
+            ));
+        }
+        Ok(Sums {
+            n: total.n,
+            xtwx: DMatrix::from_row_slice(p, p, &total.xtwx),
+            xtwz: DVector::from_column_slice(&total.xtwz),
+            deviance: total.deviance,
         })
     }
 

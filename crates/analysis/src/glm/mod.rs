@@ -7,35 +7,41 @@
 //! ```
 //! Fisher scoring by iteratively reweighted least squares needs, per iteration, only XᵀWX and
 //! XᵀWz — sums over rows, so the network's sum is the pooled sum and the fit equals the pooled
-//! fit to rounding. Every step is an ordinary aggregate query run by the caller (the hub runs
-//! it as a federated query under the study, so study terms, both sides' Rego policies, the
-//! minimum cell count, dominance, secure aggregation and both audit trails apply to each
-//! iteration unchanged). This module plans the queries, reads their answers and does the
-//! algebra; [`fit`] is the entry point.
+//! fit to rounding. Levels and the summary are ordinary aggregate queries run by the caller
+//! (the hub runs them as federated queries under the study, so study terms, both sides' Rego
+//! policies, the minimum cell count, dominance and both audit trails apply). An iteration is
+//! either one more aggregate query (p² SUMs; the path secure aggregation takes) or, faster, a
+//! GLM site kernel ([`crate::kernel`]): the same sums computed natively in one pass over the
+//! site's checked rows, under the same gate. This module plans the steps, reads their answers
+//! and does the algebra; [`fit`] is the entry point.
 //!
 //! Disclosure rules (after DataSHIELD's `glmDS`): fewer than k observations, a factor level or
 //! (binomial) an outcome class under k at any site, or more coefficients than
 //! [`MAX_PARAMETER_SHARE`] × n (a saturated model reproduces its data) — refused.
 
-mod design;
+pub(crate) mod design;
 mod family;
 mod formula;
 mod inference;
+pub(crate) mod kernel;
 pub mod pooled;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::SessionState;
 use medfed_core::glm::GlmFit;
-use medfed_core::result::QueryResult;
+use medfed_core::kernel::{KernelStep, KernelTask};
+use medfed_core::result::{PrivacySummary, QueryResult, SiteOutcome};
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::KernelRound;
 use crate::variables::{self, VariableError};
 use design::{Design, Kind, Level};
 pub use family::Family;
+use family::FamilySql;
 pub use formula::{Formula, Term, Var, parse_formula};
 
 /// DataSHIELD's `nfilter.glm`: a model may have at most this share of n as coefficients.
@@ -116,19 +122,24 @@ impl<E> From<GlmError> for FitError<E> {
     }
 }
 
-/// Fits `spec`, running each step's SQL with `run` (for the hub: one federated query).
+/// Fits `spec`, running each step's SQL with `run` (for the hub: one federated query) and,
+/// given `kernel`, each IRLS iteration as a GLM site kernel instead (the same sums computed
+/// natively at the sites: one pass over the rows rather than p² SQL aggregates).
 ///
 /// `state` resolves the table's columns (the hub's catalogue); `min_cell_count` is the network's
 /// k, which the hub also applies to every answer.
-pub async fn fit<E, F, Fut>(
+pub async fn fit<E, F, Fut, K, KFut>(
     state: &SessionState,
     spec: &GlmSpec,
     min_cell_count: u64,
     mut run: F,
+    mut kernel: Option<K>,
 ) -> Result<GlmFit, FitError<E>>
 where
     F: FnMut(Step, String) -> Fut,
     Fut: std::future::Future<Output = Result<QueryResult, E>>,
+    K: FnMut(Step, KernelTask) -> KFut,
+    KFut: std::future::Future<Output = Result<KernelRound, E>>,
 {
     let Planned {
         formula,
@@ -206,26 +217,43 @@ where
         b
     };
 
+    let rows = design.glm_row_source();
+    let task = |beta: &[f64]| KernelTask {
+        rows: rows.clone(),
+        step: KernelStep::Glm {
+            family,
+            beta: beta.to_vec(),
+            intercept: formula.intercept,
+        },
+    };
     let mut beta = start(true);
-    let mut last: Option<(QueryResult, inference::Sums)> = None;
+    let mut last: Option<(Released, inference::Sums)> = None;
     let mut converged = false;
     let mut iterations = 0;
     while iterations < MAX_ITERATIONS {
         iterations += 1;
-        let sql = design.iteration_sql(family, &beta, false);
-        let result = run(Step::Iteration(iterations), sql)
-            .await
-            .map_err(FitError::Run)?;
-        let now = answered(&result);
-        if now != sites {
-            let lost: Vec<&String> = sites.symmetric_difference(&now).collect();
+        let step = Step::Iteration(iterations);
+        let (released, sums) = match kernel.as_mut() {
+            Some(k) => {
+                let round = k(step, task(&beta)).await.map_err(FitError::Run)?;
+                let sums = inference::Sums::from_round(&round, p)?;
+                (Released::from_round(round, min_cell_count), sums)
+            }
+            None => {
+                let sql = design.iteration_sql(family, &beta, false);
+                let result = run(step, sql).await.map_err(FitError::Run)?;
+                let sums = inference::Sums::read(&Answer::read(&result)?, p)?;
+                (Released::from_result(result), sums)
+            }
+        };
+        if released.answered != sites {
+            let lost: Vec<&String> = sites.symmetric_difference(&released.answered).collect();
             return Err(GlmError::SitesChanged(format!(
                 "site(s) {lost:?} answered the model's first step but not iteration {iterations} \
                  (or the other way round); refit to use the sites that answer now"
             ))
             .into());
         }
-        let sums = inference::Sums::read(&Answer::read(&result)?, p)?;
         if sums.n != n {
             return Err(GlmError::Numeric(format!(
                 "the data changed during the fit ({n} then {} observations)",
@@ -239,17 +267,28 @@ where
             .zip(&beta)
             .all(|(b1, b0)| (b1 - b0).abs() <= TOLERANCE * (b0.abs() + 0.1));
         beta = next;
-        last = Some((result, sums));
+        last = Some((released, sums));
         if moved {
             converged = true;
             break;
         }
     }
-    let (result, sums) = last.expect("at least one iteration");
+    let (released, sums) = last.expect("at least one iteration");
     let null_deviance = if formula.intercept && formula.offsets.is_empty() {
-        let sql = design.iteration_sql(family, &start(false), true);
-        let r = run(Step::NullDeviance, sql).await.map_err(FitError::Run)?;
-        Some(Answer::read(&r)?.number("dev")?)
+        let null = start(false);
+        Some(match kernel.as_mut() {
+            Some(k) => {
+                let round = k(Step::NullDeviance, task(&null))
+                    .await
+                    .map_err(FitError::Run)?;
+                inference::Sums::from_round(&round, p)?.deviance
+            }
+            None => {
+                let sql = design.iteration_sql(family, &null, true);
+                let r = run(Step::NullDeviance, sql).await.map_err(FitError::Run)?;
+                Answer::read(&r)?.number("dev")?
+            }
+        })
     } else {
         None
     };
@@ -284,22 +323,52 @@ where
         .into(),
         coefficients: estimates.coefficients,
         reference_levels,
-        sites: result.sites,
-        privacy: result.privacy,
+        sites: released.sites,
+        privacy: released.privacy,
         registered: None,
     })
 }
 
+/// Who answered an iteration and how it was protected (for the fit's report).
+struct Released {
+    answered: BTreeSet<String>,
+    sites: BTreeMap<String, SiteOutcome>,
+    privacy: PrivacySummary,
+}
+
+impl Released {
+    fn from_result(r: QueryResult) -> Self {
+        Self {
+            answered: answered(&r),
+            sites: r.sites,
+            privacy: r.privacy,
+        }
+    }
+
+    fn from_round(r: KernelRound, min_cell_count: u64) -> Self {
+        Self {
+            answered: r.answered(),
+            sites: r.sites,
+            // Each site applied the stricter of the network's k and its own to its rows.
+            privacy: PrivacySummary {
+                mode: "exact".into(),
+                min_cell_count,
+                ..PrivacySummary::default()
+            },
+        }
+    }
+}
+
 /// A formula resolved against the catalogue and the network's levels.
-struct Planned {
-    formula: Formula,
-    design: Design,
-    reference_levels: BTreeMap<String, String>,
+pub(crate) struct Planned {
+    pub formula: Formula,
+    pub design: Design,
+    pub reference_levels: BTreeMap<String, String>,
 }
 
 /// Parses the formula, learns each variable's type from the catalogue, refuses identifiers,
 /// and asks the network for the levels of every categorical variable.
-async fn plan<E, F, Fut>(
+pub(crate) async fn plan<E, F, Fut>(
     state: &SessionState,
     spec: &GlmSpec,
     run: &mut F,
@@ -389,7 +458,7 @@ where
 
 /// The levels of a grouped `level, n` answer, in R's order (numbers numerically, text by
 /// code point). A level withheld at any site (fewer than k there) refuses the model.
-fn read_levels(label: &str, r: &QueryResult) -> Result<Vec<Level>, GlmError> {
+pub(crate) fn read_levels(label: &str, r: &QueryResult) -> Result<Vec<Level>, GlmError> {
     if let Some(s) = r.privacy.suppressed.first() {
         return Err(GlmError::Disclosive(format!(
             "a level of {label} has too few observations: {}",
@@ -446,7 +515,7 @@ fn read_levels(label: &str, r: &QueryResult) -> Result<Vec<Level>, GlmError> {
 }
 
 /// The sites whose partial is in `r`.
-fn answered(r: &QueryResult) -> std::collections::BTreeSet<String> {
+pub(crate) fn answered(r: &QueryResult) -> BTreeSet<String> {
     r.sites
         .iter()
         .filter(|(_, o)| o.status == medfed_core::result::SiteStatus::Answered)
@@ -461,7 +530,7 @@ pub(crate) struct Answer<'a> {
 }
 
 impl<'a> Answer<'a> {
-    fn read(r: &'a QueryResult) -> Result<Self, GlmError> {
+    pub(crate) fn read(r: &'a QueryResult) -> Result<Self, GlmError> {
         if let Some(s) = r.privacy.suppressed.first() {
             return Err(GlmError::Disclosive(s.reason.clone()));
         }

@@ -167,26 +167,10 @@ fn irls(
         let eta = x * &beta + o;
         let (mut weight, mut wz, mut dev) = (DVector::zeros(n), DVector::zeros(n), 0.0);
         for i in 0..n {
-            let (e, yi, pw) = (eta[i], y[i], w[i]);
-            let (mu, var) = match family {
-                Family::Gaussian => (e, 1.0),
-                Family::Binomial => {
-                    let m = 1.0 / (1.0 + (-e).exp());
-                    (m, m * (1.0 - m))
-                }
-                Family::Poisson => (e.exp(), e.exp()),
-            };
-            dev += pw
-                * match family {
-                    Family::Gaussian => (yi - mu).powi(2),
-                    Family::Binomial => -2.0 * (yi * mu.ln() + (1.0 - yi) * (1.0 - mu).ln()),
-                    Family::Poisson => {
-                        2.0 * (if yi > 0.0 { yi * (yi / mu).ln() } else { 0.0 } - (yi - mu))
-                    }
-                };
-            // Working response z = (η − o) + (y − μ)/var for canonical links.
-            weight[i] = pw * var;
-            wz[i] = weight[i] * ((e - o[i]) + (yi - mu) / var);
+            let (wi, wzi, devi) = family.working(eta[i], y[i], w[i], o[i]);
+            weight[i] = wi;
+            wz[i] = wzi;
+            dev += devi;
         }
         let mut xw = x.clone();
         for (i, mut row) in xw.row_iter_mut().enumerate() {

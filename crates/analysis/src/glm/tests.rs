@@ -85,12 +85,40 @@ fn spec(formula: &str, family: Family) -> GlmSpec {
     }
 }
 
+/// No kernel: every iteration as an aggregate query.
+type NoKernel<E> = fn(Step, KernelTask) -> std::future::Ready<Result<KernelRound, E>>;
+
 async fn fitted(ctx: &SessionContext, spec: &GlmSpec) -> Result<GlmFit, GlmError> {
     let run = |_: Step, sql: String| async move { run_local(ctx, &sql).await };
-    fit(&ctx.state(), spec, 10, run).await.map_err(|e| match e {
-        FitError::Glm(e) => e,
-        FitError::Run(e) => panic!("query failed: {e}"),
-    })
+    fit(&ctx.state(), spec, 10, run, None::<NoKernel<_>>)
+        .await
+        .map_err(|e| match e {
+            FitError::Glm(e) => e,
+            FitError::Run(e) => panic!("query failed: {e}"),
+        })
+}
+
+/// The same fit with every iteration a GLM kernel over `ctx` as one site.
+async fn fitted_by_kernel(ctx: &SessionContext, spec: &GlmSpec) -> Result<GlmFit, GlmError> {
+    let run = |_: Step, sql: String| async move { run_local(ctx, &sql).await };
+    let kernel = |_: Step, task: KernelTask| async move {
+        let rows = crate::kernel::prepare(&ctx.state(), &task.rows)
+            .await
+            .unwrap();
+        let answer = crate::kernel::run(ctx, &rows, &task.step, 10, None)
+            .await
+            .unwrap();
+        let mut round = KernelRound::default();
+        round.answers.insert("one".into(), answer);
+        Ok(round)
+    };
+    // The summary's site set is empty (run_local names no sites): so is the kernel round's.
+    fit(&ctx.state(), spec, 10, run, Some(kernel))
+        .await
+        .map_err(|e| match e {
+            FitError::Glm(e) => e,
+            FitError::Run(e) => panic!("query failed: {e}"),
+        })
 }
 
 fn assert_matches_pooled(f: &GlmFit, p: &pooled::PooledFit) {
@@ -144,6 +172,11 @@ async fn all_three_families_equal_the_pooled_fit() {
         assert!(f.converged, "{formula}");
         assert_matches_pooled(&f, &p);
         assert_eq!(f.df_residual, f.n - f.coefficients.0.len() as u64);
+        // The native kernel computes the same sums as the SQL.
+        let k = fitted_by_kernel(&ctx, &s).await.unwrap();
+        assert_matches_pooled(&k, &p);
+        assert!((k.aic - f.aic).abs() < 1e-8 * f.aic.abs(), "{formula}");
+        assert_eq!(k.null_deviance.is_some(), f.null_deviance.is_some());
     }
 }
 
@@ -328,6 +361,7 @@ async fn a_site_lost_mid_fit_abandons_it() {
         &spec("yb ~ age + sex", Family::Binomial),
         10,
         run,
+        None::<NoKernel<_>>,
     )
     .await
     .map(|_| ())

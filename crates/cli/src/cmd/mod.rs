@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cox;
 pub mod deid;
 pub mod demo;
 pub mod describe;
@@ -11,9 +12,11 @@ pub mod km;
 pub mod model;
 pub mod pki;
 pub mod query;
+pub mod readmission;
 pub mod serve;
 pub mod study;
 pub mod synth;
+pub mod train;
 
 /// Resolves when the process gets Ctrl-C (or SIGTERM on Unix).
 pub async fn shutdown_signal() {

@@ -4,8 +4,10 @@
 mod admin;
 mod api;
 mod cli;
+mod cox;
 mod describe;
 mod failures;
+mod fedavg;
 mod glm;
 mod governance;
 mod ingest;

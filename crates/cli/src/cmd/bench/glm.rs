@@ -44,12 +44,13 @@ pub(super) struct Extract<'a> {
     pub dir: &'a std::path::Path,
 }
 
-/// One Parquet extract per site: x1..xp ~ N(site shift, 1), y ~ Bernoulli(logit⁻¹(Xβ)).
-/// Written once per size and reused.
+/// One Parquet extract per site: x1..xp ~ N(site shift, 1), y ~ Bernoulli(logit⁻¹(Xβ)), and
+/// a survival outcome: death time exponential with hazard 0.01·exp(Xβ/2), censored uniformly
+/// over 0–100, as whole days `fu` with `died` 1/0 (so times tie). Written once per size.
 pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
     use rand_distr::{Distribution, StandardNormal};
     let dir = a.dir.join(format!(
-        "extract-{}x{}x{}",
+        "extract-v2-{}x{}x{}",
         a.sites, a.patients, a.covariates
     ));
     std::fs::create_dir_all(&dir)?;
@@ -57,6 +58,8 @@ pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
         .map(|j| Field::new(format!("x{j}"), DataType::Float64, false))
         .collect();
     fields.push(Field::new("y", DataType::Int64, false));
+    fields.push(Field::new("fu", DataType::Float64, false));
+    fields.push(Field::new("died", DataType::Int64, false));
     let schema = Arc::new(Schema::new(fields));
     let per_site = a.patients / a.sites;
     (0..a.sites)
@@ -70,6 +73,7 @@ pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
             let beta: Vec<f64> = (1..=a.covariates).map(|j| 0.5 / j as f64).collect();
             let mut cols: Vec<Vec<f64>> = vec![Vec::with_capacity(per_site); a.covariates];
             let mut y = Vec::with_capacity(per_site);
+            let (mut fu, mut died) = (Vec::with_capacity(per_site), Vec::with_capacity(per_site));
             for _ in 0..per_site {
                 let mut eta = -0.5;
                 for (j, col) in cols.iter_mut().enumerate() {
@@ -79,12 +83,19 @@ pub(super) fn write_sites(a: &Extract) -> anyhow::Result<Vec<PathBuf>> {
                     col.push(x);
                 }
                 y.push(i64::from(rng.random_bool(1.0 / (1.0 + (-eta).exp()))));
+                let hazard = 0.01 * (0.5 * (eta + 0.5)).exp();
+                let death = -rng.random::<f64>().ln() / hazard;
+                let censor: f64 = rng.random_range(0.0..100.0);
+                fu.push(death.min(censor).floor());
+                died.push(i64::from(death <= censor));
             }
             let mut arrays: Vec<arrow::array::ArrayRef> = cols
                 .into_iter()
                 .map(|c| Arc::new(Float64Array::from(c)) as _)
                 .collect();
             arrays.push(Arc::new(Int64Array::from(y)));
+            arrays.push(Arc::new(Float64Array::from(fu)));
+            arrays.push(Arc::new(Int64Array::from(died)));
             let batch = RecordBatch::try_new(schema.clone(), arrays)?;
             let mut w = parquet::arrow::ArrowWriter::try_new(
                 std::fs::File::create(&path)?,

@@ -1,6 +1,8 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
+mod cox;
 mod describe;
+mod fedavg;
 mod glm;
 mod governance;
 mod ingest;
@@ -24,6 +26,10 @@ pub enum BenchCommand {
     Dp(privacy::DpArgs),
     /// Federated logistic regression (N sites, 1 M patients x 20 covariates) vs the pooled fit.
     Glm(glm::GlmArgs),
+    /// Cox model stratified by site (N sites, 1 M patients x 20 covariates) vs the pooled fit.
+    Cox(cox::CoxArgs),
+    /// Federated training (FedAvg) rounds per second, logistic regression and an MLP.
+    Fedavg(fedavg::FedAvgArgs),
     /// Descriptive statistics (N sites, 1 M patients) vs the same computation on pooled rows.
     Describe(describe::DescribeArgs),
     /// Ingestion: FHIR patients/s and HL7 messages/s into encrypted OMOP.
@@ -40,7 +46,9 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Secagg(a) => privacy::secagg(a),
         BenchCommand::Dp(a) => privacy::dp(a).await,
         BenchCommand::Glm(a) => glm::run(a).await,
+        BenchCommand::Cox(a) => cox::run(a).await,
         BenchCommand::Describe(a) => describe::run(a).await,
+        BenchCommand::Fedavg(a) => fedavg::run(a).await,
         BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
         BenchCommand::Deid(a) => ingest::deid(a),
     }

@@ -1,0 +1,336 @@
+//! The site's side of a kernel ([`medfed_core::kernel`]): plan and check its rows, collect them
+//! as numbers, run the step, and refuse what would disclose individuals.
+//!
+//! Trust boundary: the [`RowSource`] comes from the hub and is untrusted. It becomes
+//! `SELECT CAST((c) AS DOUBLE) AS c0, … FROM table WHERE filter`, which must plan to a
+//! projection and filter of that one table and nothing else: no joins, sub-selects, aggregates,
+//! windows, unions or limits (row pickers), and no column computed from an identifier. What it
+//! reads is returned for the site's policy to judge before anything runs. The rows never leave
+//! this module; only the step's sums do, and only over at least k rows (and k events).
+//!
+//! # Example
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! use datafusion::prelude::SessionContext;
+//! use medfed_analysis::kernel;
+//! use medfed_core::kernel::{KernelAnswer, KernelStep, KernelTask, RowSource, Ties};
+//! let ctx = SessionContext::new();
+//! ctx.sql("CREATE TABLE c (t DOUBLE, e INT, x DOUBLE) AS VALUES \
+//!          (1, 1, 0.5), (2, 1, -1), (3, 0, 2), (4, 1, 0), (5, 0, 1), (6, 1, -0.5)")
+//!     .await.unwrap().collect().await.unwrap();
+//! let task = KernelTask {
+//!     rows: RowSource { table: "c".into(), columns: vec!["t".into(), "e".into(), "x".into()], filter: None },
+//!     step: KernelStep::Cox { beta: vec![0.0], ties: Ties::Efron },
+//! };
+//! let rows = kernel::prepare(&ctx.state(), &task.rows).await.unwrap();
+//! assert_eq!(rows.reads["c"].len(), 3);
+//! let KernelAnswer::Cox(sums) = kernel::run(&ctx, &rows, &task.step, 3, None).await.unwrap() else { panic!() };
+//! assert_eq!((sums.n, sums.events), (6, 4));
+//! // k = 5 events is more than this site has: refused, nothing computed leaves.
+//! assert!(kernel::run(&ctx, &rows, &task.step, 5, None).await.is_err());
+//! # })
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use medfed_core::kernel::{KernelAnswer, KernelStep, MAX_KERNEL_COLUMNS, RowSource};
+use medfed_core::result::{SiteOutcome, SiteStatus};
+use medfed_privacy::DpRelease;
+
+use crate::glm::MAX_PARAMETER_SHARE;
+use crate::sql::{SqlError, read_only, reads};
+use crate::survival::cox::CoxRows;
+
+/// One step of a kernel across the network, as the caller (the hub) ran it.
+#[derive(Debug, Clone, Default)]
+pub struct KernelRound {
+    /// Each answering site's sums.
+    pub answers: BTreeMap<String, KernelAnswer>,
+    /// What each site did.
+    pub sites: BTreeMap<String, SiteOutcome>,
+}
+
+impl KernelRound {
+    /// The sites whose sums are in the round.
+    pub fn answered(&self) -> BTreeSet<String> {
+        self.sites
+            .iter()
+            .filter(|(_, o)| o.status == SiteStatus::Answered)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// A row source the site has planned and checked.
+#[derive(Debug)]
+pub struct PreparedRows {
+    /// Tables and columns it reads (what the site's policy judges).
+    pub reads: BTreeMap<String, BTreeSet<String>>,
+    plan: LogicalPlan,
+    columns: usize,
+}
+
+/// The SQL a row source stands for.
+///
+/// ```
+/// use medfed_core::kernel::RowSource;
+/// let rows = RowSource { table: "cohort".into(), columns: vec!["age".into()], filter: Some("age > 18".into()) };
+/// assert_eq!(medfed_analysis::kernel::row_sql(&rows).unwrap(),
+///            "SELECT CAST((age) AS DOUBLE) AS c0 FROM cohort WHERE (age > 18)");
+/// ```
+pub fn row_sql(rows: &RowSource) -> Result<String, SqlError> {
+    let t = &rows.table;
+    let plain = t
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        return Err(SqlError::Plan(format!("{t:?} is not a table name")));
+    }
+    if rows.columns.is_empty() || rows.columns.len() > MAX_KERNEL_COLUMNS {
+        return Err(SqlError::Plan(format!(
+            "a kernel reads 1 to {MAX_KERNEL_COLUMNS} columns, not {}",
+            rows.columns.len()
+        )));
+    }
+    let columns: Vec<String> = rows
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("CAST(({c}) AS DOUBLE) AS c{i}"))
+        .collect();
+    let mut sql = format!("SELECT {} FROM {t}", columns.join(", "));
+    if let Some(f) = &rows.filter {
+        sql.push_str(&format!(" WHERE ({f})"));
+    }
+    Ok(sql)
+}
+
+/// Plans `rows` against `state` and checks it is a plain projection and filter of its table.
+pub async fn prepare(state: &SessionState, rows: &RowSource) -> Result<PreparedRows, SqlError> {
+    let sql = row_sql(rows)?;
+    let plan = state.create_logical_plan(&sql).await?;
+    read_only().verify_plan(&plan)?;
+    check_shape(&plan, &rows.table)?;
+    let LogicalPlan::Projection(projection) = &plan else {
+        return Err(refused("the rows must be a projection"));
+    };
+    if projection.expr.len() != rows.columns.len() {
+        return Err(refused("a column expression spans several columns"));
+    }
+    for e in &projection.expr {
+        if let Some(column) = crate::sql::identifier_lineage(e, &projection.input) {
+            return Err(SqlError::Identifier { column });
+        }
+    }
+    let optimised = state.optimize(&plan)?;
+    Ok(PreparedRows {
+        reads: reads(&optimised),
+        plan: optimised,
+        columns: rows.columns.len(),
+    })
+}
+
+fn refused(why: &str) -> SqlError {
+    SqlError::Disclosive(format!("kernel rows: {why}"))
+}
+
+/// Only projections, filters and the one table scan: anything else could pick single rows
+/// (LIMIT, windows), reach other data (joins, sub-selects) or pre-aggregate.
+fn check_shape(plan: &LogicalPlan, table: &str) -> Result<(), SqlError> {
+    let mut problem: Option<String> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        problem = match node {
+            LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
+                node.expressions()
+                    .iter()
+                    .any(has_subquery)
+                    .then(|| "sub-selects are not allowed".to_string())
+            }
+            LogicalPlan::TableScan(scan) if scan.table_name.table().eq_ignore_ascii_case(table) => {
+                None
+            }
+            LogicalPlan::TableScan(scan) => {
+                Some(format!("it reads {} besides {table}", scan.table_name))
+            }
+            other => Some(format!(
+                "{} is not allowed (only a projection and filter of one table)",
+                other
+                    .display()
+                    .to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("this step")
+            )),
+        };
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    match problem {
+        Some(p) => Err(refused(&p)),
+        None => Ok(()),
+    }
+}
+
+fn has_subquery(e: &Expr) -> bool {
+    e.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+        ))
+    })
+    .unwrap_or(true)
+}
+
+/// Runs the prepared rows (complete rows only) and returns them column by column.
+pub async fn collect(ctx: &SessionContext, rows: &PreparedRows) -> Result<Vec<Vec<f64>>, SqlError> {
+    let state = ctx.state();
+    let physical = state
+        .query_planner()
+        .create_physical_plan(&rows.plan, &state)
+        .await?;
+    let batches = datafusion::physical_plan::collect(physical, ctx.task_ctx()).await?;
+    let mut out = vec![Vec::new(); rows.columns];
+    for b in &batches {
+        let arrays: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| c.as_primitive::<Float64Type>())
+            .collect();
+        debug_assert!(
+            b.columns()
+                .iter()
+                .all(|c| c.data_type() == &DataType::Float64)
+        );
+        'row: for i in 0..b.num_rows() {
+            for a in &arrays {
+                if a.is_null(i) || !a.value(i).is_finite() {
+                    continue 'row;
+                }
+            }
+            for (col, a) in out.iter_mut().zip(&arrays) {
+                col.push(a.value(i));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Collects the rows and runs `step` over them, refusing unless at least `k` rows (and, for a
+/// survival model, `k` events) take part and the model has no more coefficients than
+/// [`MAX_PARAMETER_SHARE`] of them (DataSHIELD's saturation rule).
+///
+/// `dp` is the request's DP release in a DP study: only training steps run there, their update
+/// clipped and noised to spend that release's ε and δ (ρ-zCDP of the Gaussian mechanism with
+/// sensitivity twice the clip bound, any change of the site's rows).
+pub async fn run(
+    ctx: &SessionContext,
+    rows: &PreparedRows,
+    step: &KernelStep,
+    k: u64,
+    dp: Option<&DpRelease>,
+) -> Result<KernelAnswer, SqlError> {
+    if dp.is_some() && !matches!(step, KernelStep::Train(_)) {
+        return Err(SqlError::Disclosive(
+            "in a differentially private study only training steps run as kernels (other \
+             kernels' sums have no declared bounds to calibrate noise to)"
+                .into(),
+        ));
+    }
+    let columns = collect(ctx, rows).await?;
+    let n = columns.first().map_or(0, Vec::len);
+    let k = k.max(1);
+    if (n as u64) < k {
+        return Err(SqlError::Disclosive(format!(
+            "fewer than k = {k} complete rows at this site"
+        )));
+    }
+    match step {
+        KernelStep::Cox { beta, ties } => {
+            let (time, rest) = columns.split_first().expect("n > 0 means columns");
+            let Some((event, covariates)) = rest.split_first() else {
+                return Err(SqlError::Plan(
+                    "a Cox kernel reads time, event and covariates".into(),
+                ));
+            };
+            if covariates.len() != beta.len() || beta.is_empty() {
+                return Err(SqlError::Plan(format!(
+                    "{} covariate columns for {} coefficients",
+                    covariates.len(),
+                    beta.len()
+                )));
+            }
+            if event.iter().any(|e| *e != 0.0 && *e != 1.0) {
+                return Err(SqlError::Plan(
+                    "the event column must be 1 (event) or 0 (censored)".into(),
+                ));
+            }
+            let events = event.iter().filter(|e| **e == 1.0).count() as u64;
+            if events < k {
+                return Err(SqlError::Disclosive(format!(
+                    "fewer than k = {k} events at this site"
+                )));
+            }
+            saturation(beta.len(), n)?;
+            let rows = CoxRows::new(time, event, covariates);
+            Ok(KernelAnswer::Cox(rows.sums(beta, *ties)))
+        }
+        KernelStep::Glm {
+            family,
+            beta,
+            intercept,
+        } => {
+            saturation(beta.len(), n)?;
+            crate::glm::kernel::sums(&columns, *family, beta, *intercept)
+                .map(KernelAnswer::Glm)
+                .map_err(SqlError::Plan)
+        }
+        KernelStep::Train(train) => {
+            saturation(train.model.parameters(), n)?;
+            let sigma = match (dp, train.dp) {
+                (Some(release), Some(bound)) => Some(update_sigma(bound.clip, release)),
+                (Some(_), None) => {
+                    return Err(SqlError::Disclosive(
+                        "a DP study's training step must clip its updates (set clip)".into(),
+                    ));
+                }
+                (None, _) => None,
+            };
+            crate::learn::train_locally(&columns, train, sigma)
+                .map(KernelAnswer::Update)
+                .map_err(SqlError::Plan)
+        }
+        KernelStep::Evaluate { model, weights } => {
+            crate::learn::evaluate_locally(&columns, *model, weights, k).map(KernelAnswer::Metrics)
+        }
+    }
+}
+
+/// The σ of a training step's noise for `release`: sensitivity 2·clip, ρ from (ε, δ).
+pub fn update_sigma(clip: f64, release: &DpRelease) -> f64 {
+    let rho = medfed_privacy::release::rho_for(release.epsilon, release.delta.max(1e-12));
+    2.0 * clip / (2.0 * rho).sqrt()
+}
+
+/// DataSHIELD's saturation rule at the site: at most [`MAX_PARAMETER_SHARE`] of its rows as
+/// coefficients.
+fn saturation(p: usize, n: usize) -> Result<(), SqlError> {
+    if p as f64 > MAX_PARAMETER_SHARE * n as f64 {
+        return Err(SqlError::Disclosive(format!(
+            "{p} coefficients for {n} rows here: at most {:.0}% as many (a saturated model \
+             reproduces its data)",
+            MAX_PARAMETER_SHARE * 100.0
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! `medfed bench fedavg`: federated training rounds per second through the hub (each round a
+//! governed `train` kernel at every site), for logistic regression and the MLP.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use medfed_analysis::learn::{Architecture, FedAvgSpec};
+use serde_json::json;
+
+use super::glm::{Extract, network, write_sites};
+
+#[derive(clap::Args)]
+pub struct FedAvgArgs {
+    /// Number of sites.
+    #[arg(long, default_value_t = 5)]
+    sites: usize,
+    /// Patients over all sites (split evenly).
+    #[arg(long, default_value_t = 1_000_000)]
+    patients: usize,
+    /// Continuous covariates.
+    #[arg(long, default_value_t = 20)]
+    covariates: usize,
+    /// Rounds per model.
+    #[arg(long, default_value_t = 10)]
+    rounds: u32,
+    /// Local epochs per round.
+    #[arg(long, default_value_t = 1)]
+    local_epochs: u32,
+    /// Local mini-batch size.
+    #[arg(long, default_value_t = 256)]
+    batch_size: u32,
+    /// MLP hidden units.
+    #[arg(long, default_value_t = 32)]
+    hidden: u32,
+    /// Working directory (data is reused between runs of the same size).
+    #[arg(long, default_value = "bench-glm")]
+    dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(a: FedAvgArgs) -> anyhow::Result<()> {
+    let files = write_sites(&Extract {
+        sites: a.sites,
+        patients: a.patients,
+        covariates: a.covariates,
+        dir: &a.dir,
+    })?;
+    let (net, who) = network(&files, a.sites, &a.dir.join("net-fedavg")).await?;
+    let rhs: Vec<String> = (1..=a.covariates).map(|j| format!("x{j}")).collect();
+    let mut rows = Vec::new();
+    for (name, model) in [
+        ("logistic", Architecture::Logistic),
+        ("mlp", Architecture::Mlp { hidden: a.hidden }),
+    ] {
+        let req = medfed_hub::FedAvgRequest {
+            study: net.studies["exact"].clone(),
+            spec: FedAvgSpec {
+                table: "sim".into(),
+                formula: format!("y ~ {}", rhs.join(" + ")),
+                model,
+                rounds: a.rounds,
+                local_epochs: a.local_epochs,
+                batch_size: a.batch_size,
+                learning_rate: 0.05,
+                l2: 0.0,
+                proximal_mu: 0.0,
+                fraction: 1.0,
+                min_sites: 2,
+                tolerance: 0.0,
+                seed: 1,
+                clip: None,
+                filter: None,
+            },
+            sites: None,
+            register: None,
+        };
+        let t = Instant::now();
+        let trained = net.hub.fedavg(&who, &req).await?;
+        let secs = t.elapsed().as_secs_f64();
+        let m = &trained.model;
+        let first = m.history.first().and_then(|r| r.loss);
+        let last = m.history.last().and_then(|r| r.loss);
+        rows.push(json!({
+            "model": name, "parameters": m.weights.len(), "rounds": m.rounds,
+            "seconds": secs, "rounds_per_second": f64::from(m.rounds) / secs,
+            "rows_per_second": (m.n as f64 * f64::from(a.local_epochs) * f64::from(m.rounds)) / secs,
+            "first_loss": first, "last_loss": last,
+        }));
+    }
+    let out = json!({"sites": a.sites, "patients": a.patients, "local_epochs": a.local_epochs,
+                     "batch_size": a.batch_size, "models": rows});
+    if a.json {
+        println!("{out}");
+    } else {
+        println!(
+            "FedAvg, {} patients over {} sites, {} epoch(s) of batch {} per round (rounds \
+             include the planning queries' time)",
+            a.patients, a.sites, a.local_epochs, a.batch_size
+        );
+        let mut t = comfy_table::Table::new();
+        t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)
+            .set_header([
+                "model",
+                "parameters",
+                "rounds",
+                "rounds/s",
+                "rows/s",
+                "loss first → last",
+            ]);
+        for r in &rows {
+            t.add_row([
+                r["model"].as_str().unwrap_or("").to_string(),
+                r["parameters"].to_string(),
+                r["rounds"].to_string(),
+                format!("{:.2}", r["rounds_per_second"].as_f64().unwrap_or(0.0)),
+                format!("{:.0}", r["rows_per_second"].as_f64().unwrap_or(0.0)),
+                format!(
+                    "{:.4} → {:.4}",
+                    r["first_loss"].as_f64().unwrap_or(f64::NAN),
+                    r["last_loss"].as_f64().unwrap_or(f64::NAN)
+                ),
+            ]);
+        }
+        println!("{t}");
+    }
+    net.shutdown().await;
+    Ok(())
+}

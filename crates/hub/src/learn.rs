@@ -1,0 +1,223 @@
+//! Federated learning through the hub (analysis `fedavg`): the outcome's classes, factor levels
+//! and the network's means and SDs by federated queries, then each round a `train` kernel at
+//! the round's selected sites, governed and audited like every step
+//! (see [`medfed_analysis::learn`]).
+
+use medfed_analysis::glm::{FitError, Step};
+use medfed_analysis::learn::{self, EvaluateSpec, Evaluation, FedAvgSpec, RoundRequest};
+use medfed_audit::{Decision as Outcome, Entry};
+use medfed_core::glm::ModelRef;
+use medfed_core::learn::TrainedModel;
+use medfed_core::study::PrivacyMode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::auth::Principal;
+use crate::models::valid_model_name;
+use crate::state::{ModelVersion, StateError};
+use crate::{Hub, HubError, QueryOptions};
+
+/// A researcher's training request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FedAvgRequest {
+    /// The study it runs under (must allow the `fedavg` analysis).
+    pub study: String,
+    /// What to train and how.
+    #[serde(flatten)]
+    pub spec: FedAvgSpec,
+    /// Train at these of the study's sites only.
+    #[serde(default)]
+    pub sites: Option<Vec<String>>,
+    /// Register the trained model under this name (a new version).
+    #[serde(default)]
+    pub register: Option<String>,
+}
+
+/// A researcher's request to score a model on each site's (held-out) rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// The study it runs under (must allow the `fedavg` analysis).
+    pub study: String,
+    /// The model and the rows.
+    #[serde(flatten)]
+    pub spec: EvaluateSpec,
+    /// Score at these of the study's sites only.
+    #[serde(default)]
+    pub sites: Option<Vec<String>>,
+}
+
+/// The trained model and its registry entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trained {
+    /// The model.
+    #[serde(flatten)]
+    pub model: TrainedModel,
+    /// Where it was registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered: Option<ModelRef>,
+}
+
+impl Hub {
+    /// Trains `req` by FedAvg/FedProx across the study's sites.
+    pub async fn fedavg(&self, who: &Principal, req: &FedAvgRequest) -> Result<Trained, HubError> {
+        let study = self.state.study(&req.study).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        if study.terms.privacy == PrivacyMode::Dp {
+            let reason = "federated training runs in exact studies for now: DP-FedAvg's clipped, \
+                          noised updates are computed at the sites, but the standardisation \
+                          query needs declared bounds that the request cannot state yet";
+            let error = HubError::Forbidden(reason.into());
+            return Err(self
+                .refuse(who, &req.study, "fedavg", reason.into(), error)
+                .await);
+        }
+        if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
+            return Err(HubError::State(StateError::Invalid(format!(
+                "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
+            ))));
+        }
+        let sites: Vec<String> = match &req.sites {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ => study.approved_sites().into_iter().collect(),
+        };
+        let state = self.planning_state().await;
+        let only = req.sites.as_deref();
+        let options = &QueryOptions {
+            secure_aggregation: Some(false),
+            ..QueryOptions::default()
+        };
+        let run_sql = |step: Step, sql: String| async move {
+            tracing::debug!(study = %req.study, ?step, "fedavg query");
+            self.query_as(who, &req.study, &sql, only, options, "fedavg")
+                .await
+        };
+        let run_round = |r: RoundRequest| async move {
+            tracing::debug!(study = %req.study, round = r.round, sites = ?r.sites, "fedavg round");
+            self.kernel_step(who, &req.study, &r.task, Some(&r.sites), "fedavg")
+                .await
+        };
+        let k = self.privacy.rules().min_cell_count;
+        let trained = learn::train(&state, &req.spec, k, &sites, run_sql, run_round).await;
+        let mut model = match trained {
+            Ok(m) => m,
+            Err(FitError::Run(e)) => return Err(e),
+            Err(FitError::Glm(e)) => {
+                let reason = e.to_string();
+                return Err(self
+                    .refuse(who, &req.study, "fedavg", reason, e.into())
+                    .await);
+            }
+        };
+        model.privacy.mode = "exact".into();
+        model.privacy.min_cell_count = k;
+        let digest = hex::encode(Sha256::digest(
+            serde_json::to_vec(&model.weights).expect("weights serialise"),
+        ));
+        let entry = Entry::new(
+            &who.id,
+            who.role(),
+            "fedavg",
+            Outcome::Allow,
+            format!(
+                "released {} model `{}` on {} ({} parameters, {} rounds, {})",
+                model.algorithm,
+                model.formula,
+                req.spec.table,
+                model.weights.len(),
+                model.rounds,
+                if model.converged {
+                    "converged"
+                } else {
+                    "not converged"
+                }
+            ),
+        )
+        .study(&req.study)
+        .sites(model.sites.keys().cloned())
+        .result_digest(digest.clone());
+        self.record(entry).await?;
+        let registered = match &req.register {
+            Some(name) => Some(
+                self.register(who, &version(who, req, &model, &digest, name))
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(Trained { model, registered })
+    }
+}
+
+/// The registry entry of a trained model.
+fn version(
+    who: &Principal,
+    req: &FedAvgRequest,
+    m: &TrainedModel,
+    digest: &str,
+    name: &str,
+) -> ModelVersion {
+    let kind = match m.model {
+        medfed_core::kernel::ModelKind::Logistic { .. } => "logistic",
+        medfed_core::kernel::ModelKind::Mlp { .. } => "mlp",
+    };
+    let last = m.history.last();
+    ModelVersion {
+        model: name.to_string(),
+        version: 0,
+        kind: format!("{}/{kind}", m.algorithm),
+        study: req.study.clone(),
+        trained_by: who.id.clone(),
+        parameters: serde_json::to_value(&req.spec).expect("spec serialises"),
+        metrics: serde_json::json!({
+            "n": m.n, "rounds": m.rounds, "converged": m.converged,
+            "final_loss": last.and_then(|r| r.loss),
+            "final_update_norm": last.map(|r| r.update_norm),
+        }),
+        artifact: serde_json::json!({
+            "formula": m.formula, "model": m.model, "features": m.features,
+            "scaling": m.scaling, "weights": m.weights, "coefficients": m.coefficients,
+        }),
+        epsilon: m.epsilon.unwrap_or(0.0),
+        sites: m.sites.keys().cloned().collect(),
+        audit_digest: digest.to_string(),
+        created_us: 0,
+    }
+}
+
+impl Hub {
+    /// Scores a model at each of the study's sites: AUROC, AUPRC, Brier score, log-loss and a
+    /// calibration table per site, computed there (an `evaluate` kernel).
+    pub async fn evaluate(
+        &self,
+        who: &Principal,
+        req: &EvaluateRequest,
+    ) -> Result<Evaluation, HubError> {
+        let study = self.state.study(&req.study).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        let state = self.planning_state().await;
+        let only = req.sites.as_deref();
+        let options = &QueryOptions {
+            secure_aggregation: Some(false),
+            ..QueryOptions::default()
+        };
+        let run_sql = |_: Step, sql: String| async move {
+            self.query_as(who, &req.study, &sql, only, options, "fedavg")
+                .await
+        };
+        let run_kernel = |task| async move {
+            self.kernel_step(who, &req.study, &task, only, "fedavg")
+                .await
+        };
+        match learn::evaluate(&state, &req.spec, run_sql, run_kernel).await {
+            Ok(e) => Ok(e),
+            Err(FitError::Run(e)) => Err(e),
+            Err(FitError::Glm(e)) => {
+                let reason = e.to_string();
+                Err(self
+                    .refuse(who, &req.study, "fedavg", reason, e.into())
+                    .await)
+            }
+        }
+    }
+}
