@@ -14,17 +14,17 @@
 //! The hub sees per iteration only XᵀWX and XᵀWz (their sum, under secure aggregation): the
 //! sufficient statistics DataSHIELD's `glmDS2` returns as well.
 
-use medfed_analysis::glm::{self, FitError, GlmSpec, Step};
+use medfed_analysis::glm::{self, GlmSpec, Step};
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::glm::GlmFit;
-use medfed_core::study::PrivacyMode;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+use crate::kernel::Steps;
 use crate::models::valid_model_name;
 use crate::state::StateError;
-use crate::{Hub, HubError, QueryOptions};
+use crate::{Hub, HubError};
 
 /// A researcher's GLM request.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,38 +49,21 @@ pub struct GlmRequest {
 impl Hub {
     /// Fits `req` across the study's sites; the answer equals the pooled fit.
     pub async fn glm(&self, who: &Principal, req: &GlmRequest) -> Result<GlmFit, HubError> {
-        let study = self.state.study(&req.study).await?;
-        self.authorize(who, "query", Some(&study), None).await?;
-        if study.terms.privacy == PrivacyMode::Dp {
-            let reason = "GLMs run in exact studies only for now: their sums have no declared \
-                          bounds, so no differential-privacy noise can be calibrated";
-            let error = HubError::Forbidden(reason.into());
-            return Err(self
-                .refuse(who, &req.study, "glm", reason.into(), error)
-                .await);
-        }
+        let why = "GLMs run in exact studies only for now: their sums have no declared \
+                   bounds, so no differential-privacy noise can be calibrated";
+        self.exact_study(who, &req.study, "glm", why).await?;
         let state = self.planning_state().await;
-        let options = QueryOptions {
-            secure_aggregation: req.secure_aggregation,
-            ..QueryOptions::default()
-        };
         let k = self.privacy.rules().min_cell_count;
-        let only = req.sites.as_deref();
-        let options = &options;
-        let run = |step: Step, sql: String| async move {
-            tracing::debug!(study = %req.study, ?step, "glm step");
-            self.query_as(who, &req.study, &sql, only, options, "glm")
-                .await
-        };
+        let mut steps = Steps::new(self, who, &req.study, req.sites.as_deref(), "glm");
+        steps.options.secure_aggregation = req.secure_aggregation;
+        let steps = &steps;
+        let run = |step: Step, sql: String| steps.sql(step, sql);
         // Iterations as site kernels, unless the sums must be masked (secure aggregation sums
         // SQL partials): the same sums, one native pass over each site's rows.
         let secure = req
             .secure_aggregation
             .unwrap_or(self.privacy.secure_aggregation);
-        let kernel = |step: Step, task| async move {
-            tracing::debug!(study = %req.study, ?step, "glm kernel step");
-            self.kernel_step(who, &req.study, &task, only, "glm").await
-        };
+        let kernel = |_: Step, task| steps.kernel(task, None);
         let kernel = (!secure).then_some(kernel);
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
@@ -88,14 +71,7 @@ impl Hub {
             ))));
         }
         let fitted = glm::fit(&state, &req.spec, k, run, kernel).await;
-        let mut fit = match fitted {
-            Ok(f) => f,
-            Err(FitError::Run(e)) => return Err(e),
-            Err(FitError::Glm(e)) => {
-                let reason = e.to_string();
-                return Err(self.refuse(who, &req.study, "glm", reason, e.into()).await);
-            }
-        };
+        let mut fit = self.fitted(who, &req.study, "glm", fitted).await?;
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),
         ));

@@ -1,8 +1,9 @@
 //! The hub's governance: who is calling, whether hub.rego lets them, studies and their approval,
 //! and the audit trail every call ends in.
 
+use medfed_analysis::glm::FitError;
 use medfed_audit::{Decision as Outcome, Entry, Record};
-use medfed_core::study::ApprovalState;
+use medfed_core::study::{ApprovalState, PrivacyMode};
 use medfed_policy::input::{HubInput, INPUT_VERSION, Now, StudyDoc};
 
 use crate::auth::{AuthError, Principal};
@@ -90,6 +91,43 @@ impl Hub {
             Ok(()) => error,
             Err(audit) => audit,
         }
+    }
+
+    /// A model fit's outcome as the hub returns it: a refusal of the model itself (disclosure,
+    /// formula, numerics) is audited under `action`; a step's own error passes through.
+    pub(crate) async fn fitted<T>(
+        &self,
+        who: &Principal,
+        study: &str,
+        action: &str,
+        outcome: Result<T, FitError<HubError>>,
+    ) -> Result<T, HubError> {
+        match outcome {
+            Ok(t) => Ok(t),
+            Err(FitError::Run(e)) => Err(e),
+            Err(FitError::Glm(e)) => {
+                let reason = e.to_string();
+                Err(self.refuse(who, study, action, reason, e.into()).await)
+            }
+        }
+    }
+
+    /// Loads `study_id` for `who` to run `action` in, refusing (audited) a DP study: `why`
+    /// says what the analysis lacks to be released with noise.
+    pub(crate) async fn exact_study(
+        &self,
+        who: &Principal,
+        study_id: &str,
+        action: &str,
+        why: &str,
+    ) -> Result<Study, HubError> {
+        let study = self.state.study(study_id).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        if study.terms.privacy == PrivacyMode::Dp {
+            let error = HubError::Forbidden(why.into());
+            return Err(self.refuse(who, study_id, action, why.into(), error).await);
+        }
+        Ok(study)
     }
 
     /// A study, if `who` may read it.

@@ -135,3 +135,82 @@ impl Hub {
         Ok(round)
     }
 }
+
+/// One analysis's steps for one researcher under one study, as the analysis modules'
+/// orchestrators call them: planning queries through [`Hub::query_as`], kernel steps through
+/// [`Hub::kernel_step`], each audited under `analysis`.
+pub(crate) struct Steps<'a> {
+    pub hub: &'a Hub,
+    pub who: &'a Principal,
+    pub study: &'a str,
+    /// The sites the request named (all the study's approved sites when `None`).
+    pub only: Option<&'a [String]>,
+    pub analysis: &'a str,
+    pub options: QueryOptions,
+}
+
+impl<'a> Steps<'a> {
+    /// Steps of `analysis` for `who` in `study` at `only`, queries without secure aggregation.
+    pub(crate) fn new(
+        hub: &'a Hub,
+        who: &'a Principal,
+        study: &'a str,
+        only: Option<&'a [String]>,
+        analysis: &'a str,
+    ) -> Self {
+        let options = QueryOptions {
+            secure_aggregation: Some(false),
+            ..QueryOptions::default()
+        };
+        Self {
+            hub,
+            who,
+            study,
+            only,
+            analysis,
+            options,
+        }
+    }
+
+    /// A planning query (levels, summaries) or, on the SQL path, an iteration.
+    pub(crate) async fn sql(
+        &self,
+        step: medfed_analysis::glm::Step,
+        sql: String,
+    ) -> Result<medfed_core::result::QueryResult, HubError> {
+        tracing::debug!(study = self.study, analysis = self.analysis, ?step, "step");
+        self.hub
+            .query_as(
+                self.who,
+                self.study,
+                &sql,
+                self.only,
+                &self.options,
+                self.analysis,
+            )
+            .await
+    }
+
+    /// A kernel step at `sites` (default: the request's).
+    pub(crate) async fn kernel(
+        &self,
+        task: KernelTask,
+        sites: Option<&[String]>,
+    ) -> Result<KernelRound, HubError> {
+        tracing::debug!(
+            study = self.study,
+            analysis = self.analysis,
+            ?sites,
+            "kernel step"
+        );
+        self.hub
+            .kernel_step(
+                self.who,
+                self.study,
+                &task,
+                sites.or(self.only),
+                self.analysis,
+            )
+            .await
+    }
+}

@@ -3,19 +3,19 @@
 //! the round's selected sites, governed and audited like every step
 //! (see [`medfed_analysis::learn`]).
 
-use medfed_analysis::glm::{FitError, Step};
+use medfed_analysis::glm::Step;
 use medfed_analysis::learn::{self, EvaluateSpec, Evaluation, FedAvgSpec, RoundRequest};
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::glm::ModelRef;
 use medfed_core::learn::TrainedModel;
-use medfed_core::study::PrivacyMode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+use crate::kernel::Steps;
 use crate::models::valid_model_name;
 use crate::state::{ModelVersion, StateError};
-use crate::{Hub, HubError, QueryOptions};
+use crate::{Hub, HubError};
 
 /// A researcher's training request.
 #[derive(Debug, Clone, Deserialize)]
@@ -62,17 +62,10 @@ pub struct Trained {
 impl Hub {
     /// Trains `req` by FedAvg/FedProx across the study's sites.
     pub async fn fedavg(&self, who: &Principal, req: &FedAvgRequest) -> Result<Trained, HubError> {
-        let study = self.state.study(&req.study).await?;
-        self.authorize(who, "query", Some(&study), None).await?;
-        if study.terms.privacy == PrivacyMode::Dp {
-            let reason = "federated training runs in exact studies for now: DP-FedAvg's clipped, \
-                          noised updates are computed at the sites, but the standardisation \
-                          query needs declared bounds that the request cannot state yet";
-            let error = HubError::Forbidden(reason.into());
-            return Err(self
-                .refuse(who, &req.study, "fedavg", reason.into(), error)
-                .await);
-        }
+        let why = "federated training runs in exact studies for now: DP-FedAvg's clipped, \
+                   noised updates are computed at the sites, but the standardisation query \
+                   needs declared bounds that the request cannot state yet";
+        let study = self.exact_study(who, &req.study, "fedavg", why).await?;
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
@@ -83,33 +76,12 @@ impl Hub {
             _ => study.approved_sites().into_iter().collect(),
         };
         let state = self.planning_state().await;
-        let only = req.sites.as_deref();
-        let options = &QueryOptions {
-            secure_aggregation: Some(false),
-            ..QueryOptions::default()
-        };
-        let run_sql = |step: Step, sql: String| async move {
-            tracing::debug!(study = %req.study, ?step, "fedavg query");
-            self.query_as(who, &req.study, &sql, only, options, "fedavg")
-                .await
-        };
-        let run_round = |r: RoundRequest| async move {
-            tracing::debug!(study = %req.study, round = r.round, sites = ?r.sites, "fedavg round");
-            self.kernel_step(who, &req.study, &r.task, Some(&r.sites), "fedavg")
-                .await
-        };
+        let steps = &Steps::new(self, who, &req.study, req.sites.as_deref(), "fedavg");
+        let run_sql = |step: Step, sql: String| steps.sql(step, sql);
+        let run_round = |r: RoundRequest| async move { steps.kernel(r.task, Some(&r.sites)).await };
         let k = self.privacy.rules().min_cell_count;
         let trained = learn::train(&state, &req.spec, k, &sites, run_sql, run_round).await;
-        let mut model = match trained {
-            Ok(m) => m,
-            Err(FitError::Run(e)) => return Err(e),
-            Err(FitError::Glm(e)) => {
-                let reason = e.to_string();
-                return Err(self
-                    .refuse(who, &req.study, "fedavg", reason, e.into())
-                    .await);
-            }
-        };
+        let mut model = self.fitted(who, &req.study, "fedavg", trained).await?;
         model.privacy.mode = "exact".into();
         model.privacy.min_cell_count = k;
         let digest = hex::encode(Sha256::digest(
@@ -196,28 +168,10 @@ impl Hub {
         let study = self.state.study(&req.study).await?;
         self.authorize(who, "query", Some(&study), None).await?;
         let state = self.planning_state().await;
-        let only = req.sites.as_deref();
-        let options = &QueryOptions {
-            secure_aggregation: Some(false),
-            ..QueryOptions::default()
-        };
-        let run_sql = |_: Step, sql: String| async move {
-            self.query_as(who, &req.study, &sql, only, options, "fedavg")
-                .await
-        };
-        let run_kernel = |task| async move {
-            self.kernel_step(who, &req.study, &task, only, "fedavg")
-                .await
-        };
-        match learn::evaluate(&state, &req.spec, run_sql, run_kernel).await {
-            Ok(e) => Ok(e),
-            Err(FitError::Run(e)) => Err(e),
-            Err(FitError::Glm(e)) => {
-                let reason = e.to_string();
-                Err(self
-                    .refuse(who, &req.study, "fedavg", reason, e.into())
-                    .await)
-            }
-        }
+        let steps = &Steps::new(self, who, &req.study, req.sites.as_deref(), "fedavg");
+        let run_sql = |step: Step, sql: String| steps.sql(step, sql);
+        let run_kernel = |task| steps.kernel(task, None);
+        let scored = learn::evaluate(&state, &req.spec, run_sql, run_kernel).await;
+        self.fitted(who, &req.study, "fedavg", scored).await
     }
 }

@@ -3,16 +3,16 @@
 //! - Cox stratified by site: factor levels by federated counts, then Newton–Raphson on the
 //!   sites' `cox` kernel sums (see [`medfed_analysis::survival::cox`]).
 
-use medfed_analysis::glm::{FitError, Step};
+use medfed_analysis::glm::Step;
 use medfed_analysis::survival::cox::{self, CoxSpec};
 use medfed_analysis::survival::{KmError, KmSpec};
 use medfed_audit::{Decision as Outcome, Entry};
-use medfed_core::study::PrivacyMode;
 use medfed_core::survival::{CoxFit, KmFit};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
+use crate::kernel::Steps;
 use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's Cox model request.
@@ -89,42 +89,15 @@ impl Hub {
 impl Hub {
     /// Fits a Cox model stratified by site; the answer equals the pooled stratified fit.
     pub async fn cox(&self, who: &Principal, req: &CoxRequest) -> Result<CoxFit, HubError> {
-        let study = self.state.study(&req.study).await?;
-        self.authorize(who, "query", Some(&study), None).await?;
-        if study.terms.privacy == PrivacyMode::Dp {
-            let reason = "Cox models run in exact studies only for now: their sums have no \
-                          declared bounds, so no differential-privacy noise can be calibrated";
-            let error = HubError::Forbidden(reason.into());
-            return Err(self
-                .refuse(who, &req.study, "survival", reason.into(), error)
-                .await);
-        }
+        let why = "Cox models run in exact studies only for now: their sums have no declared \
+                   bounds, so no differential-privacy noise can be calibrated";
+        self.exact_study(who, &req.study, "survival", why).await?;
         let state = self.planning_state().await;
-        let only = req.sites.as_deref();
-        let options = &QueryOptions {
-            secure_aggregation: Some(false),
-            ..QueryOptions::default()
-        };
-        let run_sql = |step: Step, sql: String| async move {
-            tracing::debug!(study = %req.study, ?step, "cox level query");
-            self.query_as(who, &req.study, &sql, only, options, "survival")
-                .await
-        };
-        let run_kernel = |iteration: u32, task| async move {
-            tracing::debug!(study = %req.study, iteration, "cox kernel step");
-            self.kernel_step(who, &req.study, &task, only, "survival")
-                .await
-        };
-        let mut fit = match cox::fit(&state, &req.spec, run_sql, run_kernel).await {
-            Ok(f) => f,
-            Err(FitError::Run(e)) => return Err(e),
-            Err(FitError::Glm(e)) => {
-                let reason = e.to_string();
-                return Err(self
-                    .refuse(who, &req.study, "survival", reason, e.into())
-                    .await);
-            }
-        };
+        let steps = &Steps::new(self, who, &req.study, req.sites.as_deref(), "survival");
+        let run_sql = |step: Step, sql: String| steps.sql(step, sql);
+        let run_kernel = |_: u32, task| steps.kernel(task, None);
+        let fitted = cox::fit(&state, &req.spec, run_sql, run_kernel).await;
+        let mut fit = self.fitted(who, &req.study, "survival", fitted).await?;
         fit.privacy.min_cell_count = self.privacy.rules().min_cell_count;
         fit.privacy.mode = "exact".into();
         let digest = hex::encode(Sha256::digest(

@@ -35,9 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use medfed_core::kernel::{KernelAnswer, KernelStep, MAX_KERNEL_COLUMNS, RowSource};
 use medfed_core::result::{SiteOutcome, SiteStatus};
@@ -151,7 +151,7 @@ fn check_shape(plan: &LogicalPlan, table: &str) -> Result<(), SqlError> {
             LogicalPlan::Projection(_) | LogicalPlan::Filter(_) | LogicalPlan::SubqueryAlias(_) => {
                 node.expressions()
                     .iter()
-                    .any(has_subquery)
+                    .any(crate::sql::has_subquery)
                     .then(|| "sub-selects are not allowed".to_string())
             }
             LogicalPlan::TableScan(scan) if scan.table_name.table().eq_ignore_ascii_case(table) => {
@@ -180,16 +180,6 @@ fn check_shape(plan: &LogicalPlan, table: &str) -> Result<(), SqlError> {
         Some(p) => Err(refused(&p)),
         None => Ok(()),
     }
-}
-
-fn has_subquery(e: &Expr) -> bool {
-    e.exists(|e| {
-        Ok(matches!(
-            e,
-            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
-        ))
-    })
-    .unwrap_or(true)
 }
 
 /// Runs the prepared rows (complete rows only) and returns them column by column.

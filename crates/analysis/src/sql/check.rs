@@ -135,7 +135,8 @@ fn check_input(input: &LogicalPlan) -> Result<()> {
     }
 }
 
-fn has_subquery(e: &Expr) -> bool {
+/// True if `e` contains a sub-select (scalar, EXISTS or IN).
+pub(crate) fn has_subquery(e: &Expr) -> bool {
     e.exists(|e| {
         Ok(matches!(
             e,

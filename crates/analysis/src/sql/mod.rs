@@ -38,7 +38,7 @@ use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
 use datafusion::prelude::{SQLOptions, SessionContext};
 
-pub(crate) use check::identifier_lineage;
+pub(crate) use check::{has_subquery, identifier_lineage};
 pub use error::{Result, SqlError};
 pub use reads::reads;
 pub use site::{

@@ -8,6 +8,7 @@ use medfed_core::survival::CoxFit;
 use serde_json::json;
 
 use crate::glm::{simulated_sites, start};
+use crate::support::post;
 
 /// Each site's rows as a stratum: fu, died, then x, sex, and dummies for grp b and c.
 fn strata(files: &[PathBuf]) -> Vec<CoxRows> {
@@ -41,17 +42,7 @@ async fn stratified_cox_equals_the_pooled_fit_and_refuses_what_it_must() {
     let pooled_strata = strata(&files);
     let http = reqwest::Client::new();
     let url = format!("{}/v1/analyses/cox", net.hub_url);
-    let call = async |body: serde_json::Value, token: &str| {
-        let r = http
-            .post(&url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.text().await.unwrap())
-    };
+    let call = async |body: serde_json::Value, token: &str| post(&http, &url, token, &body).await;
     let rita = net.tokens["researcher"].clone();
     let studies = net.studies.clone();
     let body = |formula: &str, extra: serde_json::Value| {

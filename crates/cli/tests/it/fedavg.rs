@@ -7,6 +7,7 @@ use medfed_analysis::learn::{Architecture, FedAvgSpec, pooled};
 use serde_json::json;
 
 use crate::glm::{simulated_sites, start};
+use crate::support::post;
 
 /// Outcome `yb` and the raw features x, sex, grp=b, grp=c of every site's rows.
 fn pooled_rows(files: &[PathBuf]) -> (Vec<f64>, [Vec<f64>; 4]) {
@@ -140,16 +141,7 @@ async fn fedavg_over_http_refuses_what_it_must() {
     let net = start(&dir.path().join("net"), "sim", files).await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/analyses/fedavg", net.hub_url);
-    let call = async |body: serde_json::Value, token: &str| {
-        let r = http
-            .post(&url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let call = async |body: serde_json::Value, token: &str| post(&http, &url, token, &body).await;
     let rita = net.tokens["researcher"].clone();
     let base = json!({"study": net.studies["exact"], "table": "sim",
                       "formula": "yb ~ x + sex", "model": {"mlp": {"hidden": 4}}, "rounds": 3});

@@ -8,6 +8,8 @@ use medfed_devnet::{Devnet, DevnetConfig};
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::support::post;
+
 /// One CSV per site: x (continuous), sex (0/1), grp (a/b/c), exposure t, three outcomes drawn
 /// from known models, and follow-up days `fu` with a death indicator `died`. Sites differ in size and in their covariate mix.
 pub fn simulated_sites(dir: &Path) -> Vec<PathBuf> {
@@ -190,20 +192,9 @@ async fn glm_over_http_speaks_rs_names_and_refuses_what_it_must() {
     let http = reqwest::Client::new();
     let url = format!("{}/v1/analyses/glm", net.hub_url);
     let call = async |body: serde_json::Value, token: &str| {
-        let r = http
-            .post(&url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
-            text,
-        )
+        let (status, text) = post(&http, &url, token, &body).await;
+        let value = serde_json::from_str::<serde_json::Value>(&text).unwrap();
+        (status, value, text)
     };
     let rita = net.tokens["researcher"].clone();
     let auditor = net.tokens["auditor"].clone();

@@ -188,3 +188,16 @@ pub fn assert_released_eq(body: &Value, pooled: &[Vec<Value>], sql: &str) {
     }
     assert_rows_eq(rows, &masked, sql);
 }
+
+/// POSTs `body` to `url` as `token`; returns the status and the body's text (kept as text so
+/// callers can read objects in their order).
+pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) -> (u16, String) {
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}

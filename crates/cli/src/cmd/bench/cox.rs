@@ -10,29 +10,16 @@ use medfed_analysis::survival::cox::{self, CoxRows, CoxSpec};
 use medfed_core::kernel::{RowSource, Ties};
 use serde_json::json;
 
-use super::glm::{Extract, network, write_sites};
+use super::glm::Simulation;
 use super::stats;
 
 #[derive(clap::Args)]
 pub struct CoxArgs {
-    /// Number of sites.
-    #[arg(long, default_value_t = 5)]
-    sites: usize,
-    /// Patients over all sites (split evenly).
-    #[arg(long, default_value_t = 1_000_000)]
-    patients: usize,
-    /// Continuous covariates.
-    #[arg(long, default_value_t = 20)]
-    covariates: usize,
+    #[command(flatten)]
+    sim: Simulation,
     /// Timed fits of each kind.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Working directory (data is reused between runs of the same size).
-    #[arg(long, default_value = "bench-glm")]
-    dir: PathBuf,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// The pooled reference: every site's file read in this process, one stratum each, then
@@ -60,19 +47,13 @@ async fn pooled_fit(files: &[PathBuf], p: usize) -> anyhow::Result<(Vec<f64>, u3
 }
 
 pub async fn run(a: CoxArgs) -> anyhow::Result<()> {
-    let files = write_sites(&Extract {
-        sites: a.sites,
-        patients: a.patients,
-        covariates: a.covariates,
-        dir: &a.dir,
-    })?;
-    let (net, who) = network(&files, a.sites, &a.dir.join("net-cox")).await?;
-    let rhs: Vec<String> = (1..=a.covariates).map(|j| format!("x{j}")).collect();
+    let sim = &a.sim;
+    let (files, net, who) = sim.start("net-cox").await?;
     let req = medfed_hub::CoxRequest {
         study: net.studies["exact"].clone(),
         spec: CoxSpec {
             table: "sim".into(),
-            formula: format!("Surv(fu, died) ~ {}", rhs.join(" + ")),
+            formula: format!("Surv(fu, died) ~ {}", sim.covariate_sum()),
             ties: Ties::Efron,
             filter: None,
         },
@@ -85,7 +66,7 @@ pub async fn run(a: CoxArgs) -> anyhow::Result<()> {
         fed_fit = Some(net.hub.cox(&who, &req).await?);
         fed.push(t.elapsed().as_secs_f64() * 1e3);
         let t = Instant::now();
-        pooled = Some(pooled_fit(&files, a.covariates).await?);
+        pooled = Some(pooled_fit(&files, sim.covariates).await?);
         pool.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let (fit, (beta, pooled_iterations)) = (fed_fit.unwrap(), pooled.unwrap());
@@ -99,13 +80,13 @@ pub async fn run(a: CoxArgs) -> anyhow::Result<()> {
     let (fed_p50, _) = stats(fed);
     let (pool_p50, _) = stats(pool);
     let out = json!({
-        "sites": a.sites, "patients": fit.n, "events": fit.events,
+        "sites": sim.sites, "patients": fit.n, "events": fit.events,
         "coefficients": fit.coefficients.0.len(), "iterations": fit.iterations,
         "pooled_iterations": pooled_iterations,
         "federated_ms": fed_p50, "pooled_ms": pool_p50,
         "federated_over_pooled": fed_p50 / pool_p50, "max_abs_diff": max_diff,
     });
-    if a.json {
+    if sim.json {
         println!("{out}");
     } else {
         println!(
@@ -113,7 +94,7 @@ pub async fn run(a: CoxArgs) -> anyhow::Result<()> {
              {} Newton iterations (pooled: {})",
             out["patients"],
             out["events"],
-            a.sites,
+            sim.sites,
             out["coefficients"],
             out["iterations"],
             pooled_iterations

@@ -1,25 +1,17 @@
 //! `medfed bench fedavg`: federated training rounds per second through the hub (each round a
 //! governed `train` kernel at every site), for logistic regression and the MLP.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use medfed_analysis::learn::{Architecture, FedAvgSpec};
 use serde_json::json;
 
-use super::glm::{Extract, network, write_sites};
+use super::glm::Simulation;
 
 #[derive(clap::Args)]
 pub struct FedAvgArgs {
-    /// Number of sites.
-    #[arg(long, default_value_t = 5)]
-    sites: usize,
-    /// Patients over all sites (split evenly).
-    #[arg(long, default_value_t = 1_000_000)]
-    patients: usize,
-    /// Continuous covariates.
-    #[arg(long, default_value_t = 20)]
-    covariates: usize,
+    #[command(flatten)]
+    sim: Simulation,
     /// Rounds per model.
     #[arg(long, default_value_t = 10)]
     rounds: u32,
@@ -32,23 +24,11 @@ pub struct FedAvgArgs {
     /// MLP hidden units.
     #[arg(long, default_value_t = 32)]
     hidden: u32,
-    /// Working directory (data is reused between runs of the same size).
-    #[arg(long, default_value = "bench-glm")]
-    dir: PathBuf,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 pub async fn run(a: FedAvgArgs) -> anyhow::Result<()> {
-    let files = write_sites(&Extract {
-        sites: a.sites,
-        patients: a.patients,
-        covariates: a.covariates,
-        dir: &a.dir,
-    })?;
-    let (net, who) = network(&files, a.sites, &a.dir.join("net-fedavg")).await?;
-    let rhs: Vec<String> = (1..=a.covariates).map(|j| format!("x{j}")).collect();
+    let sim = &a.sim;
+    let (_, net, who) = sim.start("net-fedavg").await?;
     let mut rows = Vec::new();
     for (name, model) in [
         ("logistic", Architecture::Logistic),
@@ -58,7 +38,7 @@ pub async fn run(a: FedAvgArgs) -> anyhow::Result<()> {
             study: net.studies["exact"].clone(),
             spec: FedAvgSpec {
                 table: "sim".into(),
-                formula: format!("y ~ {}", rhs.join(" + ")),
+                formula: format!("y ~ {}", sim.covariate_sum()),
                 model,
                 rounds: a.rounds,
                 local_epochs: a.local_epochs,
@@ -89,15 +69,15 @@ pub async fn run(a: FedAvgArgs) -> anyhow::Result<()> {
             "first_loss": first, "last_loss": last,
         }));
     }
-    let out = json!({"sites": a.sites, "patients": a.patients, "local_epochs": a.local_epochs,
+    let out = json!({"sites": sim.sites, "patients": sim.patients, "local_epochs": a.local_epochs,
                      "batch_size": a.batch_size, "models": rows});
-    if a.json {
+    if sim.json {
         println!("{out}");
     } else {
         println!(
             "FedAvg, {} patients over {} sites, {} epoch(s) of batch {} per round (rounds \
              include the planning queries' time)",
-            a.patients, a.sites, a.local_epochs, a.batch_size
+            sim.patients, sim.sites, a.local_epochs, a.batch_size
         );
         let mut t = comfy_table::Table::new();
         t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED)

@@ -14,26 +14,59 @@ use serde_json::json;
 
 use super::stats;
 
+/// The simulated network the model benchmarks (glm, cox, fedavg) share.
 #[derive(clap::Args)]
-pub struct GlmArgs {
+pub struct Simulation {
     /// Number of sites.
     #[arg(long, default_value_t = 5)]
-    sites: usize,
+    pub sites: usize,
     /// Patients over all sites (split evenly).
     #[arg(long, default_value_t = 1_000_000)]
-    patients: usize,
+    pub patients: usize,
     /// Continuous covariates.
     #[arg(long, default_value_t = 20)]
-    covariates: usize,
+    pub covariates: usize,
+    /// Working directory (data is reused between runs of the same size).
+    #[arg(long, default_value = "bench-glm")]
+    pub dir: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Simulation {
+    /// The sites' extracts (written once per size) and a network serving them as `sim`,
+    /// with the researcher who asks it; `net` names the network's directory.
+    pub(super) async fn start(
+        &self,
+        net: &str,
+    ) -> anyhow::Result<(Vec<PathBuf>, Devnet, medfed_hub::auth::Principal)> {
+        let files = write_sites(&Extract {
+            sites: self.sites,
+            patients: self.patients,
+            covariates: self.covariates,
+            dir: &self.dir,
+        })?;
+        let (devnet, who) = network(&files, self.sites, &self.dir.join(net)).await?;
+        Ok((files, devnet, who))
+    }
+
+    /// `x1 + x2 + … + xp`.
+    pub(super) fn covariate_sum(&self) -> String {
+        (1..=self.covariates)
+            .map(|j| format!("x{j}"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+#[derive(clap::Args)]
+pub struct GlmArgs {
+    #[command(flatten)]
+    sim: Simulation,
     /// Timed fits of each kind.
     #[arg(long, default_value_t = 3)]
     runs: usize,
-    /// Working directory (data is reused between runs of the same size).
-    #[arg(long, default_value = "bench-glm")]
-    dir: PathBuf,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 /// The simulated extract: `patients` split evenly over `sites`, `covariates` columns, under `dir`.
@@ -142,28 +175,17 @@ pub(super) async fn pooled_context(
 }
 
 pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
-    if !a.json {
+    let sim = &a.sim;
+    if !sim.json {
         eprintln!(
             "writing {} sites x {} patients x {} covariates (once)...",
-            a.sites,
-            a.patients / a.sites,
-            a.covariates
+            sim.sites,
+            sim.patients / sim.sites,
+            sim.covariates
         );
     }
-    let files = write_sites(&Extract {
-        sites: a.sites,
-        patients: a.patients,
-        covariates: a.covariates,
-        dir: &a.dir,
-    })?;
-    let (net, who) = network(&files, a.sites, &a.dir.join("net")).await?;
-    let formula = format!(
-        "y ~ {}",
-        (1..=a.covariates)
-            .map(|j| format!("x{j}"))
-            .collect::<Vec<_>>()
-            .join(" + ")
-    );
+    let (files, net, who) = sim.start("net").await?;
+    let formula = format!("y ~ {}", sim.covariate_sum());
     let spec = GlmSpec {
         table: "sim".into(),
         formula,
@@ -213,14 +235,14 @@ pub async fn run(a: GlmArgs) -> anyhow::Result<()> {
     let (sec_p50, _) = stats(sec.clone());
     let (pool_p50, _) = stats(pool.clone());
     let out = json!({
-        "sites": a.sites, "patients": fed_fit.n, "coefficients": fed_fit.coefficients.0.len(),
+        "sites": sim.sites, "patients": fed_fit.n, "coefficients": fed_fit.coefficients.0.len(),
         "iterations": fed_fit.iterations,
         "federated_ms": fed_p50, "secure_ms": sec_p50, "pooled_ms": pool_p50,
         "federated_over_pooled": fed_p50 / pool_p50, "secure_over_pooled": sec_p50 / pool_p50,
         "max_abs_diff_federated": max_diff(&fed_fit), "max_abs_diff_secure": max_diff(&sec_fit),
         "pooled_iterations": pooled_fit.iterations,
     });
-    if a.json {
+    if sim.json {
         println!("{out}");
     } else {
         print_table(&out);
