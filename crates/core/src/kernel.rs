@@ -91,13 +91,35 @@ pub enum KernelStep {
     /// the 0/1 outcome, then the features.
     Train(TrainStep),
     /// Scores a model on the site's rows (its held-out data) and answers how well it
-    /// discriminates and how well it is calibrated. Rows: the 0/1 outcome, then the features.
+    /// discriminates and how well it is calibrated. Rows: the 0/1 outcome, then the features,
+    /// then with `fine_tune` a split column (0: fine-tune on the row, 1: score it).
     Evaluate {
         /// The model.
         model: ModelKind,
         /// Its flat parameters.
         weights: Vec<f64>,
+        /// Personalise first: train the model further on the site's own split-0 rows, then
+        /// score that site's own version (which never leaves it) on its split-1 rows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fine_tune: Option<FineTune>,
     },
+}
+
+/// Local fine-tuning of a federated model at one site (seed 001's personalised model).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FineTune {
+    /// Passes over the site's fine-tuning rows.
+    pub epochs: u32,
+    /// Rows per gradient step.
+    pub batch_size: u32,
+    /// Step size.
+    pub learning_rate: f64,
+    /// L2 penalty on the weights.
+    pub l2: f64,
+    /// Pull towards the federated model (FedProx's μ; keeps the personal model close).
+    pub proximal_mu: f64,
+    /// Seeds the shuffling.
+    pub seed: u64,
 }
 
 /// What a site trains locally in one federated round.

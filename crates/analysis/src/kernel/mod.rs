@@ -300,9 +300,12 @@ pub async fn run(
                 .map(KernelAnswer::Update)
                 .map_err(SqlError::Plan)
         }
-        KernelStep::Evaluate { model, weights } => {
-            crate::learn::evaluate_locally(&columns, *model, weights, k).map(KernelAnswer::Metrics)
-        }
+        KernelStep::Evaluate {
+            model,
+            weights,
+            fine_tune,
+        } => crate::learn::evaluate_locally(&columns, *model, weights, fine_tune.as_ref(), k)
+            .map(KernelAnswer::Metrics),
     }
 }
 

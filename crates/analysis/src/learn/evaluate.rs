@@ -1,10 +1,24 @@
-//! A model's discrimination and calibration on one site's held-out rows, computed at the site:
-//! AUROC (Mann–Whitney, ties counted half), AUPRC (average precision over tied groups), Brier
-//! score, log-loss and a calibration table of equal-count bins of at least k rows each.
+//! A model's discrimination and calibration on each site's held-out rows, computed at the
+//! site: AUROC (Mann–Whitney, ties counted half), AUPRC (average precision over tied groups),
+//! Brier score, log-loss and a calibration table of equal-count bins of at least k rows each —
+//! optionally after the site personalises the model on its own rows (the personal model never
+//! leaves it). [`evaluate`] is the hub's side, [`at_site`] the site's.
 
-use medfed_core::kernel::{CalibrationBin, Metrics, ModelKind};
+use std::collections::BTreeMap;
+use std::future::Future;
 
-use super::local::{Rows, log_loss};
+use datafusion::execution::SessionState;
+use medfed_core::kernel::{
+    CalibrationBin, FineTune, KernelAnswer, KernelStep, KernelTask, Metrics, ModelKind, TrainStep,
+};
+use medfed_core::result::{QueryResult, SiteOutcome};
+use serde::{Deserialize, Serialize};
+
+use super::local::{self, Rows, log_loss};
+use super::{inputs, standardised};
+use crate::glm::{FitError, GlmError, Step};
+use crate::kernel::KernelRound;
+use crate::sql::SqlError;
 
 /// Most calibration bins.
 pub const CALIBRATION_BINS: usize = 10;
@@ -89,6 +103,178 @@ pub(crate) fn metrics(z: &[f64], y: &[f64], k: u64) -> Result<Metrics, String> {
         log_loss: loss,
         calibration,
     })
+}
+
+/// A trained model to score on held-out rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvaluateSpec {
+    /// Table of the rows to score.
+    pub table: String,
+    /// The model's formula (its design gives the inputs).
+    pub formula: String,
+    /// The model.
+    pub model: ModelKind,
+    /// Its flat parameters.
+    pub weights: Vec<f64>,
+    /// Its inputs' standardisation.
+    pub scaling: Vec<[f64; 2]>,
+    /// SQL condition selecting the rows to score (the held-out ones), or with `fine_tune`
+    /// the rows to fine-tune on and score.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// Personalise the model at each site first (the personal model never leaves the site).
+    #[serde(default)]
+    pub fine_tune: Option<FineTune>,
+    /// With `fine_tune`: SQL expression that is 1 for rows to score and 0 for rows to
+    /// fine-tune on (e.g. `holdout`).
+    #[serde(default)]
+    pub split: Option<String>,
+}
+
+/// How a model scored at each site.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Per site: AUROC, AUPRC, Brier score, log-loss, calibration table.
+    pub metrics: BTreeMap<String, Metrics>,
+    /// What each site did.
+    pub sites: BTreeMap<String, SiteOutcome>,
+}
+
+/// Scores `spec` at every site `run_kernel` asks: per site, AUROC, AUPRC, Brier score,
+/// log-loss and a calibration table, each computed at the site over its own rows.
+pub async fn evaluate<E, F, Fut, K, KFut>(
+    state: &SessionState,
+    spec: &EvaluateSpec,
+    mut run_sql: F,
+    run_kernel: K,
+) -> Result<Evaluation, FitError<E>>
+where
+    F: FnMut(Step, String) -> Fut,
+    Fut: Future<Output = Result<QueryResult, E>>,
+    K: FnOnce(KernelTask) -> KFut,
+    KFut: Future<Output = Result<KernelRound, E>>,
+{
+    let (_, features, raw) = inputs(
+        state,
+        &spec.table,
+        &spec.formula,
+        spec.filter.as_deref(),
+        &mut run_sql,
+    )
+    .await?;
+    if features.len() != spec.model.features() || spec.scaling.len() != features.len() {
+        return Err(GlmError::Model(format!(
+            "the formula has {} inputs; the model takes {}",
+            features.len(),
+            spec.model.features()
+        ))
+        .into());
+    }
+    let mut rows = standardised(raw, &spec.scaling);
+    match (&spec.fine_tune, &spec.split) {
+        (Some(_), Some(split)) => rows.columns.push(split.clone()),
+        (Some(_), None) => {
+            return Err(GlmError::Model(
+                "fine-tuning needs a split: 0 for rows to fine-tune on, 1 for rows to score".into(),
+            )
+            .into());
+        }
+        _ => {}
+    }
+    let task = KernelTask {
+        rows,
+        step: KernelStep::Evaluate {
+            model: spec.model,
+            weights: spec.weights.clone(),
+            fine_tune: spec.fine_tune,
+        },
+    };
+    let round = run_kernel(task).await.map_err(FitError::Run)?;
+    let metrics = round
+        .answers
+        .into_iter()
+        .filter_map(|(site, a)| match a {
+            KernelAnswer::Metrics(m) => Some((site, m)),
+            _ => None,
+        })
+        .collect();
+    Ok(Evaluation {
+        metrics,
+        sites: round.sites,
+    })
+}
+
+/// The site's side of an `evaluate` step over rows given column by column: outcome, features
+/// and, with `fine_tune`, the split (0: fine-tune on, 1: score).
+pub(crate) fn at_site(
+    columns: &[Vec<f64>],
+    model: ModelKind,
+    weights: &[f64],
+    fine_tune: Option<&FineTune>,
+    k: u64,
+) -> Result<Metrics, SqlError> {
+    let invalid = |m: &str| SqlError::Plan(m.into());
+    let (columns, split) = match fine_tune {
+        Some(_) => {
+            let (split, rest) = columns
+                .split_last()
+                .ok_or_else(|| invalid("fine-tuning reads a split column"))?;
+            (rest, Some(split))
+        }
+        None => (columns, None),
+    };
+    let [y, _, ..] = columns else {
+        return Err(invalid("an evaluation reads the outcome and the features"));
+    };
+    if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
+        return Err(invalid("the outcome must be 0 or 1"));
+    }
+    let (weights, scored) = match (fine_tune, split) {
+        (Some(f), Some(split)) => {
+            let side = |s: f64| -> Vec<Vec<f64>> {
+                columns
+                    .iter()
+                    .map(|c| {
+                        c.iter()
+                            .zip(split)
+                            .filter(|(_, v)| **v == s)
+                            .map(|(x, _)| *x)
+                            .collect()
+                    })
+                    .collect()
+            };
+            let (own, held_out) = (side(0.0), side(1.0));
+            if (own[0].len() as u64) < k.max(1) {
+                return Err(SqlError::Disclosive(format!(
+                    "fewer than k = {k} rows to fine-tune on here"
+                )));
+            }
+            let step = TrainStep {
+                model,
+                weights: weights.to_vec(),
+                epochs: f.epochs.clamp(1, 100),
+                batch_size: f.batch_size.max(1),
+                learning_rate: f.learning_rate,
+                l2: f.l2,
+                proximal_mu: f.proximal_mu,
+                seed: f.seed,
+                dp: None,
+            };
+            let rows = Rows {
+                y: &own[0],
+                x: &own[1..],
+            };
+            let (personal, _) = local::fit(&rows, &step).map_err(SqlError::Plan)?;
+            (personal, held_out)
+        }
+        _ => (weights.to_vec(), columns.to_vec()),
+    };
+    let rows = Rows {
+        y: &scored[0],
+        x: &scored[1..],
+    };
+    let z = logits(&rows, model, &weights).map_err(SqlError::Plan)?;
+    metrics(&z, &scored[0], k).map_err(SqlError::Disclosive)
 }
 
 #[cfg(test)]

@@ -48,10 +48,7 @@ pub(crate) fn train(
         return Err("the L2 penalty and the proximal term cannot be negative".into());
     }
     let rows = Rows { y, x: features };
-    let (weights, loss) = match step.model {
-        ModelKind::Logistic { .. } => logistic(&rows, step),
-        ModelKind::Mlp { hidden, .. } => super::mlp::train(&rows, hidden as usize, step)?,
-    };
+    let (weights, loss) = fit(&rows, step)?;
     let mut delta: Vec<f64> = weights
         .iter()
         .zip(&step.weights)
@@ -70,6 +67,14 @@ pub(crate) fn train(
         delta,
         loss: sigma.is_none().then_some(loss),
     })
+}
+
+/// Trains from `step.weights` over `rows`; the trained weights and the starting model's loss.
+pub(crate) fn fit(rows: &Rows, step: &TrainStep) -> Result<(Vec<f64>, f64), String> {
+    match step.model {
+        ModelKind::Logistic { .. } => Ok(logistic(rows, step)),
+        ModelKind::Mlp { hidden, .. } => super::mlp::train(rows, hidden as usize, step),
+    }
 }
 
 /// A site's rows: outcome and feature columns.

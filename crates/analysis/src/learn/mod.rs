@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::glm::FitError;
 use crate::glm::{self, Answer, Family, GlmError, GlmSpec, Step};
 use crate::kernel::KernelRound;
-pub use evaluate::CALIBRATION_BINS;
+pub(crate) use evaluate::at_site as evaluate_locally;
+pub use evaluate::{CALIBRATION_BINS, EvaluateSpec, Evaluation, evaluate};
 pub(crate) use local::train as train_locally;
 
 /// Consecutive rounds with too few answers after which training stops.
@@ -149,7 +150,7 @@ struct Prepared {
 
 /// The model's inputs: the design of `formula` over `table` (levels of its factors asked of
 /// the network), the feature names, and the raw rows (outcome first).
-async fn inputs<E, F, Fut>(
+pub(super) async fn inputs<E, F, Fut>(
     state: &SessionState,
     table: &str,
     formula: &str,
@@ -186,7 +187,7 @@ where
 }
 
 /// `raw` with every feature standardised by its `[mean, sd]`.
-fn standardised(raw: RowSource, scaling: &[[f64; 2]]) -> RowSource {
+pub(super) fn standardised(raw: RowSource, scaling: &[[f64; 2]]) -> RowSource {
     let mut columns = vec![raw.columns[0].clone()];
     for (c, [mean, sd]) in raw.columns[1..].iter().zip(scaling) {
         columns.push(format!("(({c}) - {mean:?}) / {sd:?}"));
@@ -255,107 +256,6 @@ where
         scaling,
         n,
     })
-}
-
-/// A trained model to score on held-out rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvaluateSpec {
-    /// Table of the rows to score.
-    pub table: String,
-    /// The model's formula (its design gives the inputs).
-    pub formula: String,
-    /// The model.
-    pub model: ModelKind,
-    /// Its flat parameters.
-    pub weights: Vec<f64>,
-    /// Its inputs' standardisation.
-    pub scaling: Vec<[f64; 2]>,
-    /// SQL condition selecting the rows to score (the held-out ones).
-    #[serde(default, rename = "where")]
-    pub filter: Option<String>,
-}
-
-/// How a model scored at each site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// Per site: AUROC, AUPRC, Brier score, log-loss, calibration table.
-    pub metrics: BTreeMap<String, medfed_core::kernel::Metrics>,
-    /// What each site did.
-    pub sites: BTreeMap<String, medfed_core::result::SiteOutcome>,
-}
-
-/// Scores `spec` at every site `run_kernel` asks: per site, AUROC, AUPRC, Brier score,
-/// log-loss and a calibration table, each computed at the site over its own rows.
-pub async fn evaluate<E, F, Fut, K, KFut>(
-    state: &SessionState,
-    spec: &EvaluateSpec,
-    mut run_sql: F,
-    run_kernel: K,
-) -> Result<Evaluation, FitError<E>>
-where
-    F: FnMut(Step, String) -> Fut,
-    Fut: Future<Output = Result<QueryResult, E>>,
-    K: FnOnce(KernelTask) -> KFut,
-    KFut: Future<Output = Result<KernelRound, E>>,
-{
-    let (_, features, raw) = inputs(
-        state,
-        &spec.table,
-        &spec.formula,
-        spec.filter.as_deref(),
-        &mut run_sql,
-    )
-    .await?;
-    if features.len() != spec.model.features() || spec.scaling.len() != features.len() {
-        return Err(GlmError::Model(format!(
-            "the formula has {} inputs; the model takes {}",
-            features.len(),
-            spec.model.features()
-        ))
-        .into());
-    }
-    let task = KernelTask {
-        rows: standardised(raw, &spec.scaling),
-        step: KernelStep::Evaluate {
-            model: spec.model,
-            weights: spec.weights.clone(),
-        },
-    };
-    let round = run_kernel(task).await.map_err(FitError::Run)?;
-    let metrics = round
-        .answers
-        .into_iter()
-        .filter_map(|(site, a)| match a {
-            KernelAnswer::Metrics(m) => Some((site, m)),
-            _ => None,
-        })
-        .collect();
-    Ok(Evaluation {
-        metrics,
-        sites: round.sites,
-    })
-}
-
-/// Scores a model over rows given column by column (outcome, then features): the site's
-/// side of an `evaluate` kernel step.
-pub(crate) fn evaluate_locally(
-    columns: &[Vec<f64>],
-    model: ModelKind,
-    weights: &[f64],
-    k: u64,
-) -> Result<medfed_core::kernel::Metrics, crate::sql::SqlError> {
-    use crate::sql::SqlError;
-    let [y, x @ ..] = columns else {
-        return Err(SqlError::Plan(
-            "an evaluation reads the outcome and the features".into(),
-        ));
-    };
-    if y.iter().any(|v| *v != 0.0 && *v != 1.0) {
-        return Err(SqlError::Plan("the outcome must be 0 or 1".into()));
-    }
-    let rows = local::Rows { y, x };
-    let z = evaluate::logits(&rows, model, weights).map_err(SqlError::Plan)?;
-    evaluate::metrics(&z, y, k).map_err(SqlError::Disclosive)
 }
 
 /// Starting weights: zeros for logistic regression; for the MLP, He-normal first-layer

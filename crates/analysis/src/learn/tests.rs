@@ -243,3 +243,32 @@ fn a_dp_update_is_clipped_noised_and_carries_no_count() {
     let unbounded = TrainStep { dp: None, ..step };
     assert!(super::train_locally(&columns, &unbounded, Some(sigma)).is_err());
 }
+
+#[test]
+fn a_site_scores_its_personalised_model_on_its_held_out_rows_only() {
+    use medfed_core::kernel::{FineTune, ModelKind};
+    let per_site = rows(2);
+    let y: Vec<f64> = per_site.iter().map(|r| r.0).collect();
+    let a: Vec<f64> = per_site.iter().map(|r| r.1).collect();
+    let split: Vec<f64> = (0..y.len()).map(|i| f64::from(u8::from(i % 5 == 0))).collect();
+    let held_out = split.iter().filter(|s| **s == 1.0).count() as u64;
+    let model = ModelKind::Logistic { features: 1 };
+    // A global model that knows nothing (all zeros) ranks every row alike.
+    let blank = [0.0, 0.0];
+    let columns = [y.clone(), a.clone(), split.clone()];
+    let tune = FineTune {
+        epochs: 5,
+        batch_size: 16,
+        learning_rate: 0.2,
+        l2: 0.0,
+        proximal_mu: 0.0,
+        seed: 3,
+    };
+    let tuned = super::evaluate_locally(&columns, model, &blank, Some(&tune), 5).unwrap();
+    assert_eq!(tuned.n, held_out);
+    let plain = super::evaluate_locally(&[y, a], model, &blank, None, 5).unwrap();
+    assert_eq!(plain.auroc, 0.5);
+    assert!(tuned.auroc > 0.75, "{}", tuned.auroc);
+    // Too few rows to fine-tune on is refused, not answered.
+    assert!(super::evaluate_locally(&columns, model, &blank, Some(&tune), 10_000).is_err());
+}

@@ -1,8 +1,9 @@
 //! `medfed train readmission`: the 30-day readmission study end to end on a network of
 //! synthetic hospitals — features from each site's OMOP data (its `readmission` feature
 //! table), federated logistic regression and MLP by FedAvg, the same models trained on each
-//! site alone and on all rows pooled, each scored on every site's held-out patients (AUROC,
-//! AUPRC, Brier score, calibration) by the sites themselves.
+//! site alone and on all rows pooled, and the federated model personalised by each site on its
+//! own patients, each scored on every site's held-out patients (AUROC, AUPRC, Brier score,
+//! calibration) by the sites themselves.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use datafusion::prelude::SessionContext;
 use medfed_analysis::glm::pooled::run_local;
 use medfed_analysis::kernel::{self, KernelRound};
 use medfed_analysis::learn::{self, Architecture, EvaluateSpec, FedAvgSpec, RoundRequest};
-use medfed_core::kernel::Metrics;
+use medfed_core::kernel::{FineTune, Metrics};
 use medfed_core::learn::TrainedModel;
 use medfed_core::result::{SiteOutcome, SiteStatus};
 use medfed_devnet::{Devnet, DevnetConfig};
@@ -116,12 +117,14 @@ async fn pooled(net: &Devnet, s: &FedAvgSpec, k: u64) -> anyhow::Result<TrainedM
         })
 }
 
-/// Scores `m` on the held-out patients of `sites` (all of the study's when `None`).
+/// Scores `m` on the held-out patients of `sites` (all of the study's when `None`); with
+/// `fine_tune`, each site first personalises it on its own training patients.
 async fn score(
     net: &Devnet,
     who: &Principal,
     m: &TrainedModel,
     sites: Option<Vec<String>>,
+    fine_tune: Option<FineTune>,
 ) -> anyhow::Result<std::collections::BTreeMap<String, Metrics>> {
     let req = medfed_hub::EvaluateRequest {
         study: net.studies["exact"].clone(),
@@ -131,7 +134,9 @@ async fn score(
             model: m.model,
             weights: m.weights.clone(),
             scaling: m.scaling.clone(),
-            filter: Some("holdout = 1".into()),
+            filter: fine_tune.is_none().then(|| "holdout = 1".into()),
+            split: fine_tune.map(|_| "holdout".into()),
+            fine_tune,
         },
         sites,
     };
@@ -184,18 +189,28 @@ pub async fn run(a: ReadmissionArgs) -> anyhow::Result<()> {
             register: None,
         };
         let federated = net.hub.fedavg(&who, &request(None)).await?.model;
-        let fed_scores = score(&net, &who, &federated, None).await?;
+        let fed_scores = score(&net, &who, &federated, None, None).await?;
+        let tune = FineTune {
+            epochs: 2,
+            batch_size: s.batch_size,
+            learning_rate: s.learning_rate,
+            l2: s.l2,
+            proximal_mu: 0.1,
+            seed: 11,
+        };
+        let tuned_scores = score(&net, &who, &federated, None, Some(tune)).await?;
         let pool = pooled(&net, &s, k).await?;
-        let pool_scores = score(&net, &who, &pool, None).await?;
+        let pool_scores = score(&net, &who, &pool, None, None).await?;
         for site in &sites {
             let alone = net
                 .hub
                 .fedavg(&who, &request(Some(vec![site.clone()])))
                 .await?
                 .model;
-            let alone_scores = score(&net, &who, &alone, Some(vec![site.clone()])).await?;
+            let alone_scores = score(&net, &who, &alone, Some(vec![site.clone()]), None).await?;
             for (training, scores) in [
                 ("federated", &fed_scores),
+                ("federated + local fine-tuning", &tuned_scores),
                 ("site alone", &alone_scores),
                 ("pooled", &pool_scores),
             ] {
