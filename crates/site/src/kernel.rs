@@ -57,7 +57,7 @@ impl SiteService {
             .stricter(&self.privacy.rules(&decision))
             .min_cell_count;
         let dp = protection.dp.as_ref();
-        let answer = kernel::run(ctx, &rows, &task.step, k, dp).await?;
+        let answer = kernel::run_cached(ctx, &rows, &task.step, k, dp, Some(&self.rows)).await?;
         if let Some(release) = dp {
             self.privacy
                 .charge(req, release.epsilon, release.delta)

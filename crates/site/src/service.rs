@@ -33,6 +33,8 @@ pub(crate) struct SiteService {
     pub(crate) gate: Gate,
     pub(crate) privacy: SitePrivacy,
     pub(crate) rounds: Rounds,
+    /// Rows of recent kernel steps (a fit's iterations read the tables once).
+    pub(crate) rows: medfed_analysis::kernel::RowCache,
 }
 
 /// What the audit trail says about a step that succeeded.
@@ -78,6 +80,7 @@ impl SiteService {
             gate,
             privacy,
             rounds: Rounds::default(),
+            rows: Default::default(),
         }
     }
 

@@ -32,6 +32,8 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
@@ -74,6 +76,70 @@ pub struct PreparedRows {
     pub reads: BTreeMap<String, BTreeSet<String>>,
     plan: LogicalPlan,
     columns: usize,
+    sql: String,
+}
+
+/// The collected rows of recent row sources, so that the iterations of one fit read the
+/// site's tables once rather than once per iteration. Entries expire after `ttl` (a fit's
+/// rows are meant to stay the same through it; new data shows in the next fit), and sources
+/// of more than `max_values` numbers are not kept.
+pub struct RowCache {
+    entries: Mutex<Vec<CachedRows>>,
+    ttl: Duration,
+    max_values: usize,
+}
+
+struct CachedRows {
+    sql: String,
+    at: Instant,
+    columns: Arc<Vec<Vec<f64>>>,
+}
+
+impl Default for RowCache {
+    /// Two minutes, up to 32 M numbers (256 MB) in all.
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+            ttl: Duration::from_secs(120),
+            max_values: 32 << 20,
+        }
+    }
+}
+
+impl RowCache {
+    /// The rows of `prepared`, from the cache while fresh, else collected (and kept).
+    pub async fn rows(
+        &self,
+        ctx: &SessionContext,
+        prepared: &PreparedRows,
+    ) -> Result<Arc<Vec<Vec<f64>>>, SqlError> {
+        {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.retain(|e| e.at.elapsed() < self.ttl);
+            if let Some(e) = entries.iter().find(|e| e.sql == prepared.sql) {
+                return Ok(e.columns.clone());
+            }
+        }
+        let columns = Arc::new(collect(ctx, prepared).await?);
+        let size: usize = columns.iter().map(Vec::len).sum();
+        if size <= self.max_values {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut held: usize = entries
+                .iter()
+                .map(|e| e.columns.iter().map(Vec::len).sum::<usize>())
+                .sum();
+            while held + size > self.max_values && !entries.is_empty() {
+                let old = entries.remove(0);
+                held -= old.columns.iter().map(Vec::len).sum::<usize>();
+            }
+            entries.push(CachedRows {
+                sql: prepared.sql.clone(),
+                at: Instant::now(),
+                columns: columns.clone(),
+            });
+        }
+        Ok(columns)
+    }
 }
 
 /// The SQL a row source stands for.
@@ -135,6 +201,7 @@ pub async fn prepare(state: &SessionState, rows: &RowSource) -> Result<PreparedR
         reads: reads(&optimised),
         plan: optimised,
         columns: rows.columns.len(),
+        sql,
     })
 }
 
@@ -230,6 +297,18 @@ pub async fn run(
     k: u64,
     dp: Option<&DpRelease>,
 ) -> Result<KernelAnswer, SqlError> {
+    run_cached(ctx, rows, step, k, dp, None).await
+}
+
+/// [`run`], reading the rows through `cache` when given (a site keeps one).
+pub async fn run_cached(
+    ctx: &SessionContext,
+    rows: &PreparedRows,
+    step: &KernelStep,
+    k: u64,
+    dp: Option<&DpRelease>,
+    cache: Option<&RowCache>,
+) -> Result<KernelAnswer, SqlError> {
     if dp.is_some() && !matches!(step, KernelStep::Train(_)) {
         return Err(SqlError::Disclosive(
             "in a differentially private study only training steps run as kernels (other \
@@ -237,7 +316,11 @@ pub async fn run(
                 .into(),
         ));
     }
-    let columns = collect(ctx, rows).await?;
+    let columns = match cache {
+        Some(c) => c.rows(ctx, rows).await?,
+        None => Arc::new(collect(ctx, rows).await?),
+    };
+    let columns: &[Vec<f64>] = &columns;
     let n = columns.first().map_or(0, Vec::len);
     let k = k.max(1);
     if (n as u64) < k {
@@ -281,7 +364,7 @@ pub async fn run(
             intercept,
         } => {
             saturation(beta.len(), n)?;
-            crate::glm::kernel::sums(&columns, *family, beta, *intercept)
+            crate::glm::kernel::sums(columns, *family, beta, *intercept)
                 .map(KernelAnswer::Glm)
                 .map_err(SqlError::Plan)
         }
@@ -296,7 +379,7 @@ pub async fn run(
                 }
                 (None, _) => None,
             };
-            crate::learn::train_locally(&columns, train, sigma)
+            crate::learn::train_locally(columns, train, sigma)
                 .map(KernelAnswer::Update)
                 .map_err(SqlError::Plan)
         }
@@ -304,7 +387,7 @@ pub async fn run(
             model,
             weights,
             fine_tune,
-        } => crate::learn::evaluate_locally(&columns, *model, weights, fine_tune.as_ref(), k)
+        } => crate::learn::evaluate_locally(columns, *model, weights, fine_tune.as_ref(), k)
             .map(KernelAnswer::Metrics),
     }
 }

@@ -250,7 +250,9 @@ fn a_site_scores_its_personalised_model_on_its_held_out_rows_only() {
     let per_site = rows(2);
     let y: Vec<f64> = per_site.iter().map(|r| r.0).collect();
     let a: Vec<f64> = per_site.iter().map(|r| r.1).collect();
-    let split: Vec<f64> = (0..y.len()).map(|i| f64::from(u8::from(i % 5 == 0))).collect();
+    let split: Vec<f64> = (0..y.len())
+        .map(|i| f64::from(u8::from(i % 5 == 0)))
+        .collect();
     let held_out = split.iter().filter(|s| **s == 1.0).count() as u64;
     let model = ModelKind::Logistic { features: 1 };
     // A global model that knows nothing (all zeros) ranks every row alike.

@@ -288,3 +288,28 @@ async fn kernels_other_than_training_are_refused_in_dp_studies() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_fits_rows_are_read_once_and_kept_for_its_iterations() {
+    let sites = site_contexts().await;
+    let ctx = &sites[1];
+    let source = medfed_core::kernel::RowSource {
+        table: "c".into(),
+        columns: vec!["t".into(), "e".into(), "x1".into()],
+        filter: None,
+    };
+    let rows = crate::kernel::prepare(&ctx.state(), &source).await.unwrap();
+    let cache = crate::kernel::RowCache::default();
+    let first = cache.rows(ctx, &rows).await.unwrap();
+    assert_eq!(first[0].len(), 11);
+    ctx.sql("INSERT INTO c VALUES (1.0, 1.0, 0.0, 0.0)")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    // Within the fit the rows stay what they were; a fresh read sees the new one.
+    assert!(std::sync::Arc::ptr_eq(&first, &cache.rows(ctx, &rows).await.unwrap()));
+    let fresh = crate::kernel::RowCache::default();
+    assert_eq!(fresh.rows(ctx, &rows).await.unwrap()[0].len(), 12);
+}
