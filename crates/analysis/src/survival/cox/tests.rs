@@ -309,7 +309,10 @@ async fn a_fits_rows_are_read_once_and_kept_for_its_iterations() {
         .await
         .unwrap();
     // Within the fit the rows stay what they were; a fresh read sees the new one.
-    assert!(std::sync::Arc::ptr_eq(&first, &cache.rows(ctx, &rows).await.unwrap()));
+    assert!(std::sync::Arc::ptr_eq(
+        &first,
+        &cache.rows(ctx, &rows).await.unwrap()
+    ));
     let fresh = crate::kernel::RowCache::default();
     assert_eq!(fresh.rows(ctx, &rows).await.unwrap()[0].len(), 12);
 }
