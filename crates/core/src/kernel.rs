@@ -148,10 +148,17 @@ pub struct TrainStep {
 
 /// DP-FedAvg at a site: the update is clipped to an L2 norm, then Gaussian noise is added,
 /// its σ sized by the site itself from the request's ε and δ (so a hub cannot ask for less).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+///
+/// The request's (ε, δ) is the whole run's: the site charges it once, sizes each round's noise
+/// for ρ/`rounds` (zCDP composes by adding ρ), and refuses round `rounds + 1` of the `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateDp {
     /// Largest L2 norm of an update.
     pub clip: f64,
+    /// The training run whose rounds share the release.
+    pub run: String,
+    /// Rounds the run may take at this site.
+    pub rounds: u32,
 }
 
 /// A model a site can train.
@@ -186,6 +193,25 @@ impl ModelKind {
             Self::Mlp { features, hidden } => {
                 let (f, h) = (features as usize, hidden as usize);
                 f * h + h + h + 1
+            }
+        }
+    }
+
+    /// Whether flat parameter `j` is a weight (penalised by L2) rather than an intercept or bias.
+    ///
+    /// ```
+    /// use medfed_core::kernel::ModelKind;
+    /// let mlp = ModelKind::Mlp { features: 2, hidden: 3 };
+    /// let weights: Vec<bool> = (0..mlp.parameters()).map(|j| mlp.is_weight(j)).collect();
+    /// assert_eq!(weights.iter().filter(|w| **w).count(), 2 * 3 + 3);
+    /// assert!(!ModelKind::Logistic { features: 2 }.is_weight(0));
+    /// ```
+    pub fn is_weight(self, j: usize) -> bool {
+        match self {
+            Self::Logistic { .. } => j > 0,
+            Self::Mlp { features, hidden } => {
+                let (f, h) = (features as usize, hidden as usize);
+                j < f * h || (f * h + h..f * h + 2 * h).contains(&j)
             }
         }
     }

@@ -1,6 +1,11 @@
 //! A site's privacy-budget ledger: per study, the (ε, δ) total its custodian allows and what
 //! releases have spent, under basic composition (spends add up).
 //!
+//! A multi-round release — a DP-FedAvg training run, whose rounds compose under zCDP far more
+//! tightly than their ε would add up — is one spend: [`BudgetLedger::charge_round`] charges the
+//! run's whole (ε, δ) the first time this site takes part and then counts its rounds, refusing
+//! any past the number the run declared (and so paid for).
+//!
 //! The ledger belongs to the site, not the hub: a site charges it itself and refuses a request
 //! that would overspend, whatever the hub says. Charging is one conditional `UPDATE` inside a
 //! transaction, so concurrent requests cannot both take the last of a budget, and the ledger is
@@ -98,6 +103,17 @@ pub enum LedgerError {
     /// The same request was already charged.
     #[error("request {0} was already charged")]
     Duplicate(String),
+    /// A run asked for a round past the number it declared.
+    #[error("training run {run} has used all {rounds} round(s) it was charged for at this site")]
+    RunSpent {
+        /// The run.
+        run: String,
+        /// Rounds it declared.
+        rounds: u32,
+    },
+    /// A run came back with other terms than it was charged for.
+    #[error("training run {0} was charged for other terms (ε, δ or rounds) at this site")]
+    RunChanged(String),
     /// A negative or non-finite spend.
     #[error("invalid privacy spend: {0}")]
     Invalid(String),
@@ -127,7 +143,13 @@ impl BudgetLedger {
             "privacy ledger",
             include_str!("../migrations/0001_ledger.sql"),
         );
-        db.migrate(&[TABLES], "_medfed_ledger_migrations").await?;
+        const RUNS: Step = (
+            2,
+            "multi-round releases",
+            include_str!("../migrations/0002_runs.sql"),
+        );
+        db.migrate(&[TABLES, RUNS], "_medfed_ledger_migrations")
+            .await?;
         Ok(Self { db })
     }
 
@@ -209,55 +231,196 @@ impl BudgetLedger {
         delta: f64,
     ) -> Result<Balance, LedgerError> {
         validate(epsilon, delta)?;
-        let now = now_us();
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO privacy_budgets (study_id, epsilon_total, delta_total, updated_us) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (study_id) DO NOTHING",
-        )
-        .bind(study)
-        .bind(total.epsilon)
-        .bind(total.delta)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let updated = sqlx::query(
-            "UPDATE privacy_budgets SET epsilon_spent = epsilon_spent + $1, \
-             delta_spent = delta_spent + $2, updated_us = $3 \
-             WHERE study_id = $4 AND epsilon_spent + $1 <= epsilon_total + $5 \
-             AND delta_spent + $2 <= delta_total + $6",
-        )
-        .bind(epsilon)
-        .bind(delta)
-        .bind(now)
-        .bind(study)
-        .bind(SLACK)
-        .bind(SLACK * 1e-6)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
+        if let Err(e) = spend(&mut tx, study, total, request_id, epsilon, delta).await {
             tx.rollback().await?;
-            let balance = self.balance(study, total).await?;
-            return Err(exhausted(&balance, epsilon, delta));
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO privacy_charges (study_id, request_id, epsilon, delta, at_us) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (study_id, request_id) DO NOTHING",
-        )
-        .bind(study)
-        .bind(request_id)
-        .bind(epsilon)
-        .bind(delta)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Err(LedgerError::Duplicate(request_id.to_string()));
+            return Err(self.explain(e, study, total, epsilon, delta).await);
         }
         tx.commit().await?;
         self.balance(study, total).await
     }
+
+    /// Takes one round of `run` for `study`: the first round charges the run's whole (ε, δ)
+    /// (as the release `run:<id>`), later ones only count, and a round past the run's declared
+    /// number, or one with other terms, is refused. Returns the round's number here (1-based).
+    pub async fn charge_round(
+        &self,
+        study: &str,
+        total: Budget,
+        run: &RunTerms,
+    ) -> Result<u32, LedgerError> {
+        validate(run.epsilon, run.delta)?;
+        if run.rounds == 0 || run.id.is_empty() {
+            return Err(LedgerError::Invalid(format!(
+                "run {:?} of {} rounds",
+                run.id, run.rounds
+            )));
+        }
+        let mut tx = self.db.pool.begin().await?;
+        let opened = sqlx::query(
+            "INSERT INTO privacy_runs (study_id, run_id, rounds_total, rounds_used, epsilon, \
+             delta, at_us) VALUES ($1, $2, $3, 1, $4, $5, $6) \
+             ON CONFLICT (study_id, run_id) DO NOTHING",
+        )
+        .bind(study)
+        .bind(&run.id)
+        .bind(i64::from(run.rounds))
+        .bind(run.epsilon)
+        .bind(run.delta)
+        .bind(now_us())
+        .execute(&mut *tx)
+        .await?;
+        if opened.rows_affected() == 1 {
+            let release = format!("run:{}", run.id);
+            if let Err(e) = spend(&mut tx, study, total, &release, run.epsilon, run.delta).await {
+                tx.rollback().await?;
+                return Err(self.explain(e, study, total, run.epsilon, run.delta).await);
+            }
+            tx.commit().await?;
+            return Ok(1);
+        }
+        let row = sqlx::query(
+            "SELECT rounds_total, rounds_used, epsilon, delta FROM privacy_runs \
+             WHERE study_id = $1 AND run_id = $2",
+        )
+        .bind(study)
+        .bind(&run.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (rounds, used): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let (epsilon, delta): (f64, f64) = (row.try_get(2)?, row.try_get(3)?);
+        if rounds != i64::from(run.rounds) || epsilon != run.epsilon || delta != run.delta {
+            tx.rollback().await?;
+            return Err(LedgerError::RunChanged(run.id.clone()));
+        }
+        let taken = sqlx::query(
+            "UPDATE privacy_runs SET rounds_used = rounds_used + 1 \
+             WHERE study_id = $1 AND run_id = $2 AND rounds_used < rounds_total",
+        )
+        .bind(study)
+        .bind(&run.id)
+        .execute(&mut *tx)
+        .await?;
+        if taken.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(LedgerError::RunSpent {
+                run: run.id.clone(),
+                rounds: run.rounds,
+            });
+        }
+        tx.commit().await?;
+        Ok(u32::try_from(used + 1).unwrap_or(u32::MAX))
+    }
+
+    /// Whether `run` was already charged in `study` here (its later rounds need no budget).
+    pub async fn run_charged(&self, study: &str, run: &str) -> Result<bool, LedgerError> {
+        let row = sqlx::query("SELECT 1 FROM privacy_runs WHERE study_id = $1 AND run_id = $2")
+            .bind(study)
+            .bind(run)
+            .fetch_optional(&self.db.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A failed spend as the caller should see it: an overspend with the balance it met.
+    async fn explain(
+        &self,
+        e: Spend,
+        study: &str,
+        total: Budget,
+        epsilon: f64,
+        delta: f64,
+    ) -> LedgerError {
+        match e {
+            Spend::Over => match self.balance(study, total).await {
+                Ok(balance) => exhausted(&balance, epsilon, delta),
+                Err(e) => e,
+            },
+            Spend::Again(request) => LedgerError::Duplicate(request),
+            Spend::Db(e) => LedgerError::Db(e),
+        }
+    }
+}
+
+/// A multi-round release: `rounds` rounds that together spend (ε, δ).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunTerms {
+    /// The run's id (chosen by the hub; one per training run).
+    pub id: String,
+    /// Rounds at most.
+    pub rounds: u32,
+    /// ε of the whole run.
+    pub epsilon: f64,
+    /// δ of the whole run.
+    pub delta: f64,
+}
+
+/// Why [`spend`] did not.
+enum Spend {
+    Over,
+    Again(String),
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Spend {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+/// Within `tx`: adds (ε, δ) to `study`'s spend unless that overspends, and records the charge
+/// under `request_id` unless it was recorded already. The caller rolls back on an error.
+async fn spend(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    study: &str,
+    total: Budget,
+    request_id: &str,
+    epsilon: f64,
+    delta: f64,
+) -> Result<(), Spend> {
+    let now = now_us();
+    sqlx::query(
+        "INSERT INTO privacy_budgets (study_id, epsilon_total, delta_total, updated_us) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (study_id) DO NOTHING",
+    )
+    .bind(study)
+    .bind(total.epsilon)
+    .bind(total.delta)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE privacy_budgets SET epsilon_spent = epsilon_spent + $1, \
+         delta_spent = delta_spent + $2, updated_us = $3 \
+         WHERE study_id = $4 AND epsilon_spent + $1 <= epsilon_total + $5 \
+         AND delta_spent + $2 <= delta_total + $6",
+    )
+    .bind(epsilon)
+    .bind(delta)
+    .bind(now)
+    .bind(study)
+    .bind(SLACK)
+    .bind(SLACK * 1e-6)
+    .execute(&mut **tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(Spend::Over);
+    }
+    let inserted = sqlx::query(
+        "INSERT INTO privacy_charges (study_id, request_id, epsilon, delta, at_us) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (study_id, request_id) DO NOTHING",
+    )
+    .bind(study)
+    .bind(request_id)
+    .bind(epsilon)
+    .bind(delta)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(Spend::Again(request_id.to_string()));
+    }
+    Ok(())
 }
 
 fn validate(epsilon: f64, delta: f64) -> Result<(), LedgerError> {
@@ -375,5 +538,50 @@ mod tests {
             }
         }
         assert_eq!(ok, 10, "0.5 / 0.05 charges fit");
+    }
+
+    #[tokio::test]
+    async fn a_run_is_charged_once_and_counts_its_rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = ledger(&dir).await;
+        let run = RunTerms {
+            id: "r1".into(),
+            rounds: 3,
+            epsilon: 0.4,
+            delta: 1e-7,
+        };
+        assert!(!l.run_charged("dp", "r1").await.unwrap());
+        for expected in 1..=3 {
+            assert_eq!(l.charge_round("dp", T, &run).await.unwrap(), expected);
+        }
+        let b = l.balance("dp", T).await.unwrap();
+        assert!((b.spent.epsilon - 0.4).abs() < 1e-12, "charged once: {b:?}");
+        assert!(l.run_charged("dp", "r1").await.unwrap());
+        let err = l.charge_round("dp", T, &run).await.unwrap_err();
+        assert!(
+            matches!(err, LedgerError::RunSpent { rounds: 3, .. }),
+            "{err}"
+        );
+        // The same run with cheaper terms is refused, not re-priced.
+        let cheaper = RunTerms {
+            rounds: 100,
+            ..run.clone()
+        };
+        assert!(matches!(
+            l.charge_round("dp", T, &cheaper).await,
+            Err(LedgerError::RunChanged(_))
+        ));
+        // A second run cannot overspend: 0.4 + 0.4 > 0.5, and the refusal leaves no trace.
+        let second = RunTerms {
+            id: "r2".into(),
+            ..run.clone()
+        };
+        let err = l.charge_round("dp", T, &second).await.unwrap_err();
+        assert!(matches!(err, LedgerError::Exhausted { .. }), "{err}");
+        assert!(!l.run_charged("dp", "r2").await.unwrap());
+        // Rounds survive a restart.
+        drop(l);
+        let l = ledger(&dir).await;
+        assert!(l.charge_round("dp", T, &run).await.is_err());
     }
 }

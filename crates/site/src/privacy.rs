@@ -3,7 +3,7 @@
 use medfed_core::study::PrivacyMode;
 use medfed_policy::Decision;
 use medfed_privacy::DisclosureRules;
-use medfed_privacy::ledger::{Budget, BudgetLedger, LedgerError};
+use medfed_privacy::ledger::{Budget, BudgetLedger, LedgerError, RunTerms};
 use medfed_protocol::wire::SiteRequest;
 
 use crate::config::PrivacyConfig;
@@ -48,7 +48,8 @@ impl SitePrivacy {
 
     /// Refuses a request whose privacy does not match its study's terms (a DP study is never
     /// answered without noise, whatever the hub sends), or that the study's budget cannot pay.
-    pub(crate) async fn admit(&self, req: &SiteRequest) -> Result<(), String> {
+    /// A later round of a training `run` this site was charged for needs no further budget.
+    pub(crate) async fn admit(&self, req: &SiteRequest, run: Option<&str>) -> Result<(), String> {
         let study = &req.context.study;
         let dp = req.context.privacy.dp.as_ref();
         match (study.terms.privacy, dp) {
@@ -60,6 +61,7 @@ impl SitePrivacy {
                 "study {} is exact; a DP release must be a DP study",
                 study.id
             )),
+            (PrivacyMode::Dp, Some(_)) if self.charged(&study.id, run).await? => Ok(()),
             (PrivacyMode::Dp, Some(release)) => self
                 .ledger
                 .check(&study.id, self.budget(req), release.epsilon, 0.0)
@@ -68,6 +70,29 @@ impl SitePrivacy {
                 .map_err(|e| e.to_string()),
             (PrivacyMode::Exact, None) => Ok(()),
         }
+    }
+
+    /// Whether `run` (if any) was already charged to `study` here.
+    async fn charged(&self, study: &str, run: Option<&str>) -> Result<bool, String> {
+        match run {
+            Some(run) => self
+                .ledger
+                .run_charged(study, run)
+                .await
+                .map_err(|e| e.to_string()),
+            None => Ok(false),
+        }
+    }
+
+    /// Takes one round of a training run, charging the run's whole (ε, δ) at its first round
+    /// here. Returns the round's number at this site.
+    pub(crate) async fn charge_round(
+        &self,
+        req: &SiteRequest,
+        run: &RunTerms,
+    ) -> Result<u32, LedgerError> {
+        let study = &req.context.study.id;
+        self.ledger.charge_round(study, self.budget(req), run).await
     }
 
     /// Charges a DP release to the study's ledger (after it is computed, before it leaves).

@@ -247,8 +247,9 @@ impl Design {
         out
     }
 
-    /// Count, mean and population SD of each model column but the intercept (`n`, `m_j`,
-    /// `s_j`, j counting those columns): the network-wide standardisation of learned models.
+    /// Count, mean and mean square of each model column but the intercept (`n`, `m_j`, `q_j`,
+    /// j counting those columns): the network-wide standardisation of learned models, as sums
+    /// that merge exactly — also under secure aggregation, which hides each site's own SD.
     pub fn moments_sql(&self) -> String {
         let mut s = String::from("SELECT COUNT(*) AS n");
         for (j, x) in self
@@ -257,7 +258,7 @@ impl Design {
             .filter_map(|c| c.sql.as_ref())
             .enumerate()
         {
-            let _ = write!(s, ", AVG({x}) AS m_{j}, STDDEV_POP({x}) AS s_{j}");
+            let _ = write!(s, ", AVG({x}) AS m_{j}, AVG(({x}) * ({x})) AS q_{j}");
         }
         let _ = write!(s, " FROM ({}) AS __glm_rows", self.base());
         s

@@ -31,6 +31,8 @@
 //! # })
 //! ```
 
+pub mod summed;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,7 +43,7 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use medfed_core::kernel::{KernelAnswer, KernelStep, MAX_KERNEL_COLUMNS, RowSource};
+use medfed_core::kernel::{KernelAnswer, KernelStep, MAX_KERNEL_COLUMNS, RowSource, UpdateDp};
 use medfed_core::result::{SiteOutcome, SiteStatus};
 use medfed_privacy::DpRelease;
 
@@ -52,13 +54,22 @@ use crate::survival::cox::CoxRows;
 /// One step of a kernel across the network, as the caller (the hub) ran it.
 #[derive(Debug, Clone, Default)]
 pub struct KernelRound {
-    /// Each answering site's sums.
+    /// Each answering site's sums or, under secure aggregation, one entry: their sum
+    /// ([`summed`]) under [`SECURE_SUM`].
     pub answers: BTreeMap<String, KernelAnswer>,
     /// What each site did.
     pub sites: BTreeMap<String, SiteOutcome>,
 }
 
+/// The key of the network's sum in a [`KernelRound`] under secure aggregation.
+pub const SECURE_SUM: &str = "(secure sum)";
+
 impl KernelRound {
+    /// Whether the answers are one secure sum rather than each site's.
+    pub fn is_secure(&self) -> bool {
+        self.answers.contains_key(SECURE_SUM)
+    }
+
     /// The sites whose sums are in the round.
     pub fn answered(&self) -> BTreeSet<String> {
         self.sites
@@ -287,9 +298,9 @@ pub async fn collect(ctx: &SessionContext, rows: &PreparedRows) -> Result<Vec<Ve
 /// survival model, `k` events) take part and the model has no more coefficients than
 /// [`MAX_PARAMETER_SHARE`] of them (DataSHIELD's saturation rule).
 ///
-/// `dp` is the request's DP release in a DP study: only training steps run there, their update
-/// clipped and noised to spend that release's ε and δ (ρ-zCDP of the Gaussian mechanism with
-/// sensitivity twice the clip bound, any change of the site's rows).
+/// `dp` is the request's DP release in a DP study: only training steps run there, as DP
+/// gradient descent (each row's gradient clipped, Gaussian noise on their sum, see
+/// [`update_sigma`]) spending that release's ε and δ over the run's rounds.
 pub async fn run(
     ctx: &SessionContext,
     rows: &PreparedRows,
@@ -370,8 +381,8 @@ pub async fn run_cached(
         }
         KernelStep::Train(train) => {
             saturation(train.model.parameters(), n)?;
-            let sigma = match (dp, train.dp) {
-                (Some(release), Some(bound)) => Some(update_sigma(bound.clip, release)),
+            let sigma = match (dp, &train.dp) {
+                (Some(release), Some(bound)) => Some(update_sigma(bound, release, train.epochs)),
                 (Some(_), None) => {
                     return Err(SqlError::Disclosive(
                         "a DP study's training step must clip its updates (set clip)".into(),
@@ -392,10 +403,14 @@ pub async fn run_cached(
     }
 }
 
-/// The σ of a training step's noise for `release`: sensitivity 2·clip, ρ from (ε, δ).
-pub fn update_sigma(clip: f64, release: &DpRelease) -> f64 {
+/// The σ of the Gaussian noise on each local step's sum of clipped per-row gradients, in a run
+/// that spends `release` over `dp.rounds` rounds of `epochs` full-batch steps each: ρ from
+/// (ε, δ), split evenly over every step the run can take here (zCDP adds up ρ), and
+/// sensitivity 2·clip (replacing one row moves the sum by at most that).
+pub fn update_sigma(dp: &UpdateDp, release: &DpRelease, epochs: u32) -> f64 {
     let rho = medfed_privacy::release::rho_for(release.epsilon, release.delta.max(1e-12));
-    2.0 * clip / (2.0 * rho).sqrt()
+    let steps = f64::from(dp.rounds.max(1)) * f64::from(epochs.max(1));
+    2.0 * dp.clip / (2.0 * rho / steps).sqrt()
 }
 
 /// DataSHIELD's saturation rule at the site: at most [`MAX_PARAMETER_SHARE`] of its rows as

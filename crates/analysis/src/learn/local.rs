@@ -1,6 +1,13 @@
 //! The site's side of a federated round: train the global model on the site's rows for a few
 //! epochs of mini-batch SGD and answer the change (FedAvg), optionally pulled back towards the
-//! global model (FedProx's proximal term) and, under DP, clipped and noised (DP-FedAvg).
+//! global model (FedProx's proximal term).
+//!
+//! Under DP the local training is DP gradient descent (Abadi et al. 2016, full batch): each
+//! epoch is one step whose per-row gradients are clipped to the step's bound C and summed, and
+//! Gaussian noise of σ (sized by [`crate::kernel::update_sigma`]) is added to the sum before it
+//! is averaged; the L2 and proximal terms depend on no row and are added after. Replacing one
+//! row moves the sum by at most 2C, so each step is ρ-zCDP and the update — a function of the
+//! noisy steps only — is released as it is.
 //!
 //! Logistic regression has a closed-form gradient, so it is trained here directly; the MLP is
 //! trained with candle's autodiff ([`super::mlp`]).
@@ -10,7 +17,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 
 /// Trains `step` over rows given column by column: the 0/1 outcome, then the features. With
-/// `sigma` (a DP study), the update is clipped to the step's bound and noised with that σ.
+/// `sigma` (a DP study), by DP gradient descent with that σ on each step's clipped sum.
 pub(crate) fn train(
     columns: &[Vec<f64>],
     step: &TrainStep,
@@ -48,19 +55,24 @@ pub(crate) fn train(
         return Err("the L2 penalty and the proximal term cannot be negative".into());
     }
     let rows = Rows { y, x: features };
-    let (weights, loss) = fit(&rows, step)?;
-    let mut delta: Vec<f64> = weights
+    let (weights, loss) = match sigma {
+        None => fit(&rows, step)?,
+        Some(sigma) => {
+            let bound = step
+                .dp
+                .as_ref()
+                .ok_or("a DP study's training step must state its clip bound")?;
+            if !(bound.clip.is_finite() && bound.clip > 0.0) {
+                return Err("the clip bound must be positive".into());
+            }
+            (dp_descent(&rows, step, bound.clip, sigma)?, f64::NAN)
+        }
+    };
+    let delta: Vec<f64> = weights
         .iter()
         .zip(&step.weights)
         .map(|(w, g)| w - g)
         .collect();
-    if let Some(sigma) = sigma {
-        let bound = step
-            .dp
-            .ok_or("a DP study's training step must state its clip bound")?;
-        clip(&mut delta, bound.clip);
-        delta = medfed_privacy::dp::gaussian_f64(&delta, sigma).map_err(|e| e.to_string())?;
-    }
     Ok(ModelUpdate {
         // Under DP the row count would be one more release: the hub averages unweighted.
         n: if sigma.is_some() { 0 } else { y.len() as u64 },
@@ -148,11 +160,47 @@ fn logistic(rows: &Rows, step: &TrainStep) -> (Vec<f64>, f64) {
     (w, loss)
 }
 
-/// Scales `v` down to L2 norm `bound` if it is longer.
-fn clip(v: &mut [f64], bound: f64) {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > bound && norm > 0.0 {
-        let s = bound / norm;
-        v.iter_mut().for_each(|x| *x *= s);
+/// DP gradient descent from `step.weights`: `step.epochs` full-batch steps on the noisy sum of
+/// per-row gradients clipped to `clip`, σ = `sigma` on the sum.
+fn dp_descent(rows: &Rows, step: &TrainStep, clip: f64, sigma: f64) -> Result<Vec<f64>, String> {
+    let global = &step.weights;
+    let n = rows.len().max(1) as f64;
+    let mut w = global.clone();
+    for _ in 0..step.epochs {
+        let sum = match step.model {
+            ModelKind::Logistic { .. } => logistic_clipped_sum(rows, &w, clip),
+            ModelKind::Mlp { hidden, .. } => {
+                super::mlp::clipped_gradient_sum(rows, &w, hidden as usize, clip)?
+            }
+        };
+        let noisy = medfed_privacy::dp::gaussian_f64(&sum, sigma).map_err(|e| e.to_string())?;
+        for (j, g) in noisy.iter().enumerate() {
+            let penalty = if step.model.is_weight(j) {
+                step.l2 * w[j]
+            } else {
+                0.0
+            };
+            let prox = step.proximal_mu * (w[j] - global[j]);
+            w[j] -= step.learning_rate * (g / n + penalty + prox);
+        }
     }
+    Ok(w)
+}
+
+/// Σᵢ clip(∇ℓᵢ) of the log-loss at `w`: row i's gradient (σ(zᵢ) − yᵢ)·(1, xᵢ) has norm
+/// |σ(zᵢ) − yᵢ|·√(1 + ‖xᵢ‖²), scaled down to `clip` when longer.
+fn logistic_clipped_sum(rows: &Rows, w: &[f64], clip: f64) -> Vec<f64> {
+    let p = rows.x.len();
+    let mut sum = vec![0.0; p + 1];
+    for i in 0..rows.len() {
+        let z = w[0] + (0..p).map(|j| w[j + 1] * rows.x[j][i]).sum::<f64>();
+        let r = sigmoid(z) - rows.y[i];
+        let norm = r.abs() * (1.0 + (0..p).map(|j| rows.x[j][i].powi(2)).sum::<f64>()).sqrt();
+        let scale = if norm > clip { clip / norm } else { 1.0 };
+        sum[0] += scale * r;
+        for j in 0..p {
+            sum[j + 1] += scale * r * rows.x[j][i];
+        }
+    }
+    sum
 }

@@ -40,7 +40,7 @@ impl Mlp {
         })
     }
 
-    fn vars(&self) -> Vec<Var> {
+    pub(crate) fn vars(&self) -> Vec<Var> {
         vec![
             self.w1.clone(),
             self.b1.clone(),
@@ -147,4 +147,69 @@ pub(crate) fn train(
         }
     }
     Ok((net.to_flat()?, loss))
+}
+
+/// Σᵢ clip(∇ℓᵢ) at `weights` over every row, each row's gradient scaled down to L2 norm `clip`
+/// when longer (DP gradient descent), in the flat layout.
+///
+/// Per-row gradients come from one batched backward pass: zero variables added to the hidden
+/// pre-activations and the logits make candle return ∂ℓᵢ/∂aᵢ and ∂ℓᵢ/∂zᵢ per row, from which
+/// each row's gradient and its norm follow (the linear layers' gradients are outer products:
+/// ‖∂ℓᵢ/∂W‖ = ‖∂ℓᵢ/∂aᵢ‖·‖inputᵢ‖). No per-row pass and no hand-written backward.
+pub(crate) fn clipped_gradient_sum(
+    rows: &Rows,
+    weights: &[f64],
+    hidden: usize,
+    clip: f64,
+) -> Result<Vec<f64>, String> {
+    let f = rows.x.len();
+    let net = Mlp::from_flat(weights, f, hidden)?;
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let (x, y) = batch(rows, &all).map_err(err)?;
+    let sums = || -> candle_core::Result<Vec<Tensor>> {
+        let d = &Device::Cpu;
+        let n = rows.len();
+        let at_hidden = Var::zeros((n, hidden), DType::F64, d)?;
+        let at_logit = Var::zeros((n, 1), DType::F64, d)?;
+        let pre = (x.matmul(&net.w1.t()?)?.broadcast_add(&net.b1)? + at_hidden.as_tensor())?;
+        let h = pre.relu()?;
+        let z = (h.matmul(&net.w2.t()?)?.broadcast_add(&net.b2)? + at_logit.as_tensor())?;
+        // The sum of the rows' losses: its gradient at row i's z and a are row i's own.
+        let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        let total = (softplus - (&y * &z)?)?.sum_all()?;
+        let grads = total.backward()?;
+        let missing = || candle_core::Error::Msg("no per-row gradient".into());
+        let da = grads.get(at_hidden.as_tensor()).ok_or_else(missing)?;
+        let dz = grads.get(at_logit.as_tensor()).ok_or_else(missing)?;
+        // ‖∇ℓᵢ‖² = ‖daᵢ‖²(‖xᵢ‖² + 1) + dzᵢ²(‖hᵢ‖² + 1)
+        let norm2 = ((da.sqr()?.sum_keepdim(1)? * (x.sqr()?.sum_keepdim(1)? + 1.0)?)?
+            + (dz.sqr()? * (h.sqr()?.sum_keepdim(1)? + 1.0)?)?)?;
+        let scale: Vec<f64> = norm2
+            .flatten_all()?
+            .to_vec1::<f64>()?
+            .into_iter()
+            .map(|s| {
+                let norm = s.sqrt();
+                if norm > clip { clip / norm } else { 1.0 }
+            })
+            .collect();
+        let scale = Tensor::from_vec(scale, (n, 1), d)?;
+        let da = da.broadcast_mul(&scale)?;
+        let dz = (dz * &scale)?;
+        Ok(vec![
+            da.t()?.matmul(&x)?,
+            da.sum(0)?,
+            dz.t()?.matmul(&h)?,
+            dz.sum(0)?,
+        ])
+    };
+    let mut out = Vec::with_capacity(weights.len());
+    for t in sums().map_err(err)? {
+        out.extend(
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f64>())
+                .map_err(err)?,
+        );
+    }
+    Ok(out)
 }

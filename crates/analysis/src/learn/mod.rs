@@ -10,9 +10,17 @@
 //! Inputs are standardised with the network's means and SDs (one aggregate query), so one
 //! learning rate suits every feature and the weights mean the same at every site. A site that
 //! fails a round is left out of that round's average (dropout tolerance); fewer than
-//! `min_sites` answers skips the round, and three such rounds in a row stop training. Under DP
-//! (DP-FedAvg) each site clips its update to `clip` and adds Gaussian noise it sizes itself
-//! from the study's ε per round, and the hub averages the noisy updates unweighted.
+//! `min_sites` answers skips the round, and three such rounds in a row stop training.
+//!
+//! Under DP (DP-FedAvg, McMahan et al. 2018) the run asks the network nothing before it trains:
+//! every input is a number with declared `bounds`, scaled from them to [−1, 1], so no planning
+//! query spends budget or reveals a count. Each site trains by DP gradient descent: every
+//! local epoch is one full-batch step on the sum of its rows' gradients, each clipped to
+//! `clip`, plus Gaussian noise the site sizes itself. The run's (ε, δ) is one zCDP budget ρ
+//! shared by the declared `rounds` × epochs steps; the site charges the run once and refuses a
+//! round past its number. Neighbouring datasets differ in one row replaced (so the row count
+//! is not what is protected; it is still not released), and the hub averages the sites' noisy
+//! updates unweighted.
 
 mod evaluate;
 mod local;
@@ -98,7 +106,7 @@ pub struct FedAvgSpec {
     /// Local epochs per round (E).
     #[serde(default = "d_epochs")]
     pub local_epochs: u32,
-    /// Local mini-batch size (B).
+    /// Local mini-batch size (B); under DP every epoch is one full-batch step.
     #[serde(default = "d_batch")]
     pub batch_size: u32,
     /// Local SGD step size.
@@ -122,9 +130,13 @@ pub struct FedAvgSpec {
     /// Seeds selection, initialisation and the sites' shuffling.
     #[serde(default)]
     pub seed: u64,
-    /// DP-FedAvg: clip each site's update to this L2 norm (DP studies; required there).
+    /// DP studies (required there): clip each row's gradient to this L2 norm.
     #[serde(default)]
     pub clip: Option<f64>,
+    /// DP studies: each input's declared range `[low, high]`, by feature name; inputs are
+    /// scaled from these instead of the network's means and SDs (which would cost budget).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bounds: BTreeMap<String, [f64; 2]>,
     /// SQL condition selecting the training rows.
     #[serde(default, rename = "where")]
     pub filter: Option<String>,
@@ -195,17 +207,30 @@ pub(super) fn standardised(raw: RowSource, scaling: &[[f64; 2]]) -> RowSource {
     RowSource { columns, ..raw }
 }
 
-/// Checks the formula, the outcome's classes and the network's means and SDs.
+/// Checks the formula, the outcome's classes and the network's means and SDs; under DP
+/// (`dp`), only the formula, with the inputs scaled from their declared bounds.
 async fn plan<E, F, Fut>(
     state: &SessionState,
     spec: &FedAvgSpec,
     k: u64,
+    dp: bool,
     run_sql: &mut F,
 ) -> Result<Prepared, FitError<E>>
 where
     F: FnMut(Step, String) -> Fut,
     Fut: Future<Output = Result<QueryResult, E>>,
 {
+    if dp {
+        let formula = glm::parse_formula(&spec.formula)?;
+        if let Some(v) = formula.terms.iter().flatten().find(|v| v.factor) {
+            return Err(GlmError::Model(format!(
+                "a DP training run asks no planning queries, so factor({}) has no levels: use \
+                 0/1 indicator columns",
+                v.column
+            ))
+            .into());
+        }
+    }
     let (design, features, raw) = inputs(
         state,
         &spec.table,
@@ -214,6 +239,15 @@ where
         run_sql,
     )
     .await?;
+    if dp {
+        let scaling = declared_scaling(&features, &spec.bounds)?;
+        return Ok(Prepared {
+            rows: standardised(raw, &scaling),
+            features,
+            scaling,
+            n: 0,
+        });
+    }
     let response = raw.columns[0].clone();
     let summary = run_sql(Step::Summary, design.summary_sql(Family::Binomial, false))
         .await
@@ -244,8 +278,9 @@ where
     }
     let mut scaling = Vec::new();
     for (j, name) in features.iter().enumerate() {
-        let (mean, sd) = (m.number(&format!("m_{j}"))?, m.number(&format!("s_{j}"))?);
-        if sd.is_nan() || sd <= 0.0 {
+        let (mean, square) = (m.number(&format!("m_{j}"))?, m.number(&format!("q_{j}"))?);
+        let sd = (square - mean * mean).max(0.0).sqrt();
+        if sd.is_nan() || sd <= 1e-12 * mean.abs().max(1.0) {
             return Err(GlmError::Numeric(format!("{name} is constant over the network")).into());
         }
         scaling.push([mean, sd]);
@@ -256,6 +291,28 @@ where
         scaling,
         n,
     })
+}
+
+/// Each feature's centre and half-range from its declared bounds (so it lies in [−1, 1]).
+fn declared_scaling(
+    features: &[String],
+    bounds: &BTreeMap<String, [f64; 2]>,
+) -> Result<Vec<[f64; 2]>, GlmError> {
+    features
+        .iter()
+        .map(|name| match bounds.get(name) {
+            Some(&[lo, hi]) if lo.is_finite() && hi.is_finite() && hi > lo => {
+                Ok([(lo + hi) / 2.0, (hi - lo) / 2.0])
+            }
+            Some([lo, hi]) => Err(GlmError::Model(format!(
+                "the bounds of {name} must be finite with low < high, not [{lo}, {hi}]"
+            ))),
+            None => Err(GlmError::Model(format!(
+                "under differential privacy every input needs declared bounds: add \
+                 \"bounds\": {{\"{name}\": [low, high]}}"
+            ))),
+        })
+        .collect()
 }
 
 /// Starting weights: zeros for logistic regression; for the MLP, He-normal first-layer
@@ -279,12 +336,14 @@ fn initial_weights(model: ModelKind, seed: u64) -> Vec<f64> {
 
 /// Trains `spec` over `sites` (the study's approved sites): the outcome, levels and moments
 /// through `run_sql` (federated queries), each round through `run_round` (the `train` kernel
-/// at the round's selected sites).
+/// at the round's selected sites). `dp_run` names the training run in a DP study (DP-FedAvg,
+/// see the module docs); the caller's DP release then covers the whole run.
 pub async fn train<E, F, Fut, R, RFut>(
     state: &SessionState,
     spec: &FedAvgSpec,
     k: u64,
     sites: &[String],
+    dp_run: Option<&str>,
     mut run_sql: F,
     mut run_round: R,
 ) -> Result<TrainedModel, FitError<E>>
@@ -295,7 +354,17 @@ where
     RFut: Future<Output = Result<KernelRound, E>>,
 {
     check(spec, sites.len())?;
-    let prepared = plan(state, spec, k, &mut run_sql).await?;
+    let dp = match (dp_run, spec.clip) {
+        (Some(run), Some(clip)) => Some((run, clip)),
+        (Some(_), None) => {
+            return Err(GlmError::Model(
+                "DP-FedAvg clips each site's update: set clip (e.g. 1.0)".into(),
+            )
+            .into());
+        }
+        (None, _) => None,
+    };
+    let prepared = plan(state, spec, k, dp.is_some(), &mut run_sql).await?;
     let features = prepared.features.len() as u32;
     let model = match spec.model {
         Architecture::Logistic => ModelKind::Logistic { features },
@@ -327,7 +396,11 @@ where
                     .seed
                     .wrapping_mul(1_000_003)
                     .wrapping_add(u64::from(round)),
-                dp: spec.clip.map(|clip| UpdateDp { clip }),
+                dp: dp.map(|(run, clip)| UpdateDp {
+                    clip,
+                    run: run.to_string(),
+                    rounds: spec.rounds,
+                }),
             }),
         };
         let request = RoundRequest {
@@ -344,12 +417,18 @@ where
                 _ => None,
             })
             .collect();
-        if updates.len() < spec.min_sites.min(sites.len()) {
+        // Under secure aggregation the one update is the sum of the answering sites'.
+        let answered: Vec<String> = if answers.is_secure() {
+            answers.answered().into_iter().collect()
+        } else {
+            updates.iter().map(|(s, _)| (*s).clone()).collect()
+        };
+        if updates.is_empty() || answered.len() < spec.min_sites.min(sites.len()) {
             failed += 1;
             history.push(RoundRecord {
                 round,
                 selected,
-                answered: updates.iter().map(|(s, _)| (*s).clone()).collect(),
+                answered,
                 loss: None,
                 update_norm: 0.0,
             });
@@ -366,7 +445,7 @@ where
         failed = 0;
         // Weighted by rows (FedAvg); unweighted under DP, where n would be a further release.
         let weight = |u: &medfed_core::kernel::ModelUpdate| {
-            if spec.clip.is_some() { 1.0 } else { u.n as f64 }
+            if dp.is_some() { 1.0 } else { u.n as f64 }
         };
         let total: f64 = updates.iter().map(|(_, u)| weight(u)).sum();
         let mut step = vec![0.0; weights.len()];
@@ -393,7 +472,7 @@ where
         history.push(RoundRecord {
             round,
             selected,
-            answered: updates.iter().map(|(s, _)| (*s).clone()).collect(),
+            answered,
             loss,
             update_norm: norm,
         });

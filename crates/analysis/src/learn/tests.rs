@@ -43,11 +43,19 @@ async fn context(rows: &[(f64, f64, f64, &str)]) -> SessionContext {
     ctx
 }
 
+type Trained = Result<(TrainedModel, Vec<(f64, f64, f64, &'static str)>), FitError<String>>;
+
 /// Trains `spec` over three in-process sites; `down(round, site)` makes a site fail a round.
-async fn train(
+async fn train(spec: &FedAvgSpec, down: impl Fn(u32, &str) -> bool) -> Trained {
+    train_with(spec, down, None).await
+}
+
+/// [`train`], as a DP training run spending `dp` when given (no planning query may run then).
+async fn train_with(
     spec: &FedAvgSpec,
     down: impl Fn(u32, &str) -> bool,
-) -> Result<(TrainedModel, Vec<(f64, f64, f64, &'static str)>), FitError<String>> {
+    dp: Option<medfed_privacy::DpRelease>,
+) -> Trained {
     let per_site: Vec<_> = (0..3).map(rows).collect();
     let all: Vec<_> = per_site.iter().flatten().cloned().collect();
     let pooled_ctx = context(&all).await;
@@ -58,12 +66,14 @@ async fn train(
     let state = pooled_ctx.state();
     // The network's merged answers to the planning queries equal the pooled ones.
     let pooled_ctx = &pooled_ctx;
+    let private = dp.is_some();
     let run_sql = |_, sql: String| async move {
+        assert!(!private, "a DP run asked a planning query: {sql}");
         crate::glm::pooled::run_local(pooled_ctx, &sql)
             .await
             .map_err(|e| e.to_string())
     };
-    let (sites, down) = (&sites, &down);
+    let (sites, down, dp) = (&sites, &down, dp.as_ref());
     let run_round = |r: RoundRequest| async move {
         let mut round = KernelRound::default();
         for (name, ctx) in SITES.iter().zip(sites) {
@@ -82,7 +92,7 @@ async fn train(
                 let rows = crate::kernel::prepare(&ctx.state(), &task.rows)
                     .await
                     .unwrap();
-                let answer = crate::kernel::run(ctx, &rows, &task.step, 5, None)
+                let answer = crate::kernel::run(ctx, &rows, &task.step, 5, dp)
                     .await
                     .map_err(|e| e.to_string())?;
                 round.answers.insert(name.to_string(), answer);
@@ -92,7 +102,8 @@ async fn train(
         Ok(round)
     };
     let names: Vec<String> = SITES.iter().map(|s| s.to_string()).collect();
-    let model = super::train(&state, spec, 5, &names, run_sql, run_round).await?;
+    let run = dp.map(|_| "run-1");
+    let model = super::train(&state, spec, 5, &names, run, run_sql, run_round).await?;
     Ok((model, all))
 }
 
@@ -112,6 +123,7 @@ fn spec(model: Architecture) -> FedAvgSpec {
         tolerance: 1e-9,
         seed: 1,
         clip: None,
+        bounds: Default::default(),
         filter: None,
     }
 }
@@ -206,11 +218,12 @@ async fn an_mlp_learns_and_too_many_lost_rounds_stop_training() {
 }
 
 #[test]
-fn a_dp_update_is_clipped_noised_and_carries_no_count() {
+fn dp_gradient_descent_clips_each_row_and_carries_no_count() {
     use medfed_core::kernel::{ModelKind, TrainStep, UpdateDp};
     let per_site = rows(0);
     let y: Vec<f64> = per_site.iter().map(|r| r.0).collect();
     let a: Vec<f64> = per_site.iter().map(|r| r.1).collect();
+    let n = y.len() as f64;
     let step = TrainStep {
         model: ModelKind::Logistic { features: 1 },
         weights: vec![0.0, 0.0],
@@ -220,28 +233,105 @@ fn a_dp_update_is_clipped_noised_and_carries_no_count() {
         l2: 0.0,
         proximal_mu: 0.0,
         seed: 1,
-        dp: Some(UpdateDp { clip: 0.01 }),
+        dp: Some(UpdateDp {
+            clip: 1e-3,
+            run: "r".into(),
+            rounds: 1,
+        }),
     };
-    let columns = [y, a];
-    let plain = super::train_locally(&columns, &step, None).unwrap();
-    assert!(plain.delta.iter().map(|d| d * d).sum::<f64>().sqrt() > 0.1);
-    // A negligible σ shows the clipping alone: the update's norm is the bound.
-    let clipped = super::train_locally(&columns, &step, Some(1e-9)).unwrap();
-    let norm = clipped.delta.iter().map(|d| d * d).sum::<f64>().sqrt();
-    assert!((norm - 0.01).abs() < 1e-6, "{norm}");
+    let columns = [y.clone(), a.clone()];
+    // A negligible σ shows the clipping alone. With a clip far below every row's gradient
+    // (|σ(0) − y|·√(1 + a²) ≥ 0.5), each row adds a vector of norm exactly 1e-3: the step is
+    // lr · mean of the rows' unit directions × 1e-3.
+    let clipped = super::train_locally(&columns, &step, Some(1e-12)).unwrap();
     assert_eq!((clipped.n, clipped.loss), (0, None));
-    // The σ a site uses for ε = 1, δ = 1e-6: sensitivity 2·clip over √(2ρ).
+    let mut want = [0.0, 0.0];
+    for (yi, ai) in y.iter().zip(&a) {
+        let (g0, g1) = (0.5 - yi, (0.5 - yi) * ai);
+        let norm = (g0 * g0 + g1 * g1).sqrt();
+        want[0] -= 0.5 * 1e-3 * g0 / norm / n;
+        want[1] -= 0.5 * 1e-3 * g1 / norm / n;
+    }
+    for (d, w) in clipped.delta.iter().zip(want) {
+        assert!((d - w).abs() < 1e-12, "{:?} vs {want:?}", clipped.delta);
+    }
+    // The σ a site uses for ε = 1, δ = 1e-6 in a one-step run: sensitivity 2·clip over √(2ρ).
     let release = medfed_privacy::DpRelease {
         epsilon: 1.0,
         delta: 1e-6,
         ..Default::default()
     };
-    let sigma = crate::kernel::update_sigma(0.01, &release);
-    let rho = medfed_privacy::dp::gaussian_rho(0.02, sigma);
+    let bound = step.dp.clone().unwrap();
+    let sigma = crate::kernel::update_sigma(&bound, &release, 1);
+    let rho = medfed_privacy::dp::gaussian_rho(2e-3, sigma);
     assert!((medfed_privacy::dp::zcdp_epsilon(rho, 1e-6) - 1.0).abs() < 1e-9);
+    // Spread over 25 rounds of 2 epochs, each step's ρ is a 50th; the run's adds back up.
+    let run = UpdateDp {
+        rounds: 25,
+        ..bound
+    };
+    let per_step =
+        medfed_privacy::dp::gaussian_rho(2e-3, crate::kernel::update_sigma(&run, &release, 2));
+    assert!((50.0 * per_step - rho).abs() < 1e-9 * rho);
     // A DP request without a clip bound is refused.
     let unbounded = TrainStep { dp: None, ..step };
     assert!(super::train_locally(&columns, &unbounded, Some(sigma)).is_err());
+}
+
+#[test]
+fn the_mlps_per_row_clipped_gradients_equal_one_backward_pass_per_row() {
+    use candle_core::{Device, Tensor};
+    let per_site = rows(1);
+    let y: Vec<f64> = per_site.iter().take(40).map(|r| r.0).collect();
+    let x = [
+        per_site.iter().take(40).map(|r| r.1).collect::<Vec<_>>(),
+        per_site.iter().take(40).map(|r| r.2).collect(),
+    ];
+    let rows = super::local::Rows { y: &y, x: &x };
+    let (f, h) = (2, 3);
+    let weights: Vec<f64> = (0..f * h + 2 * h + 1)
+        .map(|j| ((j * 7 % 11) as f64 - 5.0) / 7.0)
+        .collect();
+    for clip in [1e9, 0.05] {
+        let fast = super::mlp::clipped_gradient_sum(&rows, &weights, h, clip).unwrap();
+        // The slow way: candle's gradient of each row's loss alone, clipped, summed.
+        let mut slow = vec![0.0; weights.len()];
+        for i in 0..y.len() {
+            let net = super::mlp::Mlp::from_flat(&weights, f, h).unwrap();
+            let xi = Tensor::from_vec(vec![x[0][i], x[1][i]], (1, 2), &Device::Cpu).unwrap();
+            let z = net.logits(&xi).unwrap();
+            let softplus = (z.relu().unwrap()
+                + (z.abs().unwrap().neg().unwrap().exp().unwrap() + 1.0)
+                    .unwrap()
+                    .log()
+                    .unwrap())
+            .unwrap();
+            let loss = (softplus - (&z * y[i]).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            let g: Vec<f64> = net
+                .vars()
+                .iter()
+                .flat_map(|v| {
+                    grads
+                        .get(v.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f64>()
+                        .unwrap()
+                })
+                .collect();
+            let norm = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let scale = if norm > clip { clip / norm } else { 1.0 };
+            slow.iter_mut().zip(&g).for_each(|(s, v)| *s += scale * v);
+        }
+        for (a, b) in fast.iter().zip(&slow) {
+            assert!((a - b).abs() < 1e-10, "clip {clip}: {fast:?} vs {slow:?}");
+        }
+    }
 }
 
 #[test]
@@ -273,4 +363,90 @@ fn a_site_scores_its_personalised_model_on_its_held_out_rows_only() {
     assert!(tuned.auroc > 0.75, "{}", tuned.auroc);
     // Too few rows to fine-tune on is refused, not answered.
     assert!(super::evaluate_locally(&columns, model, &blank, Some(&tune), 10_000).is_err());
+}
+
+#[tokio::test]
+async fn dp_fedavg_asks_nothing_first_scales_from_bounds_and_its_noise_shrinks_with_epsilon() {
+    let s = FedAvgSpec {
+        formula: "y ~ a + b".into(),
+        rounds: 100,
+        local_epochs: 2,
+        batch_size: 10_000,
+        learning_rate: 2.0,
+        clip: Some(2.0),
+        bounds: [
+            ("a".to_string(), [-2.0, 3.0]),
+            ("b".to_string(), [0.0, 1.0]),
+        ]
+        .into(),
+        ..spec(Architecture::Logistic)
+    };
+    let release = |epsilon: f64| medfed_privacy::DpRelease {
+        epsilon,
+        delta: 1e-6,
+        ..Default::default()
+    };
+    let converged = FedAvgSpec {
+        clip: None,
+        rounds: 300,
+        ..s.clone()
+    };
+    let (exact, _) = train(&converged, |_, _| false).await.unwrap();
+    // Distance on the inputs' own scale (the runs scale differently: moments vs bounds).
+    let distance = |m: &TrainedModel, to: &TrainedModel| {
+        let (c, e) = (
+            m.coefficients.as_ref().unwrap(),
+            to.coefficients.as_ref().unwrap(),
+        );
+        c.iter()
+            .map(|(k, v)| (v - e[k]).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
+    let (limit, _) = train_with(&s, |_, _| false, Some(release(1e12)))
+        .await
+        .unwrap();
+    let (loose, _) = train_with(&s, |_, _| false, Some(release(1e4)))
+        .await
+        .unwrap();
+    let (tight, _) = train_with(&s, |_, _| false, Some(release(1.0)))
+        .await
+        .unwrap();
+    assert_eq!(
+        loose.scaling,
+        [[0.5, 2.5], [0.5, 0.5]],
+        "from the declared bounds"
+    );
+    assert_eq!(loose.n, 0, "no row count is released under DP");
+    assert!(loose.history.iter().all(|r| r.loss.is_none()));
+    // Without noise DP-FedAvg lands near the exact fit (not on it: it averages the three
+    // unequal sites unweighted, as no row count may be released).
+    assert!(distance(&limit, &exact) < 0.25, "{:?}", limit.coefficients);
+    assert!(
+        distance(&loose, &limit) < 0.05,
+        "ε = 10⁴: {}",
+        distance(&loose, &limit)
+    );
+    assert!(
+        distance(&tight, &limit) > 4.0 * distance(&loose, &limit),
+        "ε = 1 over 200 steps on a few hundred rows a site is noisier: {} vs {}",
+        distance(&tight, &limit),
+        distance(&loose, &limit)
+    );
+    // Declared bounds are required, factor() inputs refused, and a clip bound is needed.
+    let unbounded = FedAvgSpec {
+        bounds: Default::default(),
+        ..s.clone()
+    };
+    let err = train_with(&unbounded, |_, _| false, Some(release(1.0))).await;
+    assert!(matches!(&err, Err(FitError::Glm(GlmError::Model(m))) if m.contains("bounds")));
+    let factor = FedAvgSpec {
+        formula: "y ~ a + factor(g)".into(),
+        ..s.clone()
+    };
+    let err = train_with(&factor, |_, _| false, Some(release(1.0))).await;
+    assert!(matches!(&err, Err(FitError::Glm(GlmError::Model(m))) if m.contains("factor(g)")));
+    let unclipped = FedAvgSpec { clip: None, ..s };
+    let err = train_with(&unclipped, |_, _| false, Some(release(1.0))).await;
+    assert!(matches!(&err, Err(FitError::Glm(GlmError::Model(m))) if m.contains("clip")));
 }

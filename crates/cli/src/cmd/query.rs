@@ -73,7 +73,7 @@ pub struct Args {
     sql: String,
 }
 
-fn parse_bounds(s: &str) -> Result<(String, (f64, f64)), String> {
+pub(crate) fn parse_bounds(s: &str) -> Result<(String, (f64, f64)), String> {
     let err = || format!("expected column=low:high, not `{s}`");
     let (column, range) = s.split_once('=').ok_or_else(err)?;
     let (lo, hi) = range.split_once(':').ok_or_else(err)?;

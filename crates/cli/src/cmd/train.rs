@@ -62,6 +62,15 @@ pub struct FedAvgArgs {
     /// Keep the trained model in the hub's registry under this name.
     #[arg(long)]
     register: Option<String>,
+    /// DP studies (DP-FedAvg): ε of the whole run at each site.
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// DP studies: the L2 bound each site clips its update to.
+    #[arg(long)]
+    clip: Option<f64>,
+    /// DP studies: an input's declared range, `name=low:high` (repeatable; every input).
+    #[arg(long = "bounds", value_parser = crate::cmd::query::parse_bounds)]
+    bounds: Vec<(String, (f64, f64))>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -91,6 +100,20 @@ async fn fedavg(a: FedAvgArgs) -> anyhow::Result<()> {
     }
     if let Some(r) = a.register {
         body["register"] = r.into();
+    }
+    if let Some(e) = a.epsilon {
+        body["epsilon"] = e.into();
+    }
+    if let Some(c) = a.clip {
+        body["clip"] = c.into();
+    }
+    if !a.bounds.is_empty() {
+        let bounds: std::collections::BTreeMap<_, _> = a
+            .bounds
+            .into_iter()
+            .map(|(n, (lo, hi))| (n, [lo, hi]))
+            .collect();
+        body["bounds"] = serde_json::json!(bounds);
     }
     let trained: Trained = a.on.hub.client().post("/v1/analyses/fedavg", &body).await?;
     let m = &trained.model;
