@@ -58,13 +58,9 @@ impl Hub {
         steps.options.secure_aggregation = req.secure_aggregation;
         let steps = &steps;
         let run = |step: Step, sql: String| steps.sql(step, sql);
-        // Iterations as site kernels, unless the sums must be masked (secure aggregation sums
-        // SQL partials): the same sums, one native pass over each site's rows.
-        let secure = req
-            .secure_aggregation
-            .unwrap_or(self.privacy.secure_aggregation);
-        let kernel = |_: Step, task| steps.kernel(task, None);
-        let kernel = (!secure).then_some(kernel);
+        // Iterations as site kernels (summed under secure aggregation when asked): the same
+        // sums as the SQL path, one native pass over each site's rows.
+        let kernel = Some(|_: Step, task| steps.kernel(task, None));
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"

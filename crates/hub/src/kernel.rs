@@ -6,21 +6,25 @@
 
 use std::time::Instant;
 
-use medfed_analysis::kernel::{self, KernelRound};
+use arrow::datatypes::SchemaRef;
+use medfed_analysis::kernel::{self, KernelRound, SECURE_SUM, summed};
+use medfed_analysis::sql::SqlError;
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::kernel::KernelTask;
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_protocol::wire::{SiteRequest, Work};
+use medfed_protocol::wire::{RequestContext, SiteRequest, Work};
+use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::query::{action_name, request_context};
-use crate::secure::call_site;
+use crate::secure::{call_site, secure_fan_out};
 use crate::{Hub, HubError, QueryOptions};
 
 impl Hub {
     /// Runs `task` for `who` under `study_id` as a step of `analysis` at the study's approved
-    /// sites (or those of `only`), and returns each answering site's sums.
+    /// sites (or those of `only`), with the researcher's `options` (ε in a DP study), and
+    /// returns each answering site's sums.
     pub(crate) async fn kernel_step(
         &self,
         who: &Principal,
@@ -28,6 +32,7 @@ impl Hub {
         task: &KernelTask,
         only: Option<&[String]>,
         analysis: &str,
+        options: &QueryOptions,
     ) -> Result<KernelRound, HubError> {
         let (study, targets) = self.admit(who, study_id, only, analysis).await?;
         let action = action_name(analysis);
@@ -52,15 +57,78 @@ impl Hub {
             self.record(deny(Outcome::Deny, reason.clone())).await?;
             return Err(HubError::Forbidden(reason));
         }
-        let mut protection = self.protection(&study.terms, &QueryOptions::default())?;
-        protection.secure_aggregation = false;
+        let protection = self.protection(&study.terms, options)?;
         let id = format!("k-{}", crate::state::random_id(8));
+        let context = |site: &str| request_context(&study, site, who, analysis, &protection);
+        let round = if protection.secure_aggregation {
+            let schema = match summed::schema(&task.step) {
+                Ok(schema) => schema,
+                Err(e) => {
+                    self.record(deny(Outcome::Deny, e.to_string())).await?;
+                    return Err(HubError::Query(SqlError::Unsupported(e.to_string())));
+                }
+            };
+            self.secure_kernel_fan_out(&id, task, &schema, &targets, &context)
+                .await?
+        } else {
+            self.kernel_fan_out(&id, task, &targets, &context).await
+        };
+        self.settle_kernel_step(who, study_id, analysis, &id, round)
+            .await
+    }
+
+    /// Sums the answers of `task` at `targets` under secure aggregation: the round holds the
+    /// network's sum under [`SECURE_SUM`] and what each site did.
+    async fn secure_kernel_fan_out(
+        &self,
+        id: &str,
+        task: &KernelTask,
+        schema: &SchemaRef,
+        targets: &[&SiteClient],
+        context: &impl Fn(&str) -> RequestContext,
+    ) -> Result<KernelRound, HubError> {
+        let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
+        let fan = secure_fan_out(&names, schema, self.deadline, |site, round| {
+            let client = targets.iter().find(|t| t.name().as_str() == site).copied();
+            let work = Work::SecureKernel {
+                task: task.clone(),
+                round,
+            };
+            let request = SiteRequest::new(id, &site, context(&site), work);
+            async move {
+                match client {
+                    Some(c) => c.secure_round(&request, &self.key).await,
+                    None => Err(SiteCallError::Failed(format!("no site {site}"))),
+                }
+            }
+        })
+        .await;
+        let mut round = KernelRound {
+            sites: fan.sites,
+            ..KernelRound::default()
+        };
+        if let Some(sum) = fan.partials.first() {
+            let answer = summed::from_row(&task.step, sum)
+                .map_err(|e| HubError::Transport(e.to_string()))?;
+            round.answers.insert(SECURE_SUM.into(), answer);
+        }
+        Ok(round)
+    }
+
+    /// Sends `task` to each of `targets` and collects their answers.
+    async fn kernel_fan_out(
+        &self,
+        id: &str,
+        task: &KernelTask,
+        targets: &[&SiteClient],
+        context: &impl Fn(&str) -> RequestContext,
+    ) -> KernelRound {
         let calls = targets.iter().map(|site| {
             let name = site.name().to_string();
             let request = SiteRequest::new(
-                &id,
+                id,
                 &name,
-                request_context(&study, &name, who, analysis, &protection),
+                context(&name),
                 Work::Kernel { task: task.clone() },
             );
             async move {
@@ -88,6 +156,23 @@ impl Hub {
             }
             round.sites.insert(name, outcome);
         }
+        round
+    }
+
+    /// Audits a kernel step's outcome: its answers' digest, or a refusal with the sites'
+    /// reasons when every site said no (an outage when they could not answer).
+    async fn settle_kernel_step(
+        &self,
+        who: &Principal,
+        study_id: &str,
+        analysis: &str,
+        id: &str,
+        round: KernelRound,
+    ) -> Result<KernelRound, HubError> {
+        let action = action_name(analysis);
+        let deny = |outcome: Outcome, reason: String| {
+            Entry::new(&who.id, who.role(), action, outcome, reason).study(study_id)
+        };
         if round.answers.is_empty() {
             let refused = round
                 .sites
@@ -100,7 +185,7 @@ impl Hub {
             };
             let entry = deny(outcome, "no site answered".into())
                 .sites(round.sites.keys().cloned())
-                .request_id(&id);
+                .request_id(id);
             self.record(entry).await?;
             if refused && !round.sites.is_empty() {
                 // Every site judged it and said no: a refusal with their reasons, not an outage.
@@ -122,15 +207,20 @@ impl Hub {
             action,
             Outcome::Allow,
             format!(
-                "kernel step answered by {} of {} site(s)",
-                round.answers.len(),
-                round.sites.len()
+                "kernel step answered by {} of {} site(s){}",
+                round.answered().len(),
+                round.sites.len(),
+                if round.is_secure() {
+                    " (secure aggregation: the hub saw only their sum)"
+                } else {
+                    ""
+                }
             ),
         )
         .study(study_id)
-        .sites(round.answers.keys().cloned())
+        .sites(round.answered())
         .result_digest(digest)
-        .request_id(&id);
+        .request_id(id);
         self.record(entry).await?;
         Ok(round)
     }
@@ -210,6 +300,7 @@ impl<'a> Steps<'a> {
                 &task,
                 sites.or(self.only),
                 self.analysis,
+                &self.options,
             )
             .await
     }

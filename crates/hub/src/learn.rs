@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::kernel::Steps;
 use crate::models::valid_model_name;
 use crate::state::{ModelVersion, StateError};
-use crate::{Hub, HubError};
+use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's training request.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +32,13 @@ pub struct FedAvgRequest {
     /// Register the trained model under this name (a new version).
     #[serde(default)]
     pub register: Option<String>,
+    /// DP studies: the ε of the whole run at each site (default: the network's per-release ε).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
+    /// Sum each round's updates under secure aggregation (default: the network's setting):
+    /// the hub sees only their weighted sum; under DP each site adds a share of the noise.
+    #[serde(default)]
+    pub secure_aggregation: Option<bool>,
 }
 
 /// A researcher's request to score a model on each site's (held-out) rows.
@@ -62,10 +69,18 @@ pub struct Trained {
 impl Hub {
     /// Trains `req` by FedAvg/FedProx across the study's sites.
     pub async fn fedavg(&self, who: &Principal, req: &FedAvgRequest) -> Result<Trained, HubError> {
-        let why = "federated training runs in exact studies for now: DP-FedAvg's clipped, \
-                   noised updates are computed at the sites, but the standardisation query \
-                   needs declared bounds that the request cannot state yet";
-        let study = self.exact_study(who, &req.study, "fedavg", why).await?;
+        let study = self.state.study(&req.study).await?;
+        self.authorize(who, "query", Some(&study), None).await?;
+        let options = QueryOptions {
+            epsilon: req.epsilon,
+            secure_aggregation: req.secure_aggregation,
+            ..QueryOptions::default()
+        };
+        let secure = self.secure(req.secure_aggregation);
+        let dp = self.protection(&study.terms, &options)?.dp;
+        let run = dp
+            .as_ref()
+            .map(|_| format!("t-{}", crate::state::random_id(8)));
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
@@ -76,14 +91,52 @@ impl Hub {
             _ => study.approved_sites().into_iter().collect(),
         };
         let state = self.planning_state().await;
-        let steps = &Steps::new(self, who, &req.study, req.sites.as_deref(), "fedavg");
-        let run_sql = |step: Step, sql: String| steps.sql(step, sql);
+        let mut steps = Steps::new(self, who, &req.study, req.sites.as_deref(), "fedavg");
+        steps.options = options;
+        let steps = &steps;
+        let dp_study = dp.is_some();
+        let run_sql = |step: Step, sql: String| async move {
+            if dp_study {
+                // DP-FedAvg asks nothing before it trains (no count, no mean leaves a site).
+                return Err(HubError::Forbidden(
+                    "a DP training run asks the network no planning queries: give every \
+                     input numeric bounds and no factor() or text inputs"
+                        .into(),
+                ));
+            }
+            steps.sql(step, sql).await
+        };
         let run_round = |r: RoundRequest| async move { steps.kernel(r.task, Some(&r.sites)).await };
         let k = self.privacy.rules().min_cell_count;
-        let trained = learn::train(&state, &req.spec, k, &sites, run_sql, run_round).await;
+        let trained = learn::train(
+            &state,
+            &req.spec,
+            k,
+            &sites,
+            run.as_deref(),
+            run_sql,
+            run_round,
+        )
+        .await;
         let mut model = self.fitted(who, &req.study, "fedavg", trained).await?;
-        model.privacy.mode = "exact".into();
         model.privacy.min_cell_count = k;
+        model.privacy.secure_aggregation = secure;
+        match &dp {
+            Some(release) => {
+                model.privacy.mode = "dp".into();
+                model.privacy.mechanism = Some(format!(
+                    "DP-FedAvg: DP gradient descent at each site, every row's gradient clipped \
+                     to L2 norm {} and Gaussian noise on their sum added by the site, ρ-zCDP \
+                     over at most {} rounds (neighbours: one row replaced)",
+                    req.spec.clip.unwrap_or_default(),
+                    req.spec.rounds
+                ));
+                model.privacy.epsilon = release.epsilon;
+                model.privacy.delta = release.delta;
+                model.epsilon = Some(release.epsilon);
+            }
+            None => model.privacy.mode = "exact".into(),
+        }
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&model.weights).expect("weights serialise"),
         ));

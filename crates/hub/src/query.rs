@@ -371,15 +371,18 @@ impl Hub {
 
     /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
     /// the release the researcher asked for (or the network's default ε).
+    /// Whether a request asking `secure_aggregation` (or not saying) runs under it.
+    pub(crate) fn secure(&self, secure_aggregation: Option<bool>) -> bool {
+        secure_aggregation.unwrap_or(self.privacy.secure_aggregation)
+    }
+
     pub(crate) fn protection(
         &self,
         terms: &StudyTerms,
         o: &QueryOptions,
     ) -> Result<Protection, HubError> {
         let rules = self.privacy.rules();
-        let secure_aggregation = o
-            .secure_aggregation
-            .unwrap_or(self.privacy.secure_aggregation);
+        let secure_aggregation = self.secure(o.secure_aggregation);
         if terms.privacy == PrivacyMode::Exact {
             return Ok(Protection {
                 rules,

@@ -27,6 +27,10 @@ pub struct CoxRequest {
     /// Limit to these of the study's sites.
     #[serde(default)]
     pub sites: Option<Vec<String>>,
+    /// Sum each iteration's score and information under secure aggregation (default: the
+    /// network's setting): the hub then sees only the network's sums, not each stratum's.
+    #[serde(default)]
+    pub secure_aggregation: Option<bool>,
 }
 
 /// A researcher's Kaplan–Meier request.
@@ -93,13 +97,17 @@ impl Hub {
                    bounds, so no differential-privacy noise can be calibrated";
         self.exact_study(who, &req.study, "survival", why).await?;
         let state = self.planning_state().await;
-        let steps = &Steps::new(self, who, &req.study, req.sites.as_deref(), "survival");
+        let mut steps = Steps::new(self, who, &req.study, req.sites.as_deref(), "survival");
+        steps.options.secure_aggregation = req.secure_aggregation;
+        let secure = self.secure(req.secure_aggregation);
+        let steps = &steps;
         let run_sql = |step: Step, sql: String| steps.sql(step, sql);
         let run_kernel = |_: u32, task| steps.kernel(task, None);
         let fitted = cox::fit(&state, &req.spec, run_sql, run_kernel).await;
         let mut fit = self.fitted(who, &req.study, "survival", fitted).await?;
         fit.privacy.min_cell_count = self.privacy.rules().min_cell_count;
         fit.privacy.mode = "exact".into();
+        fit.privacy.secure_aggregation = secure;
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),
         ));

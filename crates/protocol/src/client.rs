@@ -124,7 +124,8 @@ impl SiteClient {
         Ok(batches)
     }
 
-    /// Signs `request` (a [`crate::wire::Work::SecureSql`] round) and returns the site's reply.
+    /// Signs `request` (a [`crate::wire::Work::SecureSql`] or
+    /// [`crate::wire::Work::SecureKernel`] round) and returns the site's reply.
     pub async fn secure_round(
         &self,
         request: &SiteRequest,

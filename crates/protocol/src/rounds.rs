@@ -1,8 +1,9 @@
 //! Secure aggregation over the wire: the rounds of [`medfed_privacy::secagg`] as signed requests.
 //!
 //! Each round is a Flight `DoAction` of type [`ACTION_SECAGG`] whose body is a signed
-//! [`SiteRequest`](crate::wire::SiteRequest) with [`Work::SecureSql`](crate::wire::Work) naming
-//! the round; the answer is one JSON [`Reply`]. All rounds of one query share its request id
+//! [`SiteRequest`](crate::wire::SiteRequest) with [`Work::SecureSql`](crate::wire::Work) (or
+//! `Work::SecureKernel`, a kernel step's answer as one keyless row) naming the round; the
+//! answer is one JSON [`Reply`]. All rounds of one query share its request id
 //! (the site keeps its part of the round under it) and each may be served once.
 //!
 //! ```text

@@ -11,7 +11,7 @@ use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 5;
+pub const WIRE_VERSION: u32 = 6;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -92,6 +92,13 @@ pub enum Work {
         /// The rows and the step.
         task: medfed_core::kernel::KernelTask,
     },
+    /// One round of a site kernel whose answers are summed under secure aggregation.
+    SecureKernel {
+        /// The rows and the step (the same in every round).
+        task: medfed_core::kernel::KernelTask,
+        /// Which round.
+        round: crate::rounds::Round,
+    },
 }
 
 /// What travels in the ticket: the request's JSON and the hub's signature over it.
@@ -170,7 +177,7 @@ impl SiteRequest {
     pub fn replay_key(&self) -> String {
         match &self.work {
             Work::PartialSql { .. } | Work::Kernel { .. } => self.request_id.clone(),
-            Work::SecureSql { round, .. } => {
+            Work::SecureSql { round, .. } | Work::SecureKernel { round, .. } => {
                 format!("{}#{}", self.request_id, round.replay_tag())
             }
         }

@@ -1,5 +1,6 @@
-//! The site's side of secure aggregation ([`medfed_protocol::rounds`]): the partial is computed
-//! and protected once (`prepare`), held here under the request id, and leaves only masked.
+//! The site's side of secure aggregation ([`medfed_protocol::rounds`]): the partial — a SQL
+//! partial's cells, or a kernel answer as one keyless row — is computed and protected once
+//! (`prepare`), held here under the request id, and leaves only masked.
 //!
 //! What the hub learns from this site: the keys of groups with at least k people here, the
 //! privacy report (rules applied, no values), two public keys, ciphertexts it cannot open, a
@@ -10,6 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use medfed_core::kernel::KernelTask;
 use medfed_privacy::PartialReport;
 use medfed_privacy::secagg::{Participant, SecAggError, cells};
 use medfed_protocol::rounds::{Reply, Round};
@@ -27,8 +29,28 @@ pub(crate) struct Rounds {
     open: Mutex<HashMap<String, Held>>,
 }
 
+/// What a secure aggregation sums: a partial-aggregate query or a kernel step.
+#[derive(Clone, Copy)]
+pub(crate) enum Secured<'a> {
+    /// The partial of this SQL.
+    Sql(&'a str),
+    /// The answer of this kernel step.
+    Kernel(&'a KernelTask),
+}
+
+impl Secured<'_> {
+    /// What every round must repeat to belong to the prepared partial.
+    fn key(&self) -> String {
+        match self {
+            Self::Sql(sql) => (*sql).to_string(),
+            Self::Kernel(task) => serde_json::to_string(task).expect("task serialises"),
+        }
+    }
+}
+
 /// One query's state between rounds.
 struct Held {
+    /// The SQL or the kernel task (as JSON) it was prepared for.
     sql: String,
     study: String,
     table: RecordBatch,
@@ -160,7 +182,7 @@ impl SiteService {
     pub(crate) async fn secure_round(
         &self,
         req: &SiteRequest,
-        sql: &str,
+        what: Secured<'_>,
         round: &Round,
     ) -> Result<Reply, Status> {
         if !req.context.privacy.secure_aggregation {
@@ -169,12 +191,21 @@ impl SiteService {
             ));
             return self.settle::<Reply>(req, outcome).await;
         }
-        let outcome = match round {
-            Round::Prepare => match self.protected_partial(req, sql).await {
-                Ok((table, report)) => self.hold(req, sql, table, report),
+        let key = what.key();
+        let outcome = match (round, what) {
+            (Round::Prepare, Secured::Sql(sql)) => match self.protected_partial(req, sql).await {
+                Ok((table, report)) => self.hold(req, &key, table, report),
                 Err(stop) => Err(stop),
             },
-            round => self.rounds.step(req, sql, round),
+            (Round::Prepare, Secured::Kernel(task)) => match self.kernel_partial(req, task).await {
+                Ok((table, report, audited)) => {
+                    self.rounds.hold(req, &key, table, Default::default());
+                    let keys = vec![String::new()];
+                    Ok((Reply::Prepared { keys, report }, Some(audited)))
+                }
+                Err(stop) => Err(stop),
+            },
+            (round, _) => self.rounds.step(req, &key, round),
         };
         if let Err(Stop::Invalid(m) | Stop::Refused(m)) = &outcome {
             tracing::warn!(site = %self.name, request_id = %req.request_id, round = round.name(), reason = %m, "secure aggregation round refused");

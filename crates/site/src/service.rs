@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::gate::Gate;
 use crate::privacy::SitePrivacy;
-use crate::secure::Rounds;
+use crate::secure::{Rounds, Secured};
 use medfed_store::SiteStore;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -196,7 +196,7 @@ impl SiteService {
             .judge(req, &plan.reads)
             .await
             .map_err(Stop::Judged)?;
-        self.privacy.admit(req).await.map_err(Stop::Refused)?;
+        self.privacy.admit(req, None).await.map_err(Stop::Refused)?;
         let site_rules = self.privacy.rules(&decision);
         let (batch, mut report) = execute_partial(ctx, &plan, protection, &site_rules).await?;
         if let Some(dp) = &protection.dp {
@@ -285,7 +285,7 @@ impl FlightService for SiteService {
         let req = self.gate.admit(&request.get_ref().ticket).await?;
         let batch = match &req.work {
             Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
-            Work::SecureSql { .. } | Work::Kernel { .. } => {
+            Work::SecureSql { .. } | Work::Kernel { .. } | Work::SecureKernel { .. } => {
                 return Err(Status::invalid_argument(
                     "secure aggregation rounds and kernels are Flight actions, not tickets",
                 ));
@@ -311,10 +311,12 @@ impl FlightService for SiteService {
             }
             medfed_protocol::rounds::ACTION_SECAGG => {
                 let req = self.gate.admit(&request.get_ref().body).await?;
-                let Work::SecureSql { sql, round } = &req.work else {
-                    return Err(Status::invalid_argument("not a secure aggregation round"));
+                let (what, round) = match &req.work {
+                    Work::SecureSql { sql, round } => (Secured::Sql(sql), round),
+                    Work::SecureKernel { task, round } => (Secured::Kernel(task), round),
+                    _ => return Err(Status::invalid_argument("not a secure aggregation round")),
                 };
-                let reply = self.secure_round(&req, sql, round).await?;
+                let reply = self.secure_round(&req, what, round).await?;
                 let body =
                     bytes::Bytes::from(serde_json::to_vec(&reply).expect("reply serialises"));
                 Ok(Response::new(

@@ -348,13 +348,14 @@ impl Released {
     fn from_round(r: KernelRound, min_cell_count: u64) -> Self {
         Self {
             answered: r.answered(),
-            sites: r.sites,
             // Each site applied the stricter of the network's k and its own to its rows.
             privacy: PrivacySummary {
                 mode: "exact".into(),
                 min_cell_count,
+                secure_aggregation: r.is_secure(),
                 ..PrivacySummary::default()
             },
+            sites: r.sites,
         }
     }
 }

@@ -67,6 +67,7 @@ fn spec(model: Architecture, rounds: u32) -> FedAvgSpec {
         tolerance: 0.0,
         seed: 7,
         clip: None,
+        bounds: Default::default(),
         filter: Some("holdout = 0".into()),
     }
 }
@@ -109,12 +110,20 @@ async fn pooled(net: &Devnet, s: &FedAvgSpec, k: u64) -> anyhow::Result<TrainedM
         Ok(round)
     };
     let state = ctx.state();
-    learn::train(&state, s, k, &["pooled".to_string()], run_sql, run_round)
-        .await
-        .map_err(|e| match e {
-            learn::FitError::Glm(g) => anyhow::anyhow!("pooled training: {g}"),
-            learn::FitError::Run(r) => anyhow::anyhow!("pooled training: {r}"),
-        })
+    learn::train(
+        &state,
+        s,
+        k,
+        &["pooled".to_string()],
+        None,
+        run_sql,
+        run_round,
+    )
+    .await
+    .map_err(|e| match e {
+        learn::FitError::Glm(g) => anyhow::anyhow!("pooled training: {g}"),
+        learn::FitError::Run(r) => anyhow::anyhow!("pooled training: {r}"),
+    })
 }
 
 /// Scores `m` on the held-out patients of `sites` (all of the study's when `None`); with
@@ -187,6 +196,8 @@ pub async fn run(a: ReadmissionArgs) -> anyhow::Result<()> {
             spec: s.clone(),
             sites,
             register: None,
+            epsilon: None,
+            secure_aggregation: None,
         };
         let federated = net.hub.fedavg(&who, &request(None)).await?.model;
         let fed_scores = score(&net, &who, &federated, None, None).await?;

@@ -83,6 +83,24 @@ async fn stratified_cox_equals_the_pooled_fit_and_refuses_what_it_must() {
         assert!(fit.likelihood_ratio.p < 1e-6, "{:?}", fit.likelihood_ratio);
         assert_eq!(fit.reference_levels["factor(grp)"], "a");
     }
+    // Under secure aggregation the hub sees only the network's score and information: the
+    // same fit, to the fixed-point resolution of the masked sums.
+    let secure = json!({"secure_aggregation": true});
+    let (status, text) = call(body(formula, secure), &rita).await;
+    assert_eq!(status, 200, "{text}");
+    let fit: CoxFit = serde_json::from_str(&text).unwrap();
+    assert!(
+        fit.privacy.secure_aggregation && fit.sites.len() == 3,
+        "{fit:?}"
+    );
+    let (beta, _, _) = cox::pooled(&pooled_strata, Ties::Efron, 4).unwrap();
+    for ((name, c), b) in fit.coefficients.0.iter().zip(&beta) {
+        assert!(
+            (c.estimate - b).abs() < 1e-6,
+            "{name}: {} vs {b}",
+            c.estimate
+        );
+    }
     // Every step is audited at each site as partial.survival and at the hub as survival.
     let hub_trail = net.hub.audit().records(0, 10_000).await.unwrap();
     assert!(

@@ -1,5 +1,6 @@
 //! Federated training over a real network: FedAvg reaches the pooled optimum; a site lost
-//! mid-training is tolerated; the registry keeps the model; refusals.
+//! mid-training is tolerated; the registry keeps the model; secure aggregation of the updates
+//! changes nothing but what the hub sees; DP-FedAvg charges each site once per run; refusals.
 
 use std::path::PathBuf;
 
@@ -45,6 +46,7 @@ fn spec() -> FedAvgSpec {
         tolerance: 1e-7,
         seed: 3,
         clip: None,
+        bounds: Default::default(),
         filter: None,
     }
 }
@@ -65,6 +67,8 @@ async fn fedavg_reaches_the_pooled_optimum_and_survives_a_lost_site() {
         spec: spec(),
         sites: None,
         register: Some("readmission-lr".into()),
+        epsilon: None,
+        secure_aggregation: None,
     };
     let trained = net.hub.fedavg(&who, &req).await.unwrap();
     let m = &trained.model;
@@ -107,6 +111,8 @@ async fn fedavg_reaches_the_pooled_optimum_and_survives_a_lost_site() {
             ..spec()
         },
         register: None,
+        epsilon: None,
+        secure_aggregation: None,
         ..req.clone()
     };
     let who2 = who.clone();
@@ -166,7 +172,13 @@ async fn fedavg_over_http_refuses_what_it_must() {
         // A handful of people: 403 (every group small) or 422 (a class withheld).
         (with(json!({"where": "x > 2.58"})), &rita, 0),
         (with(json!({"rounds": 0})), &rita, 400),
-        (with(json!({"study": net.studies["dp"]})), &rita, 403),
+        // A DP run needs a clip bound and every input's declared bounds.
+        (with(json!({"study": net.studies["dp"]})), &rita, 400),
+        (
+            with(json!({"study": net.studies["dp"], "clip": 1.0, "model": "logistic"})),
+            &rita,
+            400,
+        ),
         (base.clone(), &net.tokens["auditor"], 403),
     ] {
         let (status, text) = call(body.clone(), token).await;
@@ -177,5 +189,118 @@ async fn fedavg_over_http_refuses_what_it_must() {
         }
         assert!(!text.contains("\"weights\""), "{text}");
     }
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_and_dp_fedavg_runs_are_charged_once_per_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = simulated_sites(dir.path());
+    let net = start(&dir.path().join("net"), "sim", files).await;
+    let who = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap();
+    let plain = medfed_hub::FedAvgRequest {
+        study: net.studies["exact"].clone(),
+        spec: FedAvgSpec {
+            rounds: 30,
+            tolerance: 0.0,
+            ..spec()
+        },
+        sites: None,
+        register: None,
+        epsilon: None,
+        secure_aggregation: Some(false),
+    };
+    let secure = medfed_hub::FedAvgRequest {
+        secure_aggregation: Some(true),
+        ..plain.clone()
+    };
+    let open = net.hub.fedavg(&who, &plain).await.unwrap().model;
+    let masked = net.hub.fedavg(&who, &secure).await.unwrap().model;
+    // The same weights, to the fixed-point resolution of the masked sums.
+    assert!(masked.privacy.secure_aggregation && !open.privacy.secure_aggregation);
+    for (a, b) in open.weights.iter().zip(&masked.weights) {
+        assert!(
+            (a - b).abs() < 1e-6,
+            "{:?} vs {:?}",
+            open.weights,
+            masked.weights
+        );
+    }
+    assert_eq!(masked.n, open.n);
+    assert_eq!(masked.history.last().unwrap().answered.len(), 3);
+    let trail = net.hub.audit().records(0, 100_000).await.unwrap();
+    assert!(trail.iter().any(|e| {
+        e.entry.action == "fedavg"
+            && e.entry
+                .reason
+                .contains("secure aggregation: the hub saw only their sum")
+    }));
+
+    // DP-FedAvg in the DP study (ε = 0.5 per site): a 10-round run at ε = 0.2 under secure
+    // aggregation, then one at ε = 0.3 in the clear, spend it all — each run once, not per round.
+    let dp = |epsilon: f64, secure: bool| medfed_hub::FedAvgRequest {
+        study: net.studies["dp"].clone(),
+        spec: FedAvgSpec {
+            formula: "yb ~ x + sex".into(),
+            rounds: 10,
+            batch_size: 64,
+            learning_rate: 0.5,
+            clip: Some(0.5),
+            bounds: [
+                ("x".to_string(), [-4.0, 4.0]),
+                ("sex".to_string(), [0.0, 1.0]),
+            ]
+            .into(),
+            ..spec()
+        },
+        epsilon: Some(epsilon),
+        secure_aggregation: Some(secure),
+        ..plain.clone()
+    };
+    for (epsilon, secure) in [(0.2, true), (0.3, false)] {
+        let m = net
+            .hub
+            .fedavg(&who, &dp(epsilon, secure))
+            .await
+            .unwrap()
+            .model;
+        assert_eq!(m.privacy.mode, "dp");
+        assert_eq!((m.epsilon, m.privacy.epsilon), (Some(epsilon), epsilon));
+        assert_eq!(m.privacy.secure_aggregation, secure);
+        assert_eq!(
+            (m.rounds, m.n),
+            (10, 0),
+            "all rounds ran; no count released"
+        );
+        assert!(
+            m.history
+                .iter()
+                .all(|r| r.loss.is_none() && r.answered.len() == 3)
+        );
+        assert!(m.weights.iter().all(|w| w.is_finite()));
+    }
+    // Nothing is left: every site refuses the next run, and says why.
+    let err = net.hub.fedavg(&who, &dp(0.01, false)).await.unwrap_err();
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    // Each site's audit trail shows the run's rounds, charged at the first only.
+    let north = dir
+        .path()
+        .join("net/sites")
+        .join(net.site_names[0].as_str());
+    let db = medfed_audit::Database::connect(north.join("audit.db").to_str().unwrap(), 1)
+        .await
+        .unwrap();
+    let site_trail = medfed_audit::records(&db, 0, 100_000).await.unwrap();
+    let rounds: Vec<_> = site_trail
+        .iter()
+        .filter(|e| e.entry.reason.contains("of training run"))
+        .collect();
+    assert_eq!(rounds.len(), 20, "two runs of 10 rounds");
+    let charged: f64 = rounds.iter().filter_map(|e| e.entry.epsilon).sum();
+    assert!((charged - 0.5).abs() < 1e-9, "{charged}");
     net.shutdown().await;
 }

@@ -58,6 +58,7 @@ pub async fn run(a: CoxArgs) -> anyhow::Result<()> {
             filter: None,
         },
         sites: None,
+        secure_aggregation: None,
     };
     let (mut fed, mut pool) = (vec![], vec![]);
     let (mut fed_fit, mut pooled) = (None, None);

@@ -51,10 +51,13 @@ pub async fn run(a: FedAvgArgs) -> anyhow::Result<()> {
                 tolerance: 0.0,
                 seed: 1,
                 clip: None,
+                bounds: Default::default(),
                 filter: None,
             },
             sites: None,
             register: None,
+            epsilon: None,
+            secure_aggregation: None,
         };
         let t = Instant::now();
         let trained = net.hub.fedavg(&who, &req).await?;
