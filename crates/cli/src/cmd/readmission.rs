@@ -40,6 +40,9 @@ pub struct ReadmissionArgs {
     /// FedAvg rounds.
     #[arg(long, default_value_t = 30)]
     rounds: u32,
+    /// DP-FedAvg rounds (of one full-batch step each): fewer steps, less noise per step.
+    #[arg(long, default_value_t = 10)]
+    dp_rounds: u32,
     /// MLP hidden units.
     #[arg(long, default_value_t = 16)]
     hidden: u32,
@@ -89,10 +92,11 @@ const BOUNDS: [(&str, [f64; 2]); 12] = [
     ("hba1c_measured", [0.0, 1.0]),
 ];
 
-/// DP-FedAvg's settings: full-batch DP gradient descent, rows' gradients clipped to 1.
+/// DP-FedAvg's settings: full-batch DP gradient descent, one step a round, rows' gradients
+/// clipped to 1.
 fn dp_spec(rounds: u32) -> FedAvgSpec {
     FedAvgSpec {
-        local_epochs: 5,
+        local_epochs: 1,
         learning_rate: 2.0,
         clip: Some(1.0),
         bounds: BOUNDS.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
@@ -245,7 +249,7 @@ pub async fn run(a: ReadmissionArgs) -> anyhow::Result<()> {
             eprintln!("training {name} by DP-FedAvg at ε = 0.5 per hospital…");
             let dp = medfed_hub::FedAvgRequest {
                 study: net.studies["dp"].clone(),
-                spec: dp_spec(a.rounds),
+                spec: dp_spec(a.dp_rounds),
                 epsilon: Some(0.5),
                 ..request(None)
             };
