@@ -6,6 +6,7 @@ pub mod cox;
 pub mod deid;
 pub mod demo;
 pub mod describe;
+pub mod evaluate;
 pub mod glm;
 pub mod ingest;
 pub mod km;

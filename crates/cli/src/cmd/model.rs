@@ -100,7 +100,7 @@ pub async fn run(c: ModelCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn versions_of(
+pub(crate) async fn versions_of(
     hub: &HubArgs,
     name: &str,
     version: Option<i64>,

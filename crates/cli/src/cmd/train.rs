@@ -13,6 +13,9 @@ pub enum TrainCommand {
     /// The 30-day readmission study end to end on synthetic hospitals: federated vs each
     /// site alone vs pooled, scored on every site's held-out patients.
     Readmission(super::readmission::ReadmissionArgs),
+    /// Score a registered model at each site on the rows `--where` selects (held-out
+    /// patients): AUROC, AUPRC, Brier score and log-loss, computed by the sites.
+    Evaluate(super::evaluate::EvaluateArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +83,7 @@ pub async fn run(cmd: TrainCommand) -> anyhow::Result<()> {
     match cmd {
         TrainCommand::Fedavg(a) => fedavg(*a).await,
         TrainCommand::Readmission(a) => super::readmission::run(a).await,
+        TrainCommand::Evaluate(a) => super::evaluate::run(a).await,
     }
 }
 

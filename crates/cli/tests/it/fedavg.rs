@@ -93,7 +93,6 @@ async fn fedavg_reaches_the_pooled_optimum_and_survives_a_lost_site() {
         .unwrap();
     assert_eq!(versions[0].version, registered.version);
     assert_eq!(versions[0].kind, "fedavg/logistic");
-
     // Every round is a governed kernel step, audited at the hub as fedavg.
     let trail = net.hub.audit().records(0, 100_000).await.unwrap();
     let steps = trail
@@ -101,6 +100,44 @@ async fn fedavg_reaches_the_pooled_optimum_and_survives_a_lost_site() {
         .filter(|e| e.entry.action == "fedavg" && e.entry.reason.starts_with("kernel step"))
         .count();
     assert_eq!(steps, m.rounds as usize);
+    // The registered model scored by each site from the command line.
+    let args: Vec<String> = [
+        "train",
+        "evaluate",
+        "--hub",
+        &net.hub_url,
+        "--token",
+        &net.token,
+        "--study",
+        &study,
+        "--model",
+        "readmission-lr",
+        "--where",
+        "x > -100",
+        "--format",
+        "json",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::cli::medfed(&a)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let metrics = scored["metrics"].as_object().unwrap();
+    assert_eq!(metrics.len(), 3, "{scored}");
+    assert!(
+        metrics.values().all(|m| m["auroc"].as_f64().unwrap() > 0.6),
+        "{scored}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("weights"));
 
     // A site lost mid-training: later rounds average the others' updates, training finishes.
     let hub = net.hub.clone();
@@ -117,7 +154,7 @@ async fn fedavg_reaches_the_pooled_optimum_and_survives_a_lost_site() {
     };
     let who2 = who.clone();
     let training = tokio::spawn(async move { hub.fedavg(&who2, &long).await });
-    let before = steps;
+    let before = steps + 1; // and the evaluation
     loop {
         let trail = net.hub.audit().records(0, 100_000).await.unwrap();
         let now = trail
