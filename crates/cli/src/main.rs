@@ -31,6 +31,11 @@ enum Command {
     },
     /// Cox proportional hazards stratified by site (exact: the sites' score and information sums).
     Cox(cmd::cox::Args),
+    /// Real-time vitals alerting at a site: thresholds, sustained windows, NEWS2.
+    Vitals {
+        #[command(subcommand)]
+        command: cmd::vitals::VitalsCommand,
+    },
     /// The hub's model registry: list, show and export released models.
     Model {
         #[command(subcommand)]
@@ -102,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             Command::Glm(a) => cmd::glm::run(a).await,
             Command::Km(a) => cmd::km::run(a).await,
             Command::Cox(a) => cmd::cox::run(a).await,
+            Command::Vitals { command } => cmd::vitals::run(command),
             Command::Train { command } => cmd::train::run(command).await,
             Command::Describe { command } => cmd::describe::run(command).await,
             Command::Model { command } => cmd::model::run(command).await,

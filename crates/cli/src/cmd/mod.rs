@@ -18,6 +18,7 @@ pub mod serve;
 pub mod study;
 pub mod synth;
 pub mod train;
+pub mod vitals;
 
 /// Resolves when the process gets Ctrl-C (or SIGTERM on Unix).
 pub async fn shutdown_signal() {

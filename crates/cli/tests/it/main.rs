@@ -16,3 +16,4 @@ mod models;
 mod redteam;
 mod secure;
 mod support;
+mod vitals;

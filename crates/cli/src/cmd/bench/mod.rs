@@ -8,6 +8,7 @@ mod governance;
 mod ingest;
 mod privacy;
 mod query;
+mod vitals;
 
 use std::time::Instant;
 
@@ -36,6 +37,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// The note scrubber: texts/s, MB/s, and precision/recall per entity type on a labelled set.
     Deid(ingest::DeidArgs),
+    /// The vitals rule engine: events/s on one core, in process.
+    Vitals(vitals::VitalsArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -51,6 +54,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fedavg(a) => fedavg::run(a).await,
         BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
         BenchCommand::Deid(a) => ingest::deid(a),
+        BenchCommand::Vitals(a) => vitals::run(a),
     }
 }
 
