@@ -36,7 +36,8 @@ pub struct FedAvgRequest {
     #[serde(default)]
     pub epsilon: Option<f64>,
     /// Sum each round's updates under secure aggregation (default: the network's setting):
-    /// the hub sees only their weighted sum; under DP each site adds a share of the noise.
+    /// the hub sees only their weighted sum (under DP each site's update still carries its own
+    /// full noise, added in every local step).
     #[serde(default)]
     pub secure_aggregation: Option<bool>,
 }
