@@ -133,6 +133,12 @@ impl AuditLog {
         read::records(&self.db, after, limit).await
     }
 
+    /// The sequence number of the last committed entry (0 for an empty trail): a position to
+    /// read on from with [`records`](Self::records).
+    pub async fn head(&self) -> Result<i64, AuditError> {
+        Ok(read::head(&self.db).await?.0)
+    }
+
     /// The database the trail lives in.
     pub fn database(&self) -> &Database {
         &self.db

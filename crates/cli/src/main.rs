@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
             Command::Glm(a) => cmd::glm::run(a).await,
             Command::Km(a) => cmd::km::run(a).await,
             Command::Cox(a) => cmd::cox::run(a).await,
-            Command::Vitals { command } => cmd::vitals::run(command),
+            Command::Vitals { command } => cmd::vitals::run(command).await,
             Command::Train { command } => cmd::train::run(command).await,
             Command::Describe { command } => cmd::describe::run(command).await,
             Command::Model { command } => cmd::model::run(command).await,

@@ -37,18 +37,20 @@ impl Output {
 }
 
 /// A rule broken since `start`.
+#[derive(Debug, Clone, Copy)]
 struct Episode {
     start: DateTime<Utc>,
     alerted: bool,
 }
 
-/// What the engine remembers of one patient.
+/// What the engine remembers of one patient. Arrays indexed by parameter and by rule, not maps:
+/// this is touched for every sample, and hashing an enum per vital cost a third of the time.
 #[derive(Default)]
 struct Patient {
-    /// Latest value and its time of each NEWS2 parameter.
-    latest: HashMap<Vital, (f64, DateTime<Utc>)>,
+    /// Latest value and its time of each NEWS2 parameter, in [`NEWS2_PARAMETERS`] order.
+    latest: [Option<(f64, DateTime<Utc>)>; 5],
     /// Open episodes by rule index.
-    episodes: HashMap<usize, Episode>,
+    episodes: Vec<Option<Episode>>,
 }
 
 /// The vitals rule engine of one site.
@@ -149,39 +151,46 @@ impl Engine {
     }
 
     fn evaluate(&mut self, e: &VitalsEvent, alerts: &mut Vec<Alert>) {
-        let patient = self.patients.entry(e.patient.clone()).or_default();
-        for vital in NEWS2_PARAMETERS {
+        if !self.patients.contains_key(&e.patient) {
+            self.patients.insert(e.patient.clone(), Patient::default());
+        }
+        let patient = self.patients.get_mut(&e.patient).expect("inserted above");
+        patient.episodes.resize(self.rules.rules.len(), None);
+        let mut moved = false;
+        for (slot, vital) in patient.latest.iter_mut().zip(NEWS2_PARAMETERS) {
             if let Some(v) = e.value(vital) {
-                patient.latest.insert(vital, (v, e.ts));
+                *slot = Some((v, e.ts));
+                moved = true;
             }
         }
-        let fresh = |vital: Vital| {
-            let &(v, at) = patient.latest.get(&vital)?;
-            (e.ts - at <= seconds(self.rules.freshness_s)).then_some(v)
-        };
-        let latest = news2::Latest {
-            rr: fresh(Vital::Rr),
-            spo2: fresh(Vital::Spo2),
-            sbp: fresh(Vital::Sbp),
-            hr: fresh(Vital::Hr),
-            temp: fresh(Vital::Temp),
-        };
         // A score only when this sample moved one of its inputs.
-        let score = NEWS2_PARAMETERS
-            .iter()
-            .any(|v| e.value(*v).is_some())
-            .then(|| news2::score(&latest))
-            .flatten()
-            .map(f64::from);
+        let score = if moved {
+            let freshness = seconds(self.rules.freshness_s);
+            let fresh = |i: usize| {
+                let (v, at) = patient.latest[i]?;
+                (e.ts - at <= freshness).then_some(v)
+            };
+            let latest = news2::Latest {
+                rr: fresh(0),
+                spo2: fresh(1),
+                sbp: fresh(2),
+                hr: fresh(3),
+                temp: fresh(4),
+            };
+            news2::score(&latest).map(f64::from)
+        } else {
+            None
+        };
         for (i, rule) in self.rules.rules.iter().enumerate() {
             let value = match rule.vital {
                 Vital::News2 => score,
                 vital => e.value(vital),
             };
             let Some(value) = value else { continue };
+            let slot = &mut patient.episodes[i];
             let Some((direction, threshold, sustain)) = self.rules.effective(i, e.unit.as_deref())
             else {
-                patient.episodes.remove(&i);
+                *slot = None;
                 continue;
             };
             let abnormal = match direction {
@@ -189,10 +198,10 @@ impl Engine {
                 Direction::Below => value < threshold,
             };
             if !abnormal {
-                patient.episodes.remove(&i); // re-armed: the next abnormal value opens a new episode
+                *slot = None; // re-armed: the next abnormal value opens a new episode
                 continue;
             }
-            let episode = patient.episodes.entry(i).or_insert(Episode {
+            let episode = slot.get_or_insert(Episode {
                 start: e.ts,
                 alerted: false,
             });
@@ -210,4 +219,92 @@ impl Engine {
             }
         }
     }
+
+    /// The engine's whole state, to checkpoint: what a restarted engine needs to go on exactly
+    /// where this one was (samples held for reordering, the watermark, each patient's latest
+    /// vitals and open episodes). Episodes are keyed by rule name, so a changed rule file
+    /// keeps the episodes of the rules it still has.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut patients: Vec<PatientState> = self
+            .patients
+            .iter()
+            .map(|(id, p)| PatientState {
+                patient: id.clone(),
+                latest: NEWS2_PARAMETERS
+                    .iter()
+                    .zip(&p.latest)
+                    .filter_map(|(v, slot)| slot.map(|(x, at)| (*v, x, at)))
+                    .collect(),
+                episodes: p
+                    .episodes
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, ep)| {
+                        ep.map(|ep| (self.rules.rules[i].name.clone(), ep.start, ep.alerted))
+                    })
+                    .collect(),
+            })
+            .collect();
+        patients.sort_by(|a, b| a.patient.cmp(&b.patient));
+        Snapshot {
+            pending: self.pending.values().cloned().collect(),
+            newest: self.newest,
+            watermark: self.watermark,
+            patients,
+        }
+    }
+
+    /// An engine applying `rules` that goes on from `snapshot`.
+    pub fn restore(rules: RuleSet, snapshot: Snapshot) -> Self {
+        let mut engine = Engine::new(rules);
+        for event in snapshot.pending {
+            engine.arrivals += 1;
+            engine.pending.insert((event.ts, engine.arrivals), event);
+        }
+        engine.newest = snapshot.newest;
+        engine.watermark = snapshot.watermark;
+        let index: HashMap<&str, usize> = engine
+            .rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.as_str(), i))
+            .collect();
+        for state in snapshot.patients {
+            let mut p = Patient {
+                episodes: vec![None; engine.rules.rules.len()],
+                ..Patient::default()
+            };
+            for (vital, v, at) in state.latest {
+                if let Some(i) = NEWS2_PARAMETERS.iter().position(|x| *x == vital) {
+                    p.latest[i] = Some((v, at));
+                }
+            }
+            for (rule, start, alerted) in state.episodes {
+                if let Some(&i) = index.get(rule.as_str()) {
+                    p.episodes[i] = Some(Episode { start, alerted });
+                }
+            }
+            engine.patients.insert(state.patient, p);
+        }
+        engine
+    }
+}
+
+/// An [`Engine`]'s state as data (see [`Engine::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pending: Vec<VitalsEvent>,
+    newest: Option<DateTime<Utc>>,
+    watermark: Option<DateTime<Utc>>,
+    patients: Vec<PatientState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct PatientState {
+    patient: String,
+    /// (parameter, value, measured at).
+    latest: Vec<(Vital, f64, DateTime<Utc>)>,
+    /// (rule, episode start, alerted).
+    episodes: Vec<(String, DateTime<Utc>, bool)>,
 }

@@ -10,7 +10,9 @@
 //!       windows, one alert per episode, re-armed when the value is normal again) ─► alerts
 //! ```
 //! The engine is pure and synchronous — events in, alerts and dead letters out — so it is
-//! tested on scripted streams and benchmarked in process; transport lives around it.
+//! tested on scripted streams and benchmarked in process. Transport lives around it:
+//! [`jetstream`] runs it on NATS JetStream with exactly-once alerts across restarts and every
+//! alert in the site's audit trail; [`simulate`] makes realistic wards for demos and load tests.
 //!
 //! ```
 //! use medfed_stream::{Engine, RuleSet};
@@ -23,11 +25,13 @@
 
 mod engine;
 mod event;
+pub mod jetstream;
 pub mod news2;
 mod rules;
+pub mod simulate;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{DeadLetter, Engine, Output};
+pub use engine::{DeadLetter, Engine, Output, Snapshot};
 pub use event::{EventError, Vital, VitalsEvent};
 pub use rules::{Alert, Direction, Rule, RuleSet, RulesError, Severity, UnitOverride};

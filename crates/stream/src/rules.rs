@@ -2,7 +2,7 @@
 //! per-unit overrides. The defaults are the seeds' thresholds plus NEWS2's trigger levels.
 //!
 //! ```toml
-//! lateness_s = 30          # how late (event time) a sample may arrive and still be ordered in
+//! lateness_s = 5           # how late (event time) a sample may arrive and still be ordered in
 //! freshness_s = 900        # how old a vital may be and still count in a NEWS2 score
 //!
 //! [[rule]]
@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::event::Vital;
 
@@ -118,8 +119,10 @@ pub struct UnitOverride {
     pub enabled: Option<bool>,
 }
 
+/// Every alert waits this long in event time for samples that arrive out of order, so it is
+/// the floor of event-to-alert latency: 5 s leaves half of the seeds' 10 s SLO for the rest.
 fn d_lateness() -> f64 {
-    30.0
+    5.0
 }
 fn d_freshness() -> f64 {
     900.0
@@ -258,4 +261,23 @@ pub struct Alert {
     /// The unit, when the sample named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+}
+
+impl Alert {
+    /// A stable name for this alert: one patient, rule and episode always give the same id.
+    /// A consumer restarted mid-stream that raises the alert again is recognised by it (by the
+    /// broker's de-duplication and by the checks a restart makes) instead of alerting twice.
+    /// It is a digest, so the id itself does not spell out the patient.
+    pub fn id(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.patient.as_bytes(),
+            self.rule.as_bytes(),
+            self.episode_start.to_rfc3339().as_bytes(),
+        ] {
+            h.update(part);
+            h.update([0]);
+        }
+        format!("alert-{}", &hex::encode(h.finalize())[..32])
+    }
 }

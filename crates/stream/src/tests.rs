@@ -40,7 +40,9 @@ fn the_seeds_thresholds_fire_once_per_episode_and_re_arm() {
         at("p2", 0, r#""sbp": 85, "spo2": 88"#),
         at("p2", 1, r#""sbp": 75"#),
     ];
-    let out = run(RuleSet::default(), &lines);
+    // p2's feed lags p1's by 25 s: within a 30 s allowance (the default 5 s would call it late).
+    let rules = RuleSet::from_toml("lateness_s = 30").unwrap();
+    let out = run(rules, &lines);
     assert!(out.dead.is_empty(), "{:?}", out.dead);
     // In event-time order across patients.
     assert_eq!(

@@ -37,7 +37,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// The note scrubber: texts/s, MB/s, and precision/recall per entity type on a labelled set.
     Deid(ingest::DeidArgs),
-    /// The vitals rule engine: events/s on one core, in process.
+    /// The vitals rule engine: events/s on one core in process; with --nats, events/s and
+    /// event-to-alert latency end to end through NATS JetStream.
     Vitals(vitals::VitalsArgs),
 }
 
@@ -54,7 +55,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fedavg(a) => fedavg::run(a).await,
         BenchCommand::Ingest(a) => tokio::task::block_in_place(|| ingest::ingest(a)),
         BenchCommand::Deid(a) => ingest::deid(a),
-        BenchCommand::Vitals(a) => vitals::run(a),
+        BenchCommand::Vitals(a) => vitals::run(a).await,
     }
 }
 

@@ -1,0 +1,416 @@
+//! The consumer loop: events from the durable consumer through the engine; every alert and dead
+//! letter audited, then published; a checkpoint, then the acks, every
+//! [`JetStreamConfig::checkpoint_events`] events or [`JetStreamConfig::checkpoint_interval`].
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::message::{Acker, PublishMessage};
+use async_nats::jetstream::{Context, stream::Stream};
+use futures::StreamExt;
+use medfed_audit::{AuditLog, Decision, Entry};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::{Checkpoint, CheckpointStore, JetStreamConfig, TransportError, ensure_streams, js_err};
+use crate::{DeadLetter, Engine, Output, RuleSet};
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RunStats {
+    /// Events taken from the stream (evaluated or dead-lettered).
+    pub events: u64,
+    /// Redelivered events the checkpoint already covered, acked and skipped.
+    pub skipped: u64,
+    /// Alerts published.
+    pub alerts: u64,
+    /// Dead letters published.
+    pub dead: u64,
+    /// Alerts and dead letters raised again on replay that a previous run had already
+    /// released: found by the read-back, not repeated.
+    pub recovered: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Publishes the broker itself recognised as repeats (its de-duplication window): stays 0
+    /// while the read-back does its job.
+    pub broker_duplicates: u64,
+}
+
+/// How long one wait for the next event lasts before the loop looks at its clocks.
+const POLL: Duration = Duration::from_millis(50);
+/// Events the consumer asks the broker for at a time.
+const BATCH: usize = 1000;
+/// Alert publishes in flight before the sink waits for the broker's acks.
+const IN_FLIGHT: usize = 256;
+
+/// Runs the vitals consumer of `cfg` with `rules` until `shutdown` resolves (then checkpoints
+/// and returns) or the broker goes away (an error; a restart goes on from the checkpoint).
+///
+/// ```no_run
+/// # async fn f(audit: medfed_audit::AuditLog) -> Result<(), Box<dyn std::error::Error>> {
+/// use medfed_stream::jetstream::{JetStreamConfig, run};
+/// let cfg = JetStreamConfig::new("nats://127.0.0.1:4222", "/var/lib/medfed/vitals");
+/// let stats = run(&cfg, medfed_stream::RuleSet::default(), audit, async {
+///     tokio::signal::ctrl_c().await.ok();
+/// })
+/// .await?;
+/// println!("{} events, {} alerts", stats.events, stats.alerts);
+/// # Ok(()) }
+/// ```
+pub async fn run(
+    cfg: &JetStreamConfig,
+    rules: RuleSet,
+    audit: AuditLog,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunStats, TransportError> {
+    run_with_progress(
+        cfg,
+        rules,
+        audit,
+        shutdown,
+        watch::channel(RunStats::default()).0,
+    )
+    .await
+}
+
+/// As [`run`], also sending the run's figures so far at every checkpoint (for monitoring, and
+/// for load tests that wait until a backlog is processed).
+pub async fn run_with_progress(
+    cfg: &JetStreamConfig,
+    rules: RuleSet,
+    audit: AuditLog,
+    shutdown: impl Future<Output = ()>,
+    progress: watch::Sender<RunStats>,
+) -> Result<RunStats, TransportError> {
+    let js = super::connect(&cfg.url).await?;
+    let (events, out) = ensure_streams(&js, cfg).await?;
+    let store = CheckpointStore::new(&cfg.state_dir, &cfg.consumer);
+    let idle_flush = cfg
+        .idle_flush
+        .unwrap_or(Duration::from_secs_f64(rules.lateness_s));
+    let (mut engine, cp) = match store.load()? {
+        Some(cp) => (Engine::restore(rules, cp.engine.clone()), cp),
+        None => {
+            // No state yet: from the broker's ack floor, with an empty engine; the positions
+            // are recorded at once so a crash before the first real checkpoint is covered too.
+            let floor = events
+                .consumer_info(&cfg.consumer)
+                .await
+                .map_or(0, |i| i.ack_floor.stream_sequence);
+            let engine = Engine::new(rules);
+            let cp = Checkpoint::new(
+                floor,
+                last_seq(&out).await?,
+                audit.head().await?,
+                engine.snapshot(),
+            );
+            store.save(&cp)?;
+            (engine, cp)
+        }
+    };
+    let released = read_back(&out, cp.out_seq, &audit, cp.audit_seq).await?;
+    tracing::info!(
+        from = cp.events_seq + 1,
+        already_released = released.published.len(),
+        "vitals consumer resuming"
+    );
+    let consumer = resume_consumer(&events, cfg, cp.events_seq + 1).await?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(BATCH)
+        .messages()
+        .await
+        .map_err(|e| js_err("consume", e))?;
+    let mut sink = Sink {
+        js,
+        cfg,
+        audit,
+        released,
+        in_flight: Vec::new(),
+        out_seq: cp.out_seq,
+        audit_seq: cp.audit_seq,
+        stats: RunStats::default(),
+    };
+    let mut pos = Position {
+        seq: cp.events_seq,
+        acks: Vec::new(),
+        since_checkpoint: 0,
+        dirty: false,
+        at: Instant::now(),
+    };
+    let mut last_event = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            next = tokio::time::timeout(POLL, messages.next()) => next,
+        };
+        match next {
+            Ok(Some(Ok(msg))) => {
+                last_event = Instant::now();
+                let seq = msg
+                    .info()
+                    .map_err(|e| js_err("message info", e))?
+                    .stream_sequence;
+                let (msg, acker) = msg.split();
+                pos.acks.push(acker);
+                if seq <= pos.seq {
+                    sink.stats.skipped += 1;
+                    continue;
+                }
+                pos.seq = seq;
+                pos.since_checkpoint += 1;
+                pos.dirty = true;
+                sink.stats.events += 1;
+                let out = match std::str::from_utf8(&msg.payload) {
+                    Ok(line) => engine.push_line(line),
+                    Err(_) => Output {
+                        alerts: vec![],
+                        dead: vec![DeadLetter {
+                            reason: "malformed vitals event: not UTF-8".into(),
+                            raw: String::from_utf8_lossy(&msg.payload).into_owned(),
+                        }],
+                    },
+                };
+                sink.emit(out, seq).await?;
+            }
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "vitals consumer: delivery problem, carrying on");
+            }
+            Ok(None) => break,
+            Err(_idle) => {
+                if engine.pending() > 0 && last_event.elapsed() >= idle_flush {
+                    sink.emit(engine.flush(), pos.seq).await?;
+                    pos.dirty = true;
+                }
+            }
+        }
+        if pos.since_checkpoint >= cfg.checkpoint_events
+            || (pos.dirty && pos.at.elapsed() >= cfg.checkpoint_interval)
+        {
+            checkpoint(&mut sink, &engine, &store, &mut pos).await?;
+            progress.send_replace(sink.stats.clone());
+        }
+    }
+    checkpoint(&mut sink, &engine, &store, &mut pos).await?;
+    progress.send_replace(sink.stats.clone());
+    Ok(sink.stats)
+}
+
+/// How far the loop has got since its last checkpoint.
+struct Position {
+    /// The last event evaluated.
+    seq: u64,
+    /// Acks held until a checkpoint covers their events.
+    acks: Vec<Acker>,
+    since_checkpoint: usize,
+    /// The engine changed since the last checkpoint.
+    dirty: bool,
+    at: Instant,
+}
+
+/// Waits for the outputs' acks, writes the checkpoint, then acks the events it covers.
+async fn checkpoint(
+    sink: &mut Sink<'_>,
+    engine: &Engine,
+    store: &CheckpointStore,
+    pos: &mut Position,
+) -> Result<(), TransportError> {
+    sink.drain().await?;
+    let cp = Checkpoint::new(pos.seq, sink.out_seq, sink.audit_seq, engine.snapshot());
+    store.save(&cp)?;
+    for acker in pos.acks.drain(..) {
+        acker.ack().await.map_err(|e| js_err("ack", e))?;
+    }
+    sink.stats.checkpoints += 1;
+    pos.since_checkpoint = 0;
+    pos.dirty = false;
+    pos.at = Instant::now();
+    Ok(())
+}
+
+/// The durable consumer, (re)created to deliver from `start`: the checkpoint, not the broker's
+/// delivery state, says where the engine is, and redeliveries after a crash would otherwise
+/// arrive behind newer events.
+async fn resume_consumer(
+    events: &Stream,
+    cfg: &JetStreamConfig,
+    start: u64,
+) -> Result<Consumer<pull::Config>, TransportError> {
+    if events.consumer_info(&cfg.consumer).await.is_ok() {
+        events
+            .delete_consumer(&cfg.consumer)
+            .await
+            .map_err(|e| js_err("reset consumer", e))?;
+    }
+    events
+        .create_consumer(pull::Config {
+            durable_name: Some(cfg.consumer.clone()),
+            description: Some("medfed vitals alerting".into()),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: (cfg.checkpoint_interval * 4).max(Duration::from_secs(30)),
+            max_ack_pending: (cfg.checkpoint_events + 2 * BATCH) as i64,
+            filter_subject: cfg.events_subject(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err("create consumer", e))
+}
+
+async fn last_seq(out: &Stream) -> Result<u64, TransportError> {
+    Ok(out
+        .get_info()
+        .await
+        .map_err(|e| js_err("output stream info", e))?
+        .state
+        .last_sequence)
+}
+
+/// Ids of what was released after a checkpoint: published to the output stream, appended to
+/// the audit trail.
+#[derive(Default)]
+struct Released {
+    published: HashSet<String>,
+    audited: HashSet<String>,
+}
+
+async fn read_back(
+    out: &Stream,
+    out_seq: u64,
+    audit: &AuditLog,
+    audit_seq: i64,
+) -> Result<Released, TransportError> {
+    let mut released = Released::default();
+    for seq in out_seq + 1..=last_seq(out).await? {
+        // A message aged out or deleted since cannot be replayed into a duplicate either.
+        if let Ok(m) = out.get_raw_message(seq).await
+            && let Some(id) = m.headers.get(async_nats::header::NATS_MESSAGE_ID)
+        {
+            released.published.insert(id.to_string());
+        }
+    }
+    let mut after = audit_seq;
+    loop {
+        let records = audit.records(after, 1000).await?;
+        let Some(last) = records.last() else { break };
+        after = last.seq;
+        released.audited.extend(
+            records
+                .into_iter()
+                .filter(|r| r.entry.action.starts_with("vitals."))
+                .filter_map(|r| r.entry.request_id),
+        );
+    }
+    Ok(released)
+}
+
+/// Where alerts and dead letters go: the audit trail first, then the output stream.
+struct Sink<'a> {
+    js: Context,
+    cfg: &'a JetStreamConfig,
+    audit: AuditLog,
+    released: Released,
+    in_flight: Vec<PublishAckFuture>,
+    out_seq: u64,
+    audit_seq: i64,
+    stats: RunStats,
+}
+
+impl Sink<'_> {
+    async fn emit(&mut self, out: Output, seq: u64) -> Result<(), TransportError> {
+        for alert in out.alerts {
+            let payload = serde_json::to_vec(&alert).expect("alerts serialise");
+            let entry = Entry::new(
+                "vitals",
+                "site",
+                "vitals.alert",
+                Decision::Allow,
+                format!(
+                    "{} alert {} (episode from {})",
+                    alert.severity.as_str(),
+                    alert.rule,
+                    alert.episode_start.to_rfc3339()
+                ),
+            );
+            let subject = self.cfg.alerts_subject();
+            if self.release(alert.id(), subject, payload, entry).await? {
+                self.stats.alerts += 1;
+            }
+        }
+        for letter in out.dead {
+            let payload = serde_json::to_vec(&letter).expect("dead letters serialise");
+            let entry = Entry::new(
+                "vitals",
+                "site",
+                "vitals.dead_letter",
+                Decision::Deny,
+                letter.reason.clone(),
+            );
+            let id = format!("dead-{}-{seq}", self.cfg.stream);
+            let subject = self.cfg.dead_subject();
+            if self.release(id, subject, payload, entry).await? {
+                self.stats.dead += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Audits and publishes one output unless a previous run already did; returns whether it
+    /// was published now.
+    async fn release(
+        &mut self,
+        id: String,
+        subject: String,
+        payload: Vec<u8>,
+        entry: Entry,
+    ) -> Result<bool, TransportError> {
+        if !self.released.audited.contains(&id) {
+            let digest = hex::encode(Sha256::digest(&payload));
+            let entry = entry
+                .sites([self.cfg.site.as_str()])
+                .result_digest(digest)
+                .request_id(id.clone());
+            let receipt = self.audit.append(entry).await?;
+            self.audit_seq = self.audit_seq.max(receipt.seq);
+        }
+        if self.released.published.contains(&id) {
+            self.stats.recovered += 1;
+            return Ok(false);
+        }
+        let ack = self
+            .js
+            .send_publish(
+                subject,
+                PublishMessage::build()
+                    .payload(payload.into())
+                    .message_id(&id),
+            )
+            .await
+            .map_err(|e| js_err("publish", e))?;
+        self.in_flight.push(ack);
+        if self.in_flight.len() >= IN_FLIGHT {
+            self.drain().await?;
+        }
+        Ok(true)
+    }
+
+    /// Waits until the broker has stored every publish so far.
+    async fn drain(&mut self) -> Result<(), TransportError> {
+        for ack in std::mem::take(&mut self.in_flight) {
+            let ack = ack.await.map_err(|e| js_err("publish ack", e))?;
+            self.out_seq = self.out_seq.max(ack.sequence);
+            if ack.duplicate {
+                self.stats.broker_duplicates += 1;
+            }
+        }
+        Ok(())
+    }
+}
