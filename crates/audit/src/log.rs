@@ -236,6 +236,7 @@ impl Writer {
         let mut receipts = Vec::with_capacity(appends.len());
         let result: Result<(), AuditError> = async {
             let mut tx = self.db.pool.begin().await?;
+            self.head = lock_head(self.db.backend, &mut tx).await?;
             for (entry, _) in &appends {
                 let at = now_us();
                 let record = Record::seal(self.head.0 + 1, at, entry.clone(), self.head.1.clone());
@@ -281,13 +282,15 @@ impl Writer {
         Ok(Some(self.head.0))
     }
 
+    /// Signs the head. Another writer on the trail may have signed the same entry already:
+    /// that checkpoint stands.
     async fn insert_checkpoint(&mut self, tx: &mut Transaction<'_, Any>) -> Result<(), AuditError> {
         let (seq, hash) = &self.head;
         let at = now_us();
         let signature = self.key.sign(&checkpoint_message(*seq, hash, at));
         sqlx::query(
             "INSERT INTO audit_checkpoint (seq, hash, at_us, public_key, signature) \
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
         )
         .bind(*seq)
         .bind(hash.as_str())
@@ -299,6 +302,24 @@ impl Writer {
         self.since_checkpoint = 0;
         Ok(())
     }
+}
+
+/// Takes the trail's write lock and reads its head inside `tx`. Another process may append to
+/// the same trail (a site's vitals consumer beside its node): each batch chains onto the head
+/// as committed, not as this writer last left it, so the chain stays one line.
+async fn lock_head(
+    backend: Backend,
+    tx: &mut Transaction<'_, Any>,
+) -> Result<(i64, String), AuditError> {
+    let lock = match backend {
+        // Any write statement takes SQLite's one write lock (waiting out busy_timeout), even
+        // one that changes no row.
+        Backend::Sqlite => "UPDATE _medfed_audit_migrations SET success = success WHERE 1 = 0",
+        // Conflicts with itself and with every write, not with readers.
+        Backend::Postgres => "LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE",
+    };
+    sqlx::query(lock).execute(&mut **tx).await?;
+    read::head_in(&mut **tx).await
 }
 
 async fn insert_record(tx: &mut Transaction<'_, Any>, r: &Record) -> Result<(), sqlx::Error> {

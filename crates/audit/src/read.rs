@@ -16,8 +16,15 @@ const PAGE: i64 = 5000;
 
 /// (seq, hash) of the last record, or (0, GENESIS) for an empty trail.
 pub(crate) async fn head(db: &Database) -> Result<(i64, String), AuditError> {
+    head_in(&db.pool).await
+}
+
+/// The last record's (seq, hash), read through `executor` (a pool, or inside a transaction).
+pub(crate) async fn head_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+) -> Result<(i64, String), AuditError> {
     let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&db.pool)
+        .fetch_optional(executor)
         .await?;
     Ok(match row {
         Some(r) => (r.try_get(0)?, r.try_get(1)?),

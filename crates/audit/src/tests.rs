@@ -237,3 +237,46 @@ async fn reopening_continues_the_chain_and_concurrent_appends_keep_one_order() {
     assert_eq!(lines[0]["actor"], "alice");
     assert!(lines[0]["at"].as_str().unwrap().ends_with('Z'));
 }
+
+/// Two writers on one trail — two processes of one site (the node and its vitals consumer) —
+/// appending at the same time still make one unbroken chain.
+async fn two_writers_make_one_chain(backend: Backend) {
+    let Some((db, _dir)) = test_db(backend, "writers").await else {
+        return;
+    };
+    let a = AuditLog::with_database(db.clone(), key(1), options(5))
+        .await
+        .unwrap();
+    let b = AuditLog::with_database(db, key(1), options(5))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let log = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { log.append(entry(i)).await.unwrap().seq })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap());
+    }
+    seqs.sort();
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+    a.checkpoint().await.unwrap();
+    b.checkpoint().await.unwrap();
+    let report = verify(a.database(), Some(&key(1).verifying_key()))
+        .await
+        .unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.entries, 60);
+}
+
+#[tokio::test]
+async fn sqlite_two_writers_make_one_chain() {
+    two_writers_make_one_chain(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_two_writers_make_one_chain() {
+    two_writers_make_one_chain(Backend::Postgres).await;
+}

@@ -177,6 +177,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         Ok(_) => println!("   -> answered (unexpected)\n"),
         Err(e) => println!("   -> {e}\n"),
     }
+    println!(
+        "== Vitals alerting at a site: a simulated ward's monitors through the rule engine \
+         (thresholds, sustained windows, NEWS2), the first alerts as they fire"
+    );
+    tokio::task::block_in_place(|| super::vitals::demo(6));
     println!("People (tokens in {}):", a.dir.join("demo.json").display());
     println!("  rita       researcher: proposes studies, queries approved ones");
     println!("  cust-<site> custodian: approves or rejects studies for their own site only");
