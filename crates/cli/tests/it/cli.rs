@@ -46,6 +46,9 @@ fn every_subcommand_has_help() {
         vec!["model", "list", "--help"],
         vec!["model", "show", "--help"],
         vec!["model", "export", "--help"],
+        vec!["vitals", "run", "--help"],
+        vec!["vitals", "simulate", "--help"],
+        vec!["bench", "vitals", "--help"],
     ] {
         let o = medfed(&args);
         assert!(o.status.success(), "{args:?}");
