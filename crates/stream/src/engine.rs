@@ -41,6 +41,8 @@ impl Output {
 struct Episode {
     start: DateTime<Utc>,
     alerted: bool,
+    /// Since when the value has been normal again, while the rule's `rearm_s` runs.
+    normal_since: Option<DateTime<Utc>>,
 }
 
 /// What the engine remembers of one patient. Arrays indexed by parameter and by rule, not maps:
@@ -198,13 +200,26 @@ impl Engine {
                 Direction::Below => value < threshold,
             };
             if !abnormal {
-                *slot = None; // re-armed: the next abnormal value opens a new episode
+                // Re-armed (the next abnormal value opens a new episode) at once, or — for an
+                // episode that alerted — once the value has stayed normal for `rearm_s`, so a
+                // value hovering at the threshold does not alert again and again.
+                match slot {
+                    Some(ep) if ep.alerted && rule.rearm_s > 0.0 => {
+                        let since = *ep.normal_since.get_or_insert(e.ts);
+                        if e.ts - since >= seconds(rule.rearm_s) {
+                            *slot = None;
+                        }
+                    }
+                    _ => *slot = None,
+                }
                 continue;
             }
             let episode = slot.get_or_insert(Episode {
                 start: e.ts,
                 alerted: false,
+                normal_since: None,
             });
+            episode.normal_since = None;
             if !episode.alerted && e.ts - episode.start >= seconds(sustain) {
                 episode.alerted = true;
                 alerts.push(Alert {
@@ -240,7 +255,12 @@ impl Engine {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, ep)| {
-                        ep.map(|ep| (self.rules.rules[i].name.clone(), ep.start, ep.alerted))
+                        ep.map(|ep| EpisodeState {
+                            rule: self.rules.rules[i].name.clone(),
+                            start: ep.start,
+                            alerted: ep.alerted,
+                            normal_since: ep.normal_since,
+                        })
                     })
                     .collect(),
             })
@@ -280,9 +300,13 @@ impl Engine {
                     p.latest[i] = Some((v, at));
                 }
             }
-            for (rule, start, alerted) in state.episodes {
-                if let Some(&i) = index.get(rule.as_str()) {
-                    p.episodes[i] = Some(Episode { start, alerted });
+            for ep in state.episodes {
+                if let Some(&i) = index.get(ep.rule.as_str()) {
+                    p.episodes[i] = Some(Episode {
+                        start: ep.start,
+                        alerted: ep.alerted,
+                        normal_since: ep.normal_since,
+                    });
                 }
             }
             engine.patients.insert(state.patient, p);
@@ -305,6 +329,14 @@ struct PatientState {
     patient: String,
     /// (parameter, value, measured at).
     latest: Vec<(Vital, f64, DateTime<Utc>)>,
-    /// (rule, episode start, alerted).
-    episodes: Vec<(String, DateTime<Utc>, bool)>,
+    episodes: Vec<EpisodeState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EpisodeState {
+    rule: String,
+    start: DateTime<Utc>,
+    alerted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normal_since: Option<DateTime<Utc>>,
 }

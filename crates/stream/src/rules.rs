@@ -11,6 +11,7 @@
 //! above = 120
 //! severity = "warning"
 //! sustain_s = 60           # alert once it has been above 120 for a minute
+//! rearm_s = 60             # and again only after a minute of normal values
 //!
 //! [units.icu.hr_high]      # in the ICU: a higher threshold, or `enabled = false`
 //! threshold = 140
@@ -76,6 +77,10 @@ pub struct Rule {
     /// Seconds of event time the value must stay abnormal before the alert (0: at once).
     #[serde(default)]
     pub sustain_s: f64,
+    /// Seconds of event time an alerted value must stay normal before the rule re-arms
+    /// (0: at once; default 60). Hysteresis against a value hovering at the threshold.
+    #[serde(default = "d_rearm")]
+    pub rearm_s: f64,
 }
 
 impl Rule {
@@ -91,6 +96,7 @@ impl Rule {
             below,
             severity,
             sustain_s: 0.0,
+            rearm_s: REARM_S,
         }
     }
 
@@ -117,6 +123,14 @@ pub struct UnitOverride {
     /// `false` switches the rule off in the unit.
     #[serde(default)]
     pub enabled: Option<bool>,
+}
+
+/// The default rules' re-arm hysteresis: an alerted episode ends after a minute of normal
+/// values, not at the first one (a heart rate hovering at 120 alerts once, not every few
+/// seconds — alarm fatigue is a patient-safety problem of its own).
+const REARM_S: f64 = 60.0;
+fn d_rearm() -> f64 {
+    REARM_S
 }
 
 /// Every alert waits this long in event time for samples that arrive out of order, so it is
@@ -213,6 +227,9 @@ impl RuleSet {
             }
             if !(r.sustain_s.is_finite() && r.sustain_s >= 0.0) {
                 return bad(format!("rule {}: sustain_s must be ≥ 0", r.name));
+            }
+            if !(r.rearm_s.is_finite() && r.rearm_s >= 0.0) {
+                return bad(format!("rule {}: rearm_s must be ≥ 0", r.name));
             }
         }
         for (unit, overrides) in &self.units {

@@ -83,13 +83,15 @@ impl Simulator {
                 Patient {
                     id: format!("sim-{i:04}"),
                     unit: UNITS[i % UNITS.len()],
+                    // Stable patients: baselines clear of every threshold, so alerts come
+                    // from deteriorations, not from a healthy value hovering at a limit.
                     baseline: [
-                        draw(76.0, 9.0),
-                        draw(126.0, 12.0),
-                        draw(76.0, 7.0),
-                        draw(97.0, 1.0).min(99.5),
-                        draw(15.0, 1.5),
-                        draw(36.8, 0.25),
+                        draw(76.0, 9.0).clamp(60.0, 100.0),
+                        draw(126.0, 12.0).clamp(105.0, 160.0),
+                        draw(76.0, 7.0).clamp(60.0, 90.0),
+                        draw(97.0, 1.0).clamp(95.0, 99.5),
+                        draw(15.0, 1.5).clamp(12.0, 19.0),
+                        draw(36.8, 0.25).clamp(36.2, 37.5),
                     ],
                     drift: [0.0; 6],
                     samples: 0,

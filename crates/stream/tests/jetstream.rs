@@ -181,6 +181,7 @@ async fn scripted_stream_alerts_and_dead_letters_through_jetstream_as_specified(
         vital = "spo2"
         below = 90
         severity = "critical"
+        rearm_s = 0
         "#,
     )
     .unwrap();
