@@ -98,9 +98,10 @@ impl CheckpointStore {
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        // One write, not one per JSON token.
+        let bytes = serde_json::to_vec(cp).map_err(|e| self.err(e))?;
         let mut file = options.open(&tmp).map_err(|e| self.err(e))?;
-        serde_json::to_writer(&mut file, cp).map_err(|e| self.err(e))?;
-        file.flush().map_err(|e| self.err(e))?;
+        file.write_all(&bytes).map_err(|e| self.err(e))?;
         file.sync_all().map_err(|e| self.err(e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e))?;
         // The rename itself is durable once the directory is synced.

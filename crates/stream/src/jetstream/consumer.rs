@@ -312,6 +312,14 @@ async fn read_back(
     Ok(released)
 }
 
+/// One alert or dead letter on its way out.
+struct Release {
+    id: String,
+    subject: String,
+    payload: Vec<u8>,
+    entry: Entry,
+}
+
 /// Where alerts and dead letters go: the audit trail first, then the output stream.
 struct Sink<'a> {
     js: Context,
@@ -325,73 +333,83 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// Audits every alert and dead letter of `out` (together: one transaction of the trail),
+    /// then publishes them, in order.
     async fn emit(&mut self, out: Output, seq: u64) -> Result<(), TransportError> {
+        if out.alerts.is_empty() && out.dead.is_empty() {
+            return Ok(());
+        }
+        let mut releases = Vec::with_capacity(out.alerts.len() + out.dead.len());
         for alert in out.alerts {
-            let payload = serde_json::to_vec(&alert).expect("alerts serialise");
-            let entry = Entry::new(
-                "vitals",
-                "site",
-                "vitals.alert",
-                Decision::Allow,
-                format!(
-                    "{} alert {} (episode from {})",
-                    alert.severity.as_str(),
-                    alert.rule,
-                    alert.episode_start.to_rfc3339()
-                ),
+            let reason = format!(
+                "{} alert {} (episode from {})",
+                alert.severity.as_str(),
+                alert.rule,
+                alert.episode_start.to_rfc3339()
             );
-            let subject = self.cfg.alerts_subject();
-            if self.release(alert.id(), subject, payload, entry).await? {
-                self.stats.alerts += 1;
-            }
+            releases.push(Release {
+                id: alert.id(),
+                subject: self.cfg.alerts_subject(),
+                payload: serde_json::to_vec(&alert).expect("alerts serialise"),
+                entry: Entry::new("vitals", "site", "vitals.alert", Decision::Allow, reason),
+            });
         }
         for letter in out.dead {
-            let payload = serde_json::to_vec(&letter).expect("dead letters serialise");
-            let entry = Entry::new(
-                "vitals",
-                "site",
-                "vitals.dead_letter",
-                Decision::Deny,
-                letter.reason.clone(),
-            );
-            let id = format!("dead-{}-{seq}", self.cfg.stream);
-            let subject = self.cfg.dead_subject();
-            if self.release(id, subject, payload, entry).await? {
-                self.stats.dead += 1;
+            releases.push(Release {
+                id: format!("dead-{}-{seq}", self.cfg.stream),
+                subject: self.cfg.dead_subject(),
+                payload: serde_json::to_vec(&letter).expect("dead letters serialise"),
+                entry: Entry::new(
+                    "vitals",
+                    "site",
+                    "vitals.dead_letter",
+                    Decision::Deny,
+                    letter.reason,
+                ),
+            });
+        }
+        let appends = releases
+            .iter()
+            .filter(|r| !self.released.audited.contains(&r.id))
+            .map(|r| {
+                let entry = r
+                    .entry
+                    .clone()
+                    .sites([self.cfg.site.as_str()])
+                    .result_digest(hex::encode(Sha256::digest(&r.payload)))
+                    .request_id(r.id.clone());
+                self.audit.append(entry)
+            });
+        for receipt in futures::future::try_join_all(appends).await? {
+            self.audit_seq = self.audit_seq.max(receipt.seq);
+        }
+        for r in releases {
+            let dead = r.subject == self.cfg.dead_subject();
+            if self.publish(r).await? {
+                if dead {
+                    self.stats.dead += 1;
+                } else {
+                    self.stats.alerts += 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// Audits and publishes one output unless a previous run already did; returns whether it
-    /// was published now.
-    async fn release(
-        &mut self,
-        id: String,
-        subject: String,
-        payload: Vec<u8>,
-        entry: Entry,
-    ) -> Result<bool, TransportError> {
-        if !self.released.audited.contains(&id) {
-            let digest = hex::encode(Sha256::digest(&payload));
-            let entry = entry
-                .sites([self.cfg.site.as_str()])
-                .result_digest(digest)
-                .request_id(id.clone());
-            let receipt = self.audit.append(entry).await?;
-            self.audit_seq = self.audit_seq.max(receipt.seq);
-        }
-        if self.released.published.contains(&id) {
+    /// Publishes one audited output unless a previous run already did; returns whether it was
+    /// published now.
+    async fn publish(&mut self, r: Release) -> Result<bool, TransportError> {
+        if self.released.published.contains(&r.id) {
             self.stats.recovered += 1;
             return Ok(false);
         }
         let ack = self
             .js
             .send_publish(
-                subject,
+                r.subject,
                 PublishMessage::build()
-                    .payload(payload.into())
-                    .message_id(&id),
+                    .payload(r.payload.into())
+                    .message_id(&r.id),
             )
             .await
             .map_err(|e| js_err("publish", e))?;
