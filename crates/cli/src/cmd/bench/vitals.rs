@@ -90,8 +90,10 @@ pub async fn run(a: VitalsArgs) -> anyhow::Result<()> {
         out["events"],
         out["patients"],
         out["alerts"],
-        out["events_per_s_engine"],
+        out["events_per_s_engine"].as_f64().unwrap_or(0.0),
         out["events_per_s_with_json_parsing"]
+            .as_f64()
+            .unwrap_or(0.0)
     );
     if let Some(n) = out.get("nats") {
         let (b, l) = (&n["backlog"], &n["latency"]);
