@@ -180,9 +180,18 @@ pub async fn run_with_progress(
                 sink.emit(out, seq).await?;
             }
             Ok(Some(Err(e))) => {
+                // The client reconnects and re-pulls by itself; a pause keeps a lasting outage
+                // from spinning.
                 tracing::warn!(error = %e, "vitals consumer: delivery problem, carrying on");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                checkpoint(&mut sink, &engine, &store, &mut pos).await?;
+                return Err(js_err(
+                    "consume",
+                    "the server ended the consumer's message stream",
+                ));
+            }
             Err(_idle) => {
                 if engine.pending() > 0 && last_event.elapsed() >= idle_flush {
                     sink.emit(engine.flush(), pos.seq).await?;
