@@ -141,6 +141,7 @@ pub async fn run_with_progress(
         since_checkpoint: 0,
         dirty: false,
         at: Instant::now(),
+        saving: None,
     };
     let mut last_event = Instant::now();
     tokio::pin!(shutdown);
@@ -186,7 +187,7 @@ pub async fn run_with_progress(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Ok(None) => {
-                checkpoint(&mut sink, &engine, &store, &mut pos).await?;
+                checkpoint(&mut sink, &engine, &store, &mut pos, true).await?;
                 return Err(js_err(
                     "consume",
                     "the server ended the consumer's message stream",
@@ -199,14 +200,17 @@ pub async fn run_with_progress(
                 }
             }
         }
+        if pos.saving.as_ref().is_some_and(|h| h.is_finished()) {
+            finish_save(&mut sink, &mut pos).await?;
+            progress.send_replace(sink.stats.clone());
+        }
         if pos.since_checkpoint >= cfg.checkpoint_events
             || (pos.dirty && pos.at.elapsed() >= cfg.checkpoint_interval)
         {
-            checkpoint(&mut sink, &engine, &store, &mut pos).await?;
-            progress.send_replace(sink.stats.clone());
+            checkpoint(&mut sink, &engine, &store, &mut pos, false).await?;
         }
     }
-    checkpoint(&mut sink, &engine, &store, &mut pos).await?;
+    checkpoint(&mut sink, &engine, &store, &mut pos, true).await?;
     progress.send_replace(sink.stats.clone());
     Ok(sink.stats)
 }
@@ -221,25 +225,49 @@ struct Position {
     /// The engine changed since the last checkpoint.
     dirty: bool,
     at: Instant,
+    /// A checkpoint being written off the consumer's task (then acking what it covers).
+    saving: Option<tokio::task::JoinHandle<Result<(), TransportError>>>,
 }
 
-/// Waits for the outputs' acks, writes the checkpoint, then acks the events it covers.
+/// Waits for the outputs' acks, snapshots the engine and writes the checkpoint — on a blocking
+/// thread, so events keep flowing while the file is synced — then acks the events it covers.
+/// One checkpoint is in flight at most; `wait` waits for this one too (shutdown).
 async fn checkpoint(
     sink: &mut Sink<'_>,
     engine: &Engine,
     store: &CheckpointStore,
     pos: &mut Position,
+    wait: bool,
 ) -> Result<(), TransportError> {
+    finish_save(sink, pos).await?;
     sink.drain().await?;
     let cp = Checkpoint::new(pos.seq, sink.out_seq, sink.audit_seq, engine.snapshot());
-    store.save(&cp)?;
-    for acker in pos.acks.drain(..) {
-        acker.ack().await.map_err(|e| js_err("ack", e))?;
-    }
-    sink.stats.checkpoints += 1;
+    let store = store.clone();
+    let acks = std::mem::take(&mut pos.acks);
+    pos.saving = Some(tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || store.save(&cp))
+            .await
+            .map_err(|e| js_err("checkpoint", e))??;
+        for acker in acks {
+            acker.ack().await.map_err(|e| js_err("ack", e))?;
+        }
+        Ok(())
+    }));
     pos.since_checkpoint = 0;
     pos.dirty = false;
     pos.at = Instant::now();
+    if wait {
+        finish_save(sink, pos).await?;
+    }
+    Ok(())
+}
+
+/// Waits for the checkpoint in flight, if any.
+async fn finish_save(sink: &mut Sink<'_>, pos: &mut Position) -> Result<(), TransportError> {
+    if let Some(saving) = pos.saving.take() {
+        saving.await.map_err(|e| js_err("checkpoint", e))??;
+        sink.stats.checkpoints += 1;
+    }
     Ok(())
 }
 
