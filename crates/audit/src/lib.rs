@@ -18,7 +18,7 @@ mod read;
 
 pub use db::{Backend, Database};
 pub use entry::{Decision, Entry, GENESIS, Record, checkpoint_message, record_hash};
-pub use log::{AuditLog, AuditOptions, Receipt, migrate};
+pub use log::{AuditLog, AuditOptions, Pending, Receipt, migrate};
 pub use read::{Break, BreakKind, VerifyReport, export_jsonl, records, verify};
 
 /// What can go wrong reading or writing the trail.

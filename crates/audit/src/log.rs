@@ -40,6 +40,17 @@ pub struct Receipt {
     pub hash: String,
 }
 
+/// An entry queued by [`AuditLog::enqueue`], not yet known to be committed.
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<Receipt, AuditError>>);
+
+impl Pending {
+    /// Waits until the entry is committed.
+    pub async fn committed(self) -> Result<Receipt, AuditError> {
+        self.0.await.map_err(|_| AuditError::Closed)?
+    }
+}
+
 enum Command {
     Append(Box<Entry>, oneshot::Sender<Result<Receipt, AuditError>>),
     Checkpoint(oneshot::Sender<Result<Option<i64>, AuditError>>),
@@ -109,12 +120,22 @@ impl AuditLog {
 
     /// Appends `entry`, returning once it is committed.
     pub async fn append(&self, entry: Entry) -> Result<Receipt, AuditError> {
+        self.enqueue(entry).await?.committed().await
+    }
+
+    /// Queues `entry` and returns as soon as it is in the writer's queue, with a handle that
+    /// says when it is committed. Entries queued one after another keep that order in the chain.
+    ///
+    /// For releases that must not wait for the disk — a clinical alert goes out at once — where
+    /// the caller instead holds back acknowledging its input until every receipt is in, and
+    /// on a restart audits what went out without its entry.
+    pub async fn enqueue(&self, entry: Entry) -> Result<Pending, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Command::Append(Box::new(entry), done))
             .await
             .map_err(|_| AuditError::Closed)?;
-        wait.await.map_err(|_| AuditError::Closed)?
+        Ok(Pending(wait))
     }
 
     /// Signs a checkpoint at the current head now (if anything was appended since the last one);

@@ -3,12 +3,16 @@
 //! its own and deletes them after.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, Context};
 use medfed_audit::{AuditLog, AuditOptions};
-use medfed_stream::jetstream::{JetStreamConfig, RunStats, ensure_streams, run_with_progress};
+use medfed_stream::jetstream::{
+    Checkpoint, CheckpointStore, EventPublisher, JetStreamConfig, RunStats, ensure_streams,
+    run_with_progress,
+};
 use medfed_stream::simulate::{SimConfig, Simulator};
 use medfed_stream::{Alert, DeadLetter, Engine, Output, RuleSet};
 use tokio::sync::{oneshot, watch};
@@ -48,21 +52,13 @@ async fn audit(dir: &std::path::Path) -> AuditLog {
         .unwrap()
 }
 
-/// Publishes raw payloads (not only well-formed events), a few hundred acks in flight at a time.
+/// Publishes raw payloads (not only well-formed events), as a monitors' gateway would.
 async fn publish(js: &Context, cfg: &JetStreamConfig, payloads: &[Vec<u8>]) {
-    for chunk in payloads.chunks(500) {
-        let mut acks = Vec::new();
-        for p in chunk {
-            acks.push(
-                js.publish(cfg.events_subject(), p.clone().into())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
+    let mut publisher = EventPublisher::new(js.clone(), cfg);
+    for p in payloads {
+        publisher.publish(p.clone().into()).await.unwrap();
     }
+    publisher.flush().await.unwrap();
 }
 
 /// Everything in the output stream: (subject, Nats-Msg-Id, payload).
@@ -344,17 +340,118 @@ async fn a_consumer_killed_mid_stream_and_restarted_raises_every_alert_exactly_o
             .all(|(id, n)| *n == 1 && want_ids.contains_key(*id))
     );
     // The audit trail too: one entry per alert.
-    let mut audited: BTreeMap<String, usize> = BTreeMap::new();
+    assert_eq!(audited_ids(&log).await, want_ids);
+    cleanup(&js, &cfg).await;
+}
+
+/// The ids of the trail's `vitals.*` entries, with how often each appears.
+async fn audited_ids(log: &AuditLog) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
     let mut after = 0;
     loop {
         let records = log.records(after, 1000).await.unwrap();
         let Some(r) = records.last() else { break };
         after = r.seq;
-        for r in records {
-            *audited.entry(r.entry.request_id.unwrap()).or_default() += 1;
+        for r in records
+            .into_iter()
+            .filter(|r| r.entry.action.starts_with("vitals."))
+        {
+            *ids.entry(r.entry.request_id.unwrap()).or_default() += 1;
         }
     }
-    assert_eq!(audited, want_ids);
+    ids
+}
+
+/// Puts the consumer back to before the first event, as a crash right after a checkpoint at
+/// the start would leave it.
+fn rewind(cfg: &JetStreamConfig, rules: &RuleSet) {
+    let cp = Checkpoint::new(0, 0, 0, Engine::new(rules.clone()).snapshot());
+    CheckpointStore::new(&cfg.state_dir, &cfg.consumer)
+        .save(&cp)
+        .unwrap();
+}
+
+/// Runs a consumer until `done` holds, then a moment more (anything further would be a
+/// repeat), and stops it.
+async fn run_until<F: Future<Output = bool>>(
+    cfg: &JetStreamConfig,
+    rules: &RuleSet,
+    log: &AuditLog,
+    done: impl Fn() -> F,
+) -> RunStats {
+    let running = spawn_consumer(cfg, rules, log);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not done after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.stop.send(()).unwrap();
+    running.task.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_cut_in_half_by_a_crash_is_completed_on_restart_not_repeated() {
+    let Some(url) = nats() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&url, dir.path());
+    let rules = RuleSet::default();
+    // Four desaturating patients and one broken message: four alerts and a dead letter.
+    let mut payloads: Vec<Vec<u8>> = (0..40)
+        .map(|i| at(&format!("p{}", i % 4), i, r#""spo2": 85"#))
+        .collect();
+    payloads.insert(17, b"{\"patient\": 3}".to_vec());
+    let js = async_nats::connect(url.as_str())
+        .await
+        .map(jetstream::new)
+        .unwrap();
+    ensure_streams(&js, &cfg).await.unwrap();
+    publish(&js, &cfg, &payloads).await;
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let first = run_until(&cfg, &rules, &audit(&a).await, || async {
+        out_count(&js, &cfg).await >= 5
+    })
+    .await;
+    assert_eq!((first.alerts, first.dead), (4, 1), "{first:?}");
+    let published = outputs(&js, &cfg).await;
+    let ids: BTreeMap<String, usize> = published.iter().map(|(_, id, _)| (id.clone(), 1)).collect();
+
+    // Published, but the trail never committed the entries (here: a trail that lost them).
+    rewind(&cfg, &rules);
+    let log = audit(&b).await;
+    let second = run_until(&cfg, &rules, &log, || async {
+        audited_ids(&log).await.len() >= 5
+    })
+    .await;
+    assert_eq!(
+        (second.alerts, second.dead, second.recovered),
+        (0, 0, 5),
+        "nothing published again: {second:?}"
+    );
+    assert_eq!(outputs(&js, &cfg).await, published);
+    assert_eq!(audited_ids(&log).await, ids, "each entry supplied, once");
+
+    // Audited, but the output stream lost what was published.
+    js.delete_stream(&cfg.out_stream).await.unwrap();
+    ensure_streams(&js, &cfg).await.unwrap();
+    rewind(&cfg, &rules);
+    let third = run_until(&cfg, &rules, &log, || async {
+        out_count(&js, &cfg).await >= 5
+    })
+    .await;
+    assert_eq!((third.alerts, third.dead, third.recovered), (4, 1, 0));
+    let republished: BTreeMap<String, usize> = outputs(&js, &cfg)
+        .await
+        .into_iter()
+        .map(|(_, id, _)| (id, 1))
+        .collect();
+    assert_eq!(republished, ids, "each published, once");
+    assert_eq!(audited_ids(&log).await, ids, "and not audited again");
     cleanup(&js, &cfg).await;
 }
 

@@ -1,5 +1,5 @@
 //! The consumer loop: events from the durable consumer through the engine; every alert and dead
-//! letter audited, then published; a checkpoint, then the acks, every
+//! letter published and audited; a checkpoint, then the acks, every
 //! [`JetStreamConfig::checkpoint_events`] events or [`JetStreamConfig::checkpoint_interval`].
 
 use std::collections::HashSet;
@@ -7,16 +7,18 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy, pull};
-use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::message::{Acker, PublishMessage};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{Context, stream::Stream};
 use futures::StreamExt;
-use medfed_audit::{AuditLog, Decision, Entry};
+use medfed_audit::{AuditLog, Decision, Entry, Pending};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::{Checkpoint, CheckpointStore, JetStreamConfig, TransportError, ensure_streams, js_err};
+use super::{
+    AckWindow, Checkpoint, CheckpointStore, JetStreamConfig, TransportError, ensure_streams, js_err,
+};
 use crate::{DeadLetter, Engine, Output, RuleSet};
 
 /// What a run did.
@@ -44,7 +46,7 @@ pub struct RunStats {
 const POLL: Duration = Duration::from_millis(50);
 /// Events the consumer asks the broker for at a time.
 const BATCH: usize = 1000;
-/// Alert publishes in flight before the sink waits for the broker's acks.
+/// Alert publishes (and audit entries) in flight before the sink waits for them.
 const IN_FLIGHT: usize = 256;
 
 /// Runs the vitals consumer of `cfg` with `rules` until `shutdown` resolves (then checkpoints
@@ -92,15 +94,13 @@ pub async fn run_with_progress(
     let idle_flush = cfg
         .idle_flush
         .unwrap_or(Duration::from_secs_f64(rules.lateness_s));
+    let existing = events.consumer_info(&cfg.consumer).await.ok();
     let (mut engine, cp) = match store.load()? {
         Some(cp) => (Engine::restore(rules, cp.engine.clone()), cp),
         None => {
             // No state yet: from the broker's ack floor, with an empty engine; the positions
             // are recorded at once so a crash before the first real checkpoint is covered too.
-            let floor = events
-                .consumer_info(&cfg.consumer)
-                .await
-                .map_or(0, |i| i.ack_floor.stream_sequence);
+            let floor = existing.as_ref().map_or(0, |i| i.ack_floor.stream_sequence);
             let engine = Engine::new(rules);
             let cp = Checkpoint::new(
                 floor,
@@ -118,23 +118,14 @@ pub async fn run_with_progress(
         already_released = released.published.len(),
         "vitals consumer resuming"
     );
-    let consumer = resume_consumer(&events, cfg, cp.events_seq + 1).await?;
+    let consumer = resume_consumer(&events, cfg, cp.events_seq + 1, existing.is_some()).await?;
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(BATCH)
         .messages()
         .await
         .map_err(|e| js_err("consume", e))?;
-    let mut sink = Sink {
-        js,
-        cfg,
-        audit,
-        released,
-        in_flight: Vec::new(),
-        out_seq: cp.out_seq,
-        audit_seq: cp.audit_seq,
-        stats: RunStats::default(),
-    };
+    let mut sink = Sink::new(js, cfg, audit, released, &cp);
     let mut pos = Position {
         seq: cp.events_seq,
         acks: Vec::new(),
@@ -178,7 +169,7 @@ pub async fn run_with_progress(
                         }],
                     },
                 };
-                sink.emit(out, seq).await?;
+                sink.emit(out, seq, &cfg.stream).await?;
             }
             Ok(Some(Err(e))) => {
                 // The client reconnects and re-pulls by itself; a pause keeps a lasting outage
@@ -195,7 +186,7 @@ pub async fn run_with_progress(
             }
             Err(_idle) => {
                 if engine.pending() > 0 && last_event.elapsed() >= idle_flush {
-                    sink.emit(engine.flush(), pos.seq).await?;
+                    sink.emit(engine.flush(), pos.seq, &cfg.stream).await?;
                     pos.dirty = true;
                 }
             }
@@ -233,7 +224,7 @@ struct Position {
 /// thread, so events keep flowing while the file is synced — then acks the events it covers.
 /// One checkpoint is in flight at most; `wait` waits for this one too (shutdown).
 async fn checkpoint(
-    sink: &mut Sink<'_>,
+    sink: &mut Sink,
     engine: &Engine,
     store: &CheckpointStore,
     pos: &mut Position,
@@ -263,7 +254,7 @@ async fn checkpoint(
 }
 
 /// Waits for the checkpoint in flight, if any.
-async fn finish_save(sink: &mut Sink<'_>, pos: &mut Position) -> Result<(), TransportError> {
+async fn finish_save(sink: &mut Sink, pos: &mut Position) -> Result<(), TransportError> {
     if let Some(saving) = pos.saving.take() {
         saving.await.map_err(|e| js_err("checkpoint", e))??;
         sink.stats.checkpoints += 1;
@@ -278,8 +269,9 @@ async fn resume_consumer(
     events: &Stream,
     cfg: &JetStreamConfig,
     start: u64,
+    exists: bool,
 ) -> Result<Consumer<pull::Config>, TransportError> {
-    if events.consumer_info(&cfg.consumer).await.is_ok() {
+    if exists {
         events
             .delete_consumer(&cfg.consumer)
             .await
@@ -349,34 +341,66 @@ async fn read_back(
     Ok(released)
 }
 
+/// What is released.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Alert,
+    DeadLetter,
+}
+
 /// One alert or dead letter on its way out.
 struct Release {
     id: String,
-    subject: String,
+    kind: Kind,
     payload: Vec<u8>,
     entry: Entry,
 }
 
-/// Where alerts and dead letters go: the audit trail first, then the output stream.
-struct Sink<'a> {
+/// Where alerts and dead letters go: the output stream and the audit trail, both at once.
+///
+/// An alert is published as soon as it is raised; its audit entry is queued at the same moment
+/// and committed by the trail's writer while the consumer goes on. Neither waits for the other
+/// or for the disk — a clinician's alert should not queue behind an fsync — and the events
+/// behind them are acked only after [`drain`](Self::drain) has seen both stored. A crash in
+/// between leaves an alert published without its entry (or the reverse): the restart's
+/// read-back finds which half is missing, and the replay supplies only that half.
+struct Sink {
     js: Context,
-    cfg: &'a JetStreamConfig,
+    site: String,
+    subjects: [String; 2],
     audit: AuditLog,
     released: Released,
-    in_flight: Vec<PublishAckFuture>,
+    published: AckWindow,
+    audited: Vec<Pending>,
     out_seq: u64,
     audit_seq: i64,
     stats: RunStats,
 }
 
-impl Sink<'_> {
-    /// Audits every alert and dead letter of `out` (together: one transaction of the trail),
-    /// then publishes them, in order.
-    async fn emit(&mut self, out: Output, seq: u64) -> Result<(), TransportError> {
-        if out.alerts.is_empty() && out.dead.is_empty() {
-            return Ok(());
+impl Sink {
+    fn new(
+        js: Context,
+        cfg: &JetStreamConfig,
+        audit: AuditLog,
+        released: Released,
+        from: &Checkpoint,
+    ) -> Self {
+        Self {
+            js,
+            site: cfg.site.clone(),
+            subjects: [cfg.alerts_subject(), cfg.dead_subject()],
+            audit,
+            released,
+            published: AckWindow::new(IN_FLIGHT, "publish ack"),
+            audited: Vec::with_capacity(IN_FLIGHT),
+            out_seq: from.out_seq,
+            audit_seq: from.audit_seq,
+            stats: RunStats::default(),
         }
-        let mut releases = Vec::with_capacity(out.alerts.len() + out.dead.len());
+    }
+
+    /// Releases every alert and dead letter of `out` (the event at `seq` raised them), in order.
+    async fn emit(&mut self, out: Output, seq: u64, stream: &str) -> Result<(), TransportError> {
         for alert in out.alerts {
             let reason = format!(
                 "{} alert {} (episode from {})",
@@ -384,17 +408,18 @@ impl Sink<'_> {
                 alert.rule,
                 alert.episode_start.to_rfc3339()
             );
-            releases.push(Release {
+            self.release(Release {
                 id: alert.id(),
-                subject: self.cfg.alerts_subject(),
+                kind: Kind::Alert,
                 payload: serde_json::to_vec(&alert).expect("alerts serialise"),
                 entry: Entry::new("vitals", "site", "vitals.alert", Decision::Allow, reason),
-            });
+            })
+            .await?;
         }
         for letter in out.dead {
-            releases.push(Release {
-                id: format!("dead-{}-{seq}", self.cfg.stream),
-                subject: self.cfg.dead_subject(),
+            self.release(Release {
+                id: format!("dead-{stream}-{seq}"),
+                kind: Kind::DeadLetter,
                 payload: serde_json::to_vec(&letter).expect("dead letters serialise"),
                 entry: Entry::new(
                     "vitals",
@@ -403,68 +428,67 @@ impl Sink<'_> {
                     Decision::Deny,
                     letter.reason,
                 ),
-            });
-        }
-        let appends = releases
-            .iter()
-            .filter(|r| !self.released.audited.contains(&r.id))
-            .map(|r| {
-                let entry = r
-                    .entry
-                    .clone()
-                    .sites([self.cfg.site.as_str()])
-                    .result_digest(hex::encode(Sha256::digest(&r.payload)))
-                    .request_id(r.id.clone());
-                self.audit.append(entry)
-            });
-        for receipt in futures::future::try_join_all(appends).await? {
-            self.audit_seq = self.audit_seq.max(receipt.seq);
-        }
-        for r in releases {
-            let dead = r.subject == self.cfg.dead_subject();
-            if self.publish(r).await? {
-                if dead {
-                    self.stats.dead += 1;
-                } else {
-                    self.stats.alerts += 1;
-                }
-            }
+            })
+            .await?;
         }
         Ok(())
     }
 
-    /// Publishes one audited output unless a previous run already did; returns whether it was
-    /// published now.
-    async fn publish(&mut self, r: Release) -> Result<bool, TransportError> {
+    /// Queues the audit entry and publishes, each unless a previous run already did.
+    async fn release(&mut self, r: Release) -> Result<(), TransportError> {
+        if !self.released.audited.contains(&r.id) {
+            let entry = r
+                .entry
+                .sites([self.site.as_str()])
+                .result_digest(hex::encode(Sha256::digest(&r.payload)))
+                .request_id(r.id.clone());
+            self.audited.push(self.audit.enqueue(entry).await?);
+        }
         if self.released.published.contains(&r.id) {
             self.stats.recovered += 1;
-            return Ok(false);
+        } else {
+            let subject = self.subjects[r.kind as usize].clone();
+            let message = PublishMessage::build()
+                .payload(r.payload.into())
+                .message_id(&r.id);
+            let ack = self
+                .js
+                .send_publish(subject, message)
+                .await
+                .map_err(|e| js_err("publish", e))?;
+            match r.kind {
+                Kind::Alert => self.stats.alerts += 1,
+                Kind::DeadLetter => self.stats.dead += 1,
+            }
+            let acks = self.published.push(ack).await?;
+            self.stored(acks);
         }
-        let ack = self
-            .js
-            .send_publish(
-                r.subject,
-                PublishMessage::build()
-                    .payload(r.payload.into())
-                    .message_id(&r.id),
-            )
-            .await
-            .map_err(|e| js_err("publish", e))?;
-        self.in_flight.push(ack);
-        if self.in_flight.len() >= IN_FLIGHT {
-            self.drain().await?;
+        if self.audited.len() >= IN_FLIGHT {
+            self.committed().await?;
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// Waits until the broker has stored every publish so far.
+    /// Waits until the broker has stored every publish so far and the trail has committed
+    /// every entry.
     async fn drain(&mut self) -> Result<(), TransportError> {
-        for ack in std::mem::take(&mut self.in_flight) {
-            let ack = ack.await.map_err(|e| js_err("publish ack", e))?;
+        let acks = self.published.drain().await?;
+        self.stored(acks);
+        self.committed().await
+    }
+
+    fn stored(&mut self, acks: Vec<PublishAck>) {
+        for ack in acks {
             self.out_seq = self.out_seq.max(ack.sequence);
             if ack.duplicate {
                 self.stats.broker_duplicates += 1;
             }
+        }
+    }
+
+    async fn committed(&mut self) -> Result<(), TransportError> {
+        for pending in self.audited.drain(..) {
+            self.audit_seq = self.audit_seq.max(pending.committed().await?.seq);
         }
         Ok(())
     }

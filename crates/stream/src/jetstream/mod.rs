@@ -25,6 +25,7 @@
 //! crash the consumer. Alerts name a patient pseudonym; the audit trail records only the rule,
 //! the severity, the episode start and a digest of the published alert.
 
+mod ack_window;
 mod checkpoint;
 mod consumer;
 
@@ -33,6 +34,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, Context, stream};
 
+use ack_window::AckWindow;
 pub use checkpoint::{Checkpoint, CheckpointStore};
 pub use consumer::{RunStats, run, run_with_progress};
 
@@ -191,7 +193,7 @@ pub async fn ensure_streams(
 pub struct EventPublisher {
     js: Context,
     subject: String,
-    in_flight: Vec<jetstream::context::PublishAckFuture>,
+    window: AckWindow,
 }
 
 /// Publishes in flight before the publisher waits for their acks.
@@ -203,7 +205,7 @@ impl EventPublisher {
         Self {
             js,
             subject: cfg.events_subject(),
-            in_flight: Vec::with_capacity(IN_FLIGHT),
+            window: AckWindow::new(IN_FLIGHT, "event ack"),
         }
     }
 
@@ -214,18 +216,13 @@ impl EventPublisher {
             .publish(self.subject.clone(), payload)
             .await
             .map_err(|e| js_err("publish event", e))?;
-        self.in_flight.push(ack);
-        if self.in_flight.len() >= IN_FLIGHT {
-            self.flush().await?;
-        }
+        self.window.push(ack).await?;
         Ok(())
     }
 
     /// Waits until the broker has stored everything published so far.
     pub async fn flush(&mut self) -> Result<(), TransportError> {
-        for ack in std::mem::take(&mut self.in_flight) {
-            ack.await.map_err(|e| js_err("event ack", e))?;
-        }
+        self.window.drain().await?;
         Ok(())
     }
 }
