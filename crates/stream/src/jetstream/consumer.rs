@@ -217,12 +217,14 @@ struct Position {
     dirty: bool,
     at: Instant,
     /// A checkpoint being written off the consumer's task (then acking what it covers).
-    saving: Option<tokio::task::JoinHandle<Result<(), TransportError>>>,
+    saving: Option<tokio::task::JoinHandle<Result<Settled, TransportError>>>,
 }
 
-/// Waits for the outputs' acks, snapshots the engine and writes the checkpoint — on a blocking
-/// thread, so events keep flowing while the file is synced — then acks the events it covers.
-/// One checkpoint is in flight at most; `wait` waits for this one too (shutdown).
+/// Snapshots the engine and hands the checkpoint to a task of its own, which waits until the
+/// outputs released so far are stored (broker acks, trail commits), writes the file on a
+/// blocking thread and then acks the events it covers — so events keep flowing meanwhile and
+/// an alert never waits behind a checkpoint. One checkpoint is in flight at most; `wait` waits
+/// for this one too (shutdown).
 async fn checkpoint(
     sink: &mut Sink,
     engine: &Engine,
@@ -231,18 +233,20 @@ async fn checkpoint(
     wait: bool,
 ) -> Result<(), TransportError> {
     finish_save(sink, pos).await?;
-    sink.drain().await?;
-    let cp = Checkpoint::new(pos.seq, sink.out_seq, sink.audit_seq, engine.snapshot());
+    let outstanding = sink.take_outstanding();
+    let (seq, snapshot) = (pos.seq, engine.snapshot());
     let store = store.clone();
     let acks = std::mem::take(&mut pos.acks);
     pos.saving = Some(tokio::spawn(async move {
+        let settled = outstanding.settle().await?;
+        let cp = Checkpoint::new(seq, settled.out_seq, settled.audit_seq, snapshot);
         tokio::task::spawn_blocking(move || store.save(&cp))
             .await
             .map_err(|e| js_err("checkpoint", e))??;
         for acker in acks {
             acker.ack().await.map_err(|e| js_err("ack", e))?;
         }
-        Ok(())
+        Ok(settled)
     }));
     pos.since_checkpoint = 0;
     pos.dirty = false;
@@ -256,7 +260,8 @@ async fn checkpoint(
 /// Waits for the checkpoint in flight, if any.
 async fn finish_save(sink: &mut Sink, pos: &mut Position) -> Result<(), TransportError> {
     if let Some(saving) = pos.saving.take() {
-        saving.await.map_err(|e| js_err("checkpoint", e))??;
+        let settled = saving.await.map_err(|e| js_err("checkpoint", e))??;
+        sink.settled(settled);
         sink.stats.checkpoints += 1;
     }
     Ok(())
@@ -361,20 +366,73 @@ struct Release {
 /// An alert is published as soon as it is raised; its audit entry is queued at the same moment
 /// and committed by the trail's writer while the consumer goes on. Neither waits for the other
 /// or for the disk — a clinician's alert should not queue behind an fsync — and the events
-/// behind them are acked only after [`drain`](Self::drain) has seen both stored. A crash in
-/// between leaves an alert published without its entry (or the reverse): the restart's
-/// read-back finds which half is missing, and the replay supplies only that half.
+/// behind them are acked only after a checkpoint has seen both stored ([`Outstanding`]). A
+/// crash in between leaves an alert published without its entry (or the reverse): the
+/// restart's read-back finds which half is missing, and the replay supplies only that half.
 struct Sink {
     js: Context,
     site: String,
     subjects: [String; 2],
     audit: AuditLog,
     released: Released,
+    outstanding: Outstanding,
+    stats: RunStats,
+}
+
+/// Releases not yet known to be stored, and how far the stored ones had got.
+struct Outstanding {
     published: AckWindow,
     audited: Vec<Pending>,
     out_seq: u64,
     audit_seq: i64,
-    stats: RunStats,
+}
+
+/// How far a checkpoint's outputs got: the output stream's and the trail's last sequence.
+struct Settled {
+    out_seq: u64,
+    audit_seq: i64,
+    broker_duplicates: u64,
+}
+
+impl Outstanding {
+    fn new(out_seq: u64, audit_seq: i64) -> Self {
+        Self {
+            published: AckWindow::new(IN_FLIGHT, "publish ack"),
+            audited: Vec::with_capacity(IN_FLIGHT),
+            out_seq,
+            audit_seq,
+        }
+    }
+
+    /// Takes publishes the broker has acked.
+    fn stored(&mut self, acks: Vec<PublishAck>) -> u64 {
+        let mut duplicates = 0;
+        for ack in acks {
+            self.out_seq = self.out_seq.max(ack.sequence);
+            duplicates += u64::from(ack.duplicate);
+        }
+        duplicates
+    }
+
+    /// Waits for the trail to commit every entry queued.
+    async fn committed(&mut self) -> Result<(), TransportError> {
+        for pending in self.audited.drain(..) {
+            self.audit_seq = self.audit_seq.max(pending.committed().await?.seq);
+        }
+        Ok(())
+    }
+
+    /// Waits until the broker has stored every publish and the trail has committed every entry.
+    async fn settle(mut self) -> Result<Settled, TransportError> {
+        let acks = self.published.drain().await?;
+        let broker_duplicates = self.stored(acks);
+        self.committed().await?;
+        Ok(Settled {
+            out_seq: self.out_seq,
+            audit_seq: self.audit_seq,
+            broker_duplicates,
+        })
+    }
 }
 
 impl Sink {
@@ -391,10 +449,7 @@ impl Sink {
             subjects: [cfg.alerts_subject(), cfg.dead_subject()],
             audit,
             released,
-            published: AckWindow::new(IN_FLIGHT, "publish ack"),
-            audited: Vec::with_capacity(IN_FLIGHT),
-            out_seq: from.out_seq,
-            audit_seq: from.audit_seq,
+            outstanding: Outstanding::new(from.out_seq, from.audit_seq),
             stats: RunStats::default(),
         }
     }
@@ -442,7 +497,8 @@ impl Sink {
                 .sites([self.site.as_str()])
                 .result_digest(hex::encode(Sha256::digest(&r.payload)))
                 .request_id(r.id.clone());
-            self.audited.push(self.audit.enqueue(entry).await?);
+            let pending = self.audit.enqueue(entry).await?;
+            self.outstanding.audited.push(pending);
         }
         if self.released.published.contains(&r.id) {
             self.stats.recovered += 1;
@@ -460,36 +516,26 @@ impl Sink {
                 Kind::Alert => self.stats.alerts += 1,
                 Kind::DeadLetter => self.stats.dead += 1,
             }
-            let acks = self.published.push(ack).await?;
-            self.stored(acks);
+            let acks = self.outstanding.published.push(ack).await?;
+            self.stats.broker_duplicates += self.outstanding.stored(acks);
         }
-        if self.audited.len() >= IN_FLIGHT {
-            self.committed().await?;
-        }
-        Ok(())
-    }
-
-    /// Waits until the broker has stored every publish so far and the trail has committed
-    /// every entry.
-    async fn drain(&mut self) -> Result<(), TransportError> {
-        let acks = self.published.drain().await?;
-        self.stored(acks);
-        self.committed().await
-    }
-
-    fn stored(&mut self, acks: Vec<PublishAck>) {
-        for ack in acks {
-            self.out_seq = self.out_seq.max(ack.sequence);
-            if ack.duplicate {
-                self.stats.broker_duplicates += 1;
-            }
-        }
-    }
-
-    async fn committed(&mut self) -> Result<(), TransportError> {
-        for pending in self.audited.drain(..) {
-            self.audit_seq = self.audit_seq.max(pending.committed().await?.seq);
+        if self.outstanding.audited.len() >= IN_FLIGHT {
+            self.outstanding.committed().await?;
         }
         Ok(())
+    }
+
+    /// What a checkpoint must wait for: the releases so far (the sink goes on with new ones).
+    fn take_outstanding(&mut self) -> Outstanding {
+        let next = Outstanding::new(self.outstanding.out_seq, self.outstanding.audit_seq);
+        std::mem::replace(&mut self.outstanding, next)
+    }
+
+    /// Folds in how far a checkpoint's outputs got.
+    fn settled(&mut self, s: Settled) {
+        let o = &mut self.outstanding;
+        o.out_seq = o.out_seq.max(s.out_seq);
+        o.audit_seq = o.audit_seq.max(s.audit_seq);
+        self.stats.broker_duplicates += s.broker_duplicates;
     }
 }
