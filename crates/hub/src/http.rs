@@ -17,6 +17,7 @@
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
 //! | `POST /v1/studies` [`NewStudy`] | propose a study (researcher, clinician) |
 //! | `POST /v1/studies/{id}/decisions` `{"site", "decision": "approve"\|"reject", "reason"?}` | a custodian decides for their site |
+//! | `GET /v1/studies/{id}/budget` | a DP study's privacy budget at each approved site: allowed, spent, left (the sites' own ledgers) |
 //! | `GET /v1/audit?after=&limit=` | the hub's audit trail (auditor) |
 //! | `GET /v1/audit/verify` | re-walk the hub's trail (auditor) |
 //!
@@ -268,6 +269,14 @@ async fn propose(
     Ok((StatusCode::CREATED, Json(study)))
 }
 
+async fn study_budget(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::StudyBudget>, AppError> {
+    Ok(Json(hub.budget(&who, &id).await?))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DecisionRequest {
@@ -323,11 +332,23 @@ async fn audit_records(
     Ok(Json(json!({ "records": records })))
 }
 
+/// A re-walk of the trail with its verdict spelled out for clients.
+#[derive(serde::Serialize)]
+struct Verified {
+    intact: bool,
+    #[serde(flatten)]
+    report: medfed_audit::VerifyReport,
+}
+
 async fn audit_verify(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<medfed_audit::VerifyReport>, AppError> {
-    Ok(Json(hub.audit_verify(&who).await?))
+) -> Result<Json<Verified>, AppError> {
+    let report = hub.audit_verify(&who).await?;
+    Ok(Json(Verified {
+        intact: report.is_intact(),
+        report,
+    }))
 }
 
 async fn list_sites(
@@ -408,6 +429,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .route("/studies", get(list_studies).post(propose))
         .route("/studies/{id}", get(get_study))
         .route("/studies/{id}/decisions", post(decide))
+        .route("/studies/{id}/budget", get(study_budget))
         .route("/audit", get(audit_records))
         .route("/audit/verify", get(audit_verify))
         .route_layer(middleware::from_fn_with_state(hub.clone(), require_token));

@@ -28,6 +28,7 @@
 //! store crate at all.
 
 pub mod auth;
+mod budget;
 pub mod config;
 mod describe;
 mod glm;
@@ -62,6 +63,7 @@ use medfed_protocol::tls::NodeTls;
 use crate::auth::Authenticator;
 use crate::state::{HubState, StateError};
 
+pub use budget::{SiteBudget, StudyBudget};
 pub use config::HubConfig;
 pub use describe::DescribeRequest;
 pub use glm::GlmRequest;

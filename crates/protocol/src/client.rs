@@ -131,17 +131,13 @@ impl SiteClient {
         request: &SiteRequest,
         hub_key: &ed25519_dalek::SigningKey,
     ) -> Result<Reply, SiteCallError> {
-        let ticket = request.sign(hub_key).ticket;
-        let mut stream = self
-            .flight()
-            .do_action(Action::new(crate::rounds::ACTION_SECAGG, ticket))
-            .await?;
-        let body = stream
-            .try_next()
-            .await?
-            .ok_or_else(|| SiteCallError::Failed("empty secure aggregation reply".into()))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| SiteCallError::Failed(format!("malformed secure aggregation reply: {e}")))
+        self.action(
+            crate::rounds::ACTION_SECAGG,
+            request,
+            hub_key,
+            "secure aggregation",
+        )
+        .await
     }
 
     /// Signs `request` (a [`crate::wire::Work::Kernel`] step) and returns the site's sums.
@@ -150,17 +146,37 @@ impl SiteClient {
         request: &SiteRequest,
         hub_key: &ed25519_dalek::SigningKey,
     ) -> Result<medfed_core::kernel::KernelAnswer, SiteCallError> {
+        self.action(crate::ACTION_KERNEL, request, hub_key, "kernel")
+            .await
+    }
+
+    /// Signs `request` (a [`crate::wire::Work::Budget`]) and returns the study's balance in the
+    /// site's privacy ledger.
+    pub async fn budget(
+        &self,
+        request: &SiteRequest,
+        hub_key: &ed25519_dalek::SigningKey,
+    ) -> Result<medfed_privacy::ledger::Balance, SiteCallError> {
+        self.action(crate::ACTION_BUDGET, request, hub_key, "budget")
+            .await
+    }
+
+    /// Runs the signed `request` as Flight action `action` and reads its one JSON reply.
+    async fn action<T: serde::de::DeserializeOwned>(
+        &self,
+        action: &'static str,
+        request: &SiteRequest,
+        hub_key: &ed25519_dalek::SigningKey,
+        what: &str,
+    ) -> Result<T, SiteCallError> {
         let ticket = request.sign(hub_key).ticket;
-        let mut stream = self
-            .flight()
-            .do_action(Action::new(crate::ACTION_KERNEL, ticket))
-            .await?;
+        let mut stream = self.flight().do_action(Action::new(action, ticket)).await?;
         let body = stream
             .try_next()
             .await?
-            .ok_or_else(|| SiteCallError::Failed("empty kernel reply".into()))?;
+            .ok_or_else(|| SiteCallError::Failed(format!("empty {what} reply")))?;
         serde_json::from_slice(&body)
-            .map_err(|e| SiteCallError::Failed(format!("malformed kernel reply: {e}")))
+            .map_err(|e| SiteCallError::Failed(format!("malformed {what} reply: {e}")))
     }
 
     /// Liveness: the site answers a `health` action.

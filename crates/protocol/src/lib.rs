@@ -35,5 +35,8 @@ pub use client::{SiteCallError, SiteClient};
 /// Flight action name for one site kernel step ([`wire::Work::Kernel`]).
 pub const ACTION_KERNEL: &str = "kernel";
 
+/// Flight action name for a study's privacy budget at a site ([`wire::Work::Budget`]).
+pub const ACTION_BUDGET: &str = "budget";
+
 /// Flight action name for a liveness probe.
 pub const ACTION_HEALTH: &str = "health";

@@ -99,6 +99,9 @@ pub enum Work {
         /// Which round.
         round: crate::rounds::Round,
     },
+    /// The study's privacy budget at the site: what its custodian allows and what releases
+    /// have spent (the site's own ledger; no data is read).
+    Budget,
 }
 
 /// What travels in the ticket: the request's JSON and the hub's signature over it.
@@ -176,7 +179,7 @@ impl SiteRequest {
     /// aggregation round the round too (all rounds of one query share the id).
     pub fn replay_key(&self) -> String {
         match &self.work {
-            Work::PartialSql { .. } | Work::Kernel { .. } => self.request_id.clone(),
+            Work::PartialSql { .. } | Work::Kernel { .. } | Work::Budget => self.request_id.clone(),
             Work::SecureSql { round, .. } | Work::SecureKernel { round, .. } => {
                 format!("{}#{}", self.request_id, round.replay_tag())
             }

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod config;
 mod gate;
 mod kernel;

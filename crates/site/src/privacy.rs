@@ -108,3 +108,14 @@ impl SitePrivacy {
             .await
     }
 }
+
+impl SitePrivacy {
+    /// The request's study balance in this site's ledger, without charging it.
+    pub(crate) async fn balance(
+        &self,
+        req: &SiteRequest,
+    ) -> Result<medfed_privacy::ledger::Balance, LedgerError> {
+        let study = &req.context.study.id;
+        self.ledger.balance(study, self.budget(req)).await
+    }
+}

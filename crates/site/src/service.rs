@@ -285,9 +285,12 @@ impl FlightService for SiteService {
         let req = self.gate.admit(&request.get_ref().ticket).await?;
         let batch = match &req.work {
             Work::PartialSql { sql } => self.partial_sql(&req, sql).await?,
-            Work::SecureSql { .. } | Work::Kernel { .. } | Work::SecureKernel { .. } => {
+            Work::SecureSql { .. }
+            | Work::Kernel { .. }
+            | Work::SecureKernel { .. }
+            | Work::Budget => {
                 return Err(Status::invalid_argument(
-                    "secure aggregation rounds and kernels are Flight actions, not tickets",
+                    "secure aggregation rounds, kernels and budgets are Flight actions, not tickets",
                 ));
             }
         };
@@ -335,6 +338,18 @@ impl FlightService for SiteService {
                     stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
                 ))
             }
+            medfed_protocol::ACTION_BUDGET => {
+                let req = self.gate.admit(&request.get_ref().body).await?;
+                if req.work != Work::Budget {
+                    return Err(Status::invalid_argument("not a budget request"));
+                }
+                let balance = self.budget(&req).await?;
+                let body =
+                    bytes::Bytes::from(serde_json::to_vec(&balance).expect("balance serialises"));
+                Ok(Response::new(
+                    stream::iter([Ok(arrow_flight::Result { body })]).boxed(),
+                ))
+            }
             other => Err(Status::invalid_argument(format!(
                 "unknown action `{other}`"
             ))),
@@ -357,8 +372,12 @@ impl FlightService for SiteService {
             r#type: medfed_protocol::ACTION_KERNEL.into(),
             description: "one site kernel step (signed request)".into(),
         };
+        let budget = ActionType {
+            r#type: medfed_protocol::ACTION_BUDGET.into(),
+            description: "a study's privacy budget here (signed request)".into(),
+        };
         Ok(Response::new(
-            stream::iter([Ok(health), Ok(secagg), Ok(kernel)]).boxed(),
+            stream::iter([Ok(health), Ok(secagg), Ok(kernel), Ok(budget)]).boxed(),
         ))
     }
 

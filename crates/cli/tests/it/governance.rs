@@ -375,6 +375,7 @@ async fn auditors_read_and_verify_the_trail_which_nobody_can_change_through_the_
         .await;
     assert_eq!(status, 200);
     assert_eq!(report["first_break"], Value::Null, "{report}");
+    assert_eq!(report["intact"], true, "{report}");
     for role in ["researcher", "admin", "custodian:north"] {
         let (status, _) = net
             .call("GET", "/v1/audit", None, Some(&net.token(role)))

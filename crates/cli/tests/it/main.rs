@@ -3,6 +3,7 @@
 
 mod admin;
 mod api;
+mod budget;
 mod cli;
 mod cox;
 mod describe;
