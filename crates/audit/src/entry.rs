@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The outcome recorded for an audited action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// The action was allowed and done.
@@ -43,7 +43,7 @@ impl Decision {
 ///
 /// Never put row-level data in an entry: `result_digest` is a hash of the released result, so an
 /// auditor can match a result to its entry without the trail holding the result itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
     /// The authenticated principal (user name, token id or JWT subject; `hub` for the hub itself).
     pub actor: String,
@@ -122,7 +122,7 @@ impl Entry {
 }
 
 /// An entry as stored: its place in the chain, time and hashes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// Position in the chain, from 1, without gaps.
     pub seq: i64,
@@ -139,7 +139,7 @@ pub struct Record {
 
 /// The hashed form: every field, in a fixed order, as JSON. Changing the wording of any field,
 /// its position in the chain or its predecessor changes the hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Hashed<'a> {
     v: u32,
     seq: i64,

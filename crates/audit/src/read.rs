@@ -103,7 +103,7 @@ async fn checkpoints(db: &Database) -> Result<Vec<Checkpoint>, AuditError> {
 }
 
 /// What kind of damage `verify` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakKind {
     /// The entry's contents no longer match its hash.
@@ -121,7 +121,7 @@ pub enum BreakKind {
 }
 
 /// The first place the trail is broken.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Break {
     /// The first entry (sequence number) found broken.
     pub seq: i64,
@@ -132,7 +132,7 @@ pub struct Break {
 }
 
 /// The outcome of re-walking a trail.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Entries read.
     pub entries: i64,
@@ -290,7 +290,7 @@ fn check_signature(cp: &Checkpoint, key: Option<&VerifyingKey>) -> Result<(), St
 }
 
 /// One exported line: the record plus a human-readable time.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ExportLine<'a> {
     at: String,
     #[serde(flatten)]

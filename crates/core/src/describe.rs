@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::result::{PrivacySummary, SiteOutcome};
 
 /// One descriptive analysis's answer, with where it came from and how it was protected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Description {
     /// The statistics.
     #[serde(flatten)]
@@ -23,7 +23,7 @@ pub struct Description {
 }
 
 /// The statistics of one kind of description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Statistics {
     /// Count, mean, variance per variable.
@@ -40,7 +40,7 @@ pub enum Statistics {
 }
 
 /// Count, mean and spread of one variable (rows where it is not null).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Moments {
     /// The variable as the researcher wrote it.
     pub variable: String,
@@ -57,7 +57,7 @@ pub struct Moments {
 }
 
 /// A histogram on declared, equal-width bins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Histogram {
     /// The variable.
     pub variable: String,
@@ -79,7 +79,7 @@ pub struct Histogram {
 }
 
 /// A two-way table of counts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Crosstab {
     /// The row variable.
     pub rows: String,
@@ -100,7 +100,7 @@ pub struct Crosstab {
 }
 
 /// Pearson's chi-square statistic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChiSquare {
     /// Σ (observed − expected)² / expected.
     pub statistic: f64,
@@ -111,7 +111,7 @@ pub struct ChiSquare {
 }
 
 /// A correlation matrix over complete cases.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Correlation {
     /// The variables, in request order.
     pub variables: Vec<String>,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::result::{PrivacySummary, SiteOutcome};
 
 /// The result of a federated GLM fit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GlmFit {
     /// The model formula as given.
     pub formula: String,
@@ -59,7 +59,7 @@ pub struct GlmFit {
 }
 
 /// A version of a model in the hub's registry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelRef {
     /// The model's name.
     pub model: String,
@@ -68,7 +68,7 @@ pub struct ModelRef {
 }
 
 /// One coefficient's estimate and its Wald inference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Coefficient {
     /// The estimate.
     pub estimate: f64,
@@ -85,6 +85,26 @@ pub struct Coefficient {
 /// Coefficients by name, serialised as a JSON object in model order.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Coefficients(pub Vec<(String, Coefficient)>);
+
+/// In OpenAPI, an object of [`Coefficient`]s by term (JSON objects have no order to state).
+impl utoipa::PartialSchema for Coefficients {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        <BTreeMap<String, Coefficient> as utoipa::PartialSchema>::schema()
+    }
+}
+
+impl utoipa::ToSchema for Coefficients {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((Coefficient::name().into(), Coefficient::schema()));
+        <Coefficient as utoipa::ToSchema>::schemas(schemas);
+    }
+}
 
 impl Coefficients {
     /// The coefficient called `name` (R's name: `(Intercept)`, `age`, `factor(g)2`, `a:b`).
@@ -124,7 +144,7 @@ impl<'de> Deserialize<'de> for Coefficients {
 }
 
 /// A GLM family with its canonical link.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// Normal errors, identity link (linear regression).

@@ -55,7 +55,7 @@ pub struct RowSource {
 }
 
 /// How tied event times enter a Cox partial likelihood.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Ties {
     /// Efron's approximation (R's `coxph` default).
@@ -106,7 +106,7 @@ pub enum KernelStep {
 }
 
 /// Local fine-tuning of a federated model at one site (seed 001's personalised model).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FineTune {
     /// Passes over the site's fine-tuning rows.
     pub epochs: u32,
@@ -162,7 +162,7 @@ pub struct UpdateDp {
 }
 
 /// A model a site can train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ModelKind {
     /// Logistic regression on `features` inputs (plus an intercept).
@@ -252,7 +252,7 @@ pub enum KernelAnswer {
 
 /// How well a model predicts a 0/1 outcome on one site's rows: summaries only, and a
 /// calibration table whose every bin holds at least k rows.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Metrics {
     /// Rows scored.
     pub n: u64,
@@ -271,7 +271,7 @@ pub struct Metrics {
 }
 
 /// One bin of a calibration table.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CalibrationBin {
     /// Rows in the bin.
     pub n: u64,

@@ -9,7 +9,7 @@ use crate::kernel::ModelKind;
 use crate::result::{PrivacySummary, SiteOutcome};
 
 /// A federated model and how it was trained.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrainedModel {
     /// The formula (`y ~ features`) its inputs were built from.
     pub formula: String,
@@ -45,7 +45,7 @@ pub struct TrainedModel {
 }
 
 /// One round of training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RoundRecord {
     /// Round number (1-based).
     pub round: u32,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The merged result of one federated query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueryResult {
     /// Output column names, in SELECT order.
     pub columns: Vec<String>,
@@ -22,7 +22,7 @@ pub struct QueryResult {
 }
 
 /// How a released result was protected, stated with the result.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PrivacySummary {
     /// `exact` (disclosure rules only) or `dp` (noise as well).
     pub mode: String,
@@ -47,7 +47,7 @@ pub struct PrivacySummary {
 }
 
 /// A row whose statistics were withheld.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SuppressedRow {
     /// Index into `rows`.
     pub row: usize,
@@ -56,7 +56,7 @@ pub struct SuppressedRow {
 }
 
 /// The noise on one statistic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoiseNote {
     /// Scale of the noise each site added: the Laplace scale, or under secure aggregation the
     /// standard deviation of its Gaussian share.
@@ -66,7 +66,7 @@ pub struct NoiseNote {
 }
 
 /// What one site's privacy layer did.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SitePrivacy {
     /// Groups it suppressed before sending.
     pub suppressed: usize,
@@ -101,7 +101,7 @@ impl QueryResult {
 }
 
 /// What one site did with its part of a query.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SiteOutcome {
     /// How it ended.
     pub status: SiteStatus,
@@ -113,7 +113,7 @@ pub struct SiteOutcome {
 }
 
 /// The end state of a site's part of a query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SiteStatus {
     /// The site returned its partial and it is merged into the result.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const ANALYSES: &[&str] = &["sql", "stats", "glm", "survival", "fedavg"];
 
 /// How results of a study are protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrivacyMode {
     /// Exact aggregates under disclosure control (minimum cell counts, dominance, differencing).
@@ -18,7 +18,7 @@ pub enum PrivacyMode {
 }
 
 /// What a study may use, and how privately.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StudyTerms {
     /// Analyses allowed (from [`ANALYSES`]).
@@ -118,7 +118,7 @@ impl StudyTerms {
 }
 
 /// A site's decision on a study.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ApprovalState {
     /// Not decided yet.

@@ -9,7 +9,7 @@ use crate::glm::Coefficients;
 use crate::result::{PrivacySummary, SiteOutcome};
 
 /// Survival curves per group, on declared time bins.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmFit {
     /// The time column and its unit as the researcher stated them.
     pub time: String,
@@ -31,7 +31,7 @@ pub struct KmFit {
 }
 
 /// One group's curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmCurve {
     /// The group's value (`all` without a grouping).
     pub group: String,
@@ -45,7 +45,7 @@ pub struct KmCurve {
 }
 
 /// One time bin `[start, end)` of a curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmBin {
     /// Bin start (inclusive).
     pub start: f64,
@@ -67,7 +67,7 @@ pub struct KmBin {
 ///
 /// Coefficients are log hazard ratios (`estimate`, `std_error`, Wald `z` and `p`, `ci95` on the
 /// log scale); `hazard_ratios` gives `exp` of the estimate and of its interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoxFit {
     /// The formula as written (`Surv(time, event) ~ …`).
     pub formula: String,
@@ -104,7 +104,7 @@ pub struct CoxFit {
 }
 
 /// A test statistic with its degrees of freedom and p-value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Test {
     /// The statistic.
     pub statistic: f64,
@@ -115,7 +115,7 @@ pub struct Test {
 }
 
 /// A hazard ratio and its 95 % Wald interval.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HazardRatio {
     /// `exp(coef)`.
     pub estimate: f64,

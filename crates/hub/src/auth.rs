@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::state::HubState;
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     /// User name, or the JWT's `preferred_username`/`sub`.
     pub id: String,
@@ -56,7 +56,7 @@ pub enum AuthError {
 }
 
 /// `[oidc]` in `hub.toml`: trust JWTs from a hospital's identity provider.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConfig {
     /// Expected `iss`.

@@ -24,7 +24,7 @@ use crate::state::StateError;
 use crate::{Hub, HubError};
 
 /// A study's budget at each of its approved sites.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StudyBudget {
     /// The study.
     pub study: String,
@@ -33,7 +33,7 @@ pub struct StudyBudget {
 }
 
 /// One site's ledger for a study, or why it did not say.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SiteBudget {
     /// `answered`, or how asking it failed.
     pub status: SiteStatus,

@@ -12,7 +12,7 @@ use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's request for a description. (Not `deny_unknown_fields`: serde cannot combine
 /// it with the flattened, tagged kind; a misspelt optional field is ignored.)
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct DescribeRequest {
     /// The study it runs under (must allow the `stats` analysis).
     pub study: String,

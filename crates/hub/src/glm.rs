@@ -27,7 +27,7 @@ use crate::state::StateError;
 use crate::{Hub, HubError};
 
 /// A researcher's GLM request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GlmRequest {
     /// The study it runs under (must allow the `glm` analysis).

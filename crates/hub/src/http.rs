@@ -34,12 +34,19 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::net::TcpListener;
 
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::api::{
+    ApiDoc, AuditRecords, Catalog, CatalogColumn, CatalogTable, ErrorBody, SiteHealth, SiteList,
+    StudyList,
+};
 use crate::auth::Principal;
 use crate::state::{NewStudy, StateError, Study};
 use crate::{Hub, HubError};
@@ -49,10 +56,11 @@ pub struct AppError(StatusCode, &'static str, String, Option<serde_json::Value>)
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": self.2, "kind": self.1});
-        if let Some(sites) = self.3 {
-            body["sites"] = sites;
-        }
+        let body = ErrorBody {
+            error: self.2,
+            kind: self.1.into(),
+            sites: self.3,
+        };
         (self.0, Json(body)).into_response()
     }
 }
@@ -126,7 +134,8 @@ impl From<HubError> for AppError {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/queries`: SQL over the study's sites, with a DP study's options.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct QueryRequest {
     sql: String,
@@ -150,6 +159,7 @@ fn body<T>(b: Body<T>) -> Result<T, AppError> {
     })
 }
 
+#[utoipa::path(post, path = "/queries", tag = "analyses", request_body = QueryRequest, responses((status = 200, description = "the merged aggregate, each site's outcome and the privacy applied", body = medfed_core::result::QueryResult), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_query(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -168,6 +178,7 @@ async fn run_query(
     Ok(Json(result).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/glm", tag = "analyses", request_body = crate::GlmRequest, responses((status = 200, description = "the pooled-data fit", body = medfed_core::glm::GlmFit), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_glm(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -177,6 +188,7 @@ async fn run_glm(
     Ok(Json(hub.glm(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/km", tag = "analyses", request_body = crate::KmRequest, responses((status = 200, description = "Kaplan-Meier curves in bins", body = medfed_core::survival::KmFit), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_km(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -186,6 +198,7 @@ async fn run_km(
     Ok(Json(hub.km(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/cox", tag = "analyses", request_body = crate::CoxRequest, responses((status = 200, description = "a Cox model stratified by site", body = medfed_core::survival::CoxFit), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_cox(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -195,6 +208,7 @@ async fn run_cox(
     Ok(Json(hub.cox(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/fedavg", tag = "analyses", request_body = crate::FedAvgRequest, responses((status = 200, description = "the trained model", body = crate::Trained), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_fedavg(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -204,6 +218,7 @@ async fn run_fedavg(
     Ok(Json(hub.fedavg(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/evaluate", tag = "analyses", request_body = crate::EvaluateRequest, responses((status = 200, description = "the model's metrics at each site", body = medfed_analysis::learn::Evaluation), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_evaluate(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -213,6 +228,7 @@ async fn run_evaluate(
     Ok(Json(hub.evaluate(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(post, path = "/analyses/describe", tag = "analyses", request_body = crate::DescribeRequest, responses((status = 200, description = "descriptive statistics", body = medfed_core::describe::Description), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
 async fn run_describe(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -222,6 +238,7 @@ async fn run_describe(
     Ok(Json(hub.describe(&who, &req).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/models", tag = "models", responses((status = 200, description = "model versions of studies the caller may read", body = Vec<crate::state::ModelVersion>), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn list_models(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -229,6 +246,7 @@ async fn list_models(
     Ok(Json(hub.models_for(&who, None).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/models/{name}", tag = "models", params(("name" = String, Path, description = "the model's name")), responses((status = 200, description = "its versions", body = Vec<crate::state::ModelVersion>), (status = 404, description = "no such model", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn get_model(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -237,6 +255,7 @@ async fn get_model(
     Ok(Json(hub.models_for(&who, Some(&name)).await?).into_response())
 }
 
+#[utoipa::path(get, path = "/whoami", tag = "network", responses((status = 200, description = "the caller", body = Principal), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn whoami(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -245,13 +264,17 @@ async fn whoami(
     Ok(Json(who))
 }
 
+#[utoipa::path(get, path = "/studies", tag = "studies", responses((status = 200, description = "studies with each site's decision", body = StudyList), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn list_studies(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<serde_json::Value>, AppError> {
-    Ok(Json(json!({ "studies": hub.studies_for(&who).await? })))
+) -> Result<Json<StudyList>, AppError> {
+    Ok(Json(StudyList {
+        studies: hub.studies_for(&who).await?,
+    }))
 }
 
+#[utoipa::path(get, path = "/studies/{id}", tag = "studies", params(("id" = String, Path, description = "study id")), responses((status = 200, description = "the study", body = Study), (status = 404, description = "no such study", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn get_study(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -260,6 +283,7 @@ async fn get_study(
     Ok(Json(hub.study_for(&who, &id).await?))
 }
 
+#[utoipa::path(post, path = "/studies", tag = "studies", request_body = NewStudy, responses((status = 201, description = "proposed; every asked site pending", body = Study), (status = 400, description = "invalid proposal", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn propose(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -269,6 +293,7 @@ async fn propose(
     Ok((StatusCode::CREATED, Json(study)))
 }
 
+#[utoipa::path(get, path = "/studies/{id}/budget", tag = "studies", params(("id" = String, Path, description = "study id")), responses((status = 200, description = "each approved site's ledger balance", body = crate::StudyBudget), (status = 400, description = "an exact study has no budget", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn study_budget(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -277,15 +302,25 @@ async fn study_budget(
     Ok(Json(hub.budget(&who, &id).await?))
 }
 
-#[derive(Deserialize)]
+/// A custodian's decision on a study for their site.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecisionRequest {
     site: String,
-    decision: String,
+    decision: Verdict,
     #[serde(default)]
     reason: Option<String>,
 }
 
+/// What a custodian decides.
+#[derive(Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Verdict {
+    Approve,
+    Reject,
+}
+
+#[utoipa::path(post, path = "/studies/{id}/decisions", tag = "studies", params(("id" = String, Path, description = "study id")), request_body = DecisionRequest, responses((status = 200, description = "the study with the decision recorded", body = Study), (status = 400, description = "invalid decision", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn decide(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -293,25 +328,16 @@ async fn decide(
     req: Body<DecisionRequest>,
 ) -> Result<Json<Study>, AppError> {
     let req = body(req)?;
-    let approve = match req.decision.as_str() {
-        "approve" => true,
-        "reject" => false,
-        other => {
-            return Err(AppError(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                format!("decision must be approve or reject, not {other:?}"),
-                None,
-            ));
-        }
-    };
+    let approve = req.decision == Verdict::Approve;
     let study = hub
         .decide(&who, &id, &req.site, approve, req.reason.as_deref())
         .await?;
     Ok(Json(study))
 }
 
-#[derive(Deserialize)]
+/// Which records of the trail.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     #[serde(default)]
     after: i64,
@@ -323,23 +349,34 @@ fn default_limit() -> i64 {
     1000
 }
 
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), responses((status = 200, description = "the hub's audit records, oldest first", body = AuditRecords), (status = 400, description = "invalid parameters", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn audit_records(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
-    Query(q): Query<AuditQuery>,
-) -> Result<Json<serde_json::Value>, AppError> {
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditRecords>, AppError> {
+    // A malformed query string is an error like any other: JSON, with the reason.
+    let Query(q) = q.map_err(|e| {
+        AppError(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("query string: {}", e.body_text()),
+            None,
+        )
+    })?;
     let records = hub.audit_records(&who, q.after, q.limit).await?;
-    Ok(Json(json!({ "records": records })))
+    Ok(Json(AuditRecords { records }))
 }
 
 /// A re-walk of the trail with its verdict spelled out for clients.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, utoipa::ToSchema)]
 struct Verified {
     intact: bool,
     #[serde(flatten)]
     report: medfed_audit::VerifyReport,
 }
 
+#[utoipa::path(get, path = "/audit/verify", tag = "audit", responses((status = 200, description = "the chain re-walked", body = Verified), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn audit_verify(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
@@ -351,46 +388,53 @@ async fn audit_verify(
     }))
 }
 
+#[utoipa::path(get, path = "/sites", tag = "network", responses((status = 200, description = "the sites and whether they answer now", body = SiteList), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn list_sites(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<SiteList>, AppError> {
     hub.allow_read(&who, "sites.read").await?;
-    let health = hub.site_health().await;
-    let sites: Vec<_> = health
+    let sites = hub
+        .site_health()
+        .await
         .into_iter()
-        .map(|(name, r)| match r {
-            Ok(()) => json!({"name": name, "status": "up"}),
-            Err(e) => json!({"name": name, "status": "down", "message": e}),
+        .map(|(name, r)| SiteHealth {
+            name,
+            status: if r.is_ok() { "up" } else { "down" }.into(),
+            message: r.err(),
         })
         .collect();
-    Ok(Json(json!({ "sites": sites })))
+    Ok(Json(SiteList { sites }))
 }
 
+#[utoipa::path(get, path = "/catalog", tag = "network", responses((status = 200, description = "tables and columns the sites offer (metadata only)", body = Catalog), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody)))]
 async fn catalog(
     State(hub): State<Arc<Hub>>,
     Extension(who): Extension<Principal>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<Catalog>, AppError> {
     hub.allow_read(&who, "catalog.read").await?;
     if hub.tables().is_empty() {
         hub.refresh_catalog().await;
     }
-    let tables: serde_json::Map<String, serde_json::Value> = hub
+    let tables = hub
         .tables()
         .into_iter()
         .map(|(name, (schema, sites))| {
-            let columns: Vec<_> = schema
+            let columns = schema
                 .fields()
                 .iter()
-                .map(|f| {
-                    json!({"name": f.name(), "type": f.data_type().to_string(),
-                    "identifier": f.metadata().contains_key(medfed_core::IDENTIFIER_METADATA_KEY)})
+                .map(|f| CatalogColumn {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    identifier: f
+                        .metadata()
+                        .contains_key(medfed_core::IDENTIFIER_METADATA_KEY),
                 })
                 .collect();
-            (name, json!({"columns": columns, "sites": sites}))
+            (name, CatalogTable { columns, sites })
         })
         .collect();
-    Ok(Json(json!({ "tables": tables })))
+    Ok(Json(Catalog { tables }))
 }
 
 async fn require_token(
@@ -411,32 +455,58 @@ async fn require_token(
     Ok(next.run(req).await)
 }
 
-/// The API as a router (tests drive it with `tower::ServiceExt::oneshot`).
+/// The API as a router (tests drive it with `tower::ServiceExt::oneshot`), with its OpenAPI
+/// description at `/openapi.json` built from the same registrations.
 pub fn app(hub: Arc<Hub>) -> Router {
-    let v1 = Router::new()
-        .route("/whoami", get(whoami))
-        .route("/queries", post(run_query))
-        .route("/analyses/glm", post(run_glm))
-        .route("/analyses/km", post(run_km))
-        .route("/analyses/cox", post(run_cox))
-        .route("/analyses/fedavg", post(run_fedavg))
-        .route("/analyses/evaluate", post(run_evaluate))
-        .route("/analyses/describe", post(run_describe))
-        .route("/models", get(list_models))
-        .route("/models/{name}", get(get_model))
-        .route("/sites", get(list_sites))
-        .route("/catalog", get(catalog))
-        .route("/studies", get(list_studies).post(propose))
-        .route("/studies/{id}", get(get_study))
-        .route("/studies/{id}/decisions", post(decide))
-        .route("/studies/{id}/budget", get(study_budget))
-        .route("/audit", get(audit_records))
-        .route("/audit/verify", get(audit_verify))
-        .route_layer(middleware::from_fn_with_state(hub.clone(), require_token));
-    Router::new()
+    let (router, api) = api_router(hub.clone()).split_for_parts();
+    let description = Arc::new(api);
+    router
         .route("/healthz", get(|| async { "ok" }))
-        .nest("/v1", v1)
+        .route(
+            "/openapi.json",
+            get(move || {
+                let description = description.clone();
+                async move { Json(description.as_ref().clone()) }
+            }),
+        )
         .with_state(hub)
+}
+
+/// The OpenAPI description of [`app`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    // The routes' state is only needed to serve them, not to describe them.
+    api_router_paths().split_for_parts().1
+}
+
+fn api_router(hub: Arc<Hub>) -> OpenApiRouter<Arc<Hub>> {
+    let v1 = v1_routes().route_layer(middleware::from_fn_with_state(hub, require_token));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1)
+}
+
+fn api_router_paths() -> OpenApiRouter<Arc<Hub>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", v1_routes())
+}
+
+fn v1_routes() -> OpenApiRouter<Arc<Hub>> {
+    OpenApiRouter::new()
+        .routes(routes!(whoami))
+        .routes(routes!(run_query))
+        .routes(routes!(run_glm))
+        .routes(routes!(run_km))
+        .routes(routes!(run_cox))
+        .routes(routes!(run_fedavg))
+        .routes(routes!(run_evaluate))
+        .routes(routes!(run_describe))
+        .routes(routes!(list_models))
+        .routes(routes!(get_model))
+        .routes(routes!(list_sites))
+        .routes(routes!(catalog))
+        .routes(routes!(list_studies, propose))
+        .routes(routes!(get_study))
+        .routes(routes!(decide))
+        .routes(routes!(study_budget))
+        .routes(routes!(audit_records))
+        .routes(routes!(audit_verify))
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, finishing requests in flight.

@@ -18,7 +18,7 @@ use crate::state::{ModelVersion, StateError};
 use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's training request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FedAvgRequest {
     /// The study it runs under (must allow the `fedavg` analysis).
@@ -43,7 +43,7 @@ pub struct FedAvgRequest {
 }
 
 /// A researcher's request to score a model on each site's (held-out) rows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateRequest {
     /// The study it runs under (must allow the `fedavg` analysis).
@@ -57,7 +57,7 @@ pub struct EvaluateRequest {
 }
 
 /// The trained model and its registry entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trained {
     /// The model.
     #[serde(flatten)]

@@ -27,6 +27,7 @@
 //! failed). The hub holds no patient data and cannot open a site's store: it does not link the
 //! store crate at all.
 
+mod api;
 pub mod auth;
 mod budget;
 pub mod config;
@@ -67,7 +68,7 @@ pub use budget::{SiteBudget, StudyBudget};
 pub use config::HubConfig;
 pub use describe::DescribeRequest;
 pub use glm::GlmRequest;
-pub use http::{app, serve};
+pub use http::{app, openapi, serve};
 pub use learn::{EvaluateRequest, FedAvgRequest, Trained};
 pub use query::QueryOptions;
 pub use survival::{CoxRequest, KmRequest};

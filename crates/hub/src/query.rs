@@ -465,7 +465,7 @@ pub(crate) fn request_context(
 }
 
 /// What a researcher may add to a query in a DP study.
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::ToSchema)]
 pub struct QueryOptions {
     /// ε to spend at each site (default: the network's `default_epsilon`).
     #[serde(default)]

@@ -16,7 +16,7 @@ use crate::kernel::Steps;
 use crate::{Hub, HubError, QueryOptions};
 
 /// A researcher's Cox model request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CoxRequest {
     /// The study it runs under (must allow the `survival` analysis).
@@ -34,7 +34,7 @@ pub struct CoxRequest {
 }
 
 /// A researcher's Kaplan–Meier request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KmRequest {
     /// The study it runs under (must allow the `survival` analysis).

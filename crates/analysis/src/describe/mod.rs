@@ -48,7 +48,7 @@ pub const MAX_BINS: usize = 200;
 pub const MAX_LEVELS: usize = 50;
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DescribeSpec {
     /// The table whose rows are described.
     pub table: String,
@@ -61,7 +61,7 @@ pub struct DescribeSpec {
 }
 
 /// The descriptions. Variables are column names or SQL expressions over the table's columns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Kind {
     /// Count, mean, variance, standard deviation per variable.

@@ -56,7 +56,7 @@ pub const MAX_ITERATIONS: u32 = 25;
 pub const TOLERANCE: f64 = 1e-10;
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct GlmSpec {
     /// The table (OMOP or an extra table the sites declare) whose rows are the observations.
     pub table: String,

@@ -106,7 +106,7 @@ pub(crate) fn metrics(z: &[f64], y: &[f64], k: u64) -> Result<Metrics, String> {
 }
 
 /// A trained model to score on held-out rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EvaluateSpec {
     /// Table of the rows to score.
     pub table: String,
@@ -132,7 +132,7 @@ pub struct EvaluateSpec {
 }
 
 /// How a model scored at each site.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Evaluation {
     /// Per site: AUROC, AUPRC, Brier score, log-loss, calibration table.
     pub metrics: BTreeMap<String, Metrics>,

@@ -57,7 +57,7 @@ pub const MAX_FAILED_ROUNDS: u32 = 3;
 pub const MAX_ROUNDS: u32 = 1_000;
 
 /// The model to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
     /// Logistic regression.
@@ -92,7 +92,7 @@ fn d_tolerance() -> f64 {
 }
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FedAvgSpec {
     /// Table whose rows are the training examples.
     pub table: String,

@@ -21,7 +21,7 @@ use crate::variables::{self, VariableError};
 pub const MAX_BINS: usize = 400;
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KmSpec {
     /// Table with one row per person (or per episode).
     pub table: String,

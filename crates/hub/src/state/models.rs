@@ -7,7 +7,7 @@ use sqlx::Row;
 use super::{HubState, StateError, split_list};
 
 /// One registered training run of a model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     /// The model's name.
     pub model: String,

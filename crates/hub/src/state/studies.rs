@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{HubState, StateError, random_id, split_list};
 
 /// What a researcher proposes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewStudy {
     /// Short title.
@@ -27,7 +27,7 @@ pub struct NewStudy {
 }
 
 /// A site's decision on a study.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SiteDecision {
     /// Pending, approved or rejected.
     pub state: ApprovalState,
@@ -40,7 +40,7 @@ pub struct SiteDecision {
 }
 
 /// A study as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Study {
     /// Id.
     pub id: String,
@@ -72,7 +72,7 @@ impl Study {
 }
 
 /// A result released to a researcher (for differencing checks and the compliance record).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Release {
     /// The hub's request id.
     pub request_id: String,

@@ -46,7 +46,7 @@ pub const MAX_ITERATIONS: u32 = 30;
 pub const TOLERANCE: f64 = 1e-10;
 
 /// What a researcher asks for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CoxSpec {
     /// Table with one row per person (or episode).
     pub table: String,
