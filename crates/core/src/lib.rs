@@ -19,6 +19,7 @@
 //! assert!(!medfed_core::omop::is_identifier("gender_concept_id"));
 //! ```
 
+pub mod catalog;
 pub mod describe;
 pub mod glm;
 pub mod kernel;

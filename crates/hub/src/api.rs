@@ -71,6 +71,9 @@ pub struct CatalogTable {
     pub columns: Vec<CatalogColumn>,
     /// The sites that have it.
     pub sites: Vec<String>,
+    /// People in it at each site that publishes counts: `{"about": 1230}` (rounded by the site)
+    /// or `{"fewer_than": 10}`. A site that does not publish counts is absent.
+    pub persons: BTreeMap<String, medfed_core::catalog::PersonCount>,
 }
 
 /// A column of a catalogue table.

@@ -71,6 +71,10 @@ pub struct OidcConfig {
     /// Claim listing the sites a custodian looks after.
     #[serde(default = "default_sites_claim")]
     pub sites_claim: String,
+    /// The portal's client id at the IdP (a public client: authorisation code with PKCE). When
+    /// set, the portal offers "sign in with single sign-on".
+    #[serde(default)]
+    pub portal_client_id: Option<String>,
 }
 
 fn default_roles_claim() -> String {
@@ -118,6 +122,11 @@ impl Authenticator {
             oidc,
             verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The IdP settings the portal needs to sign people in, if single sign-on is configured.
+    pub fn oidc(&self) -> Option<&OidcConfig> {
+        self.oidc.as_ref().map(|o| &o.cfg)
     }
 
     /// Authenticates an `Authorization` header value.

@@ -13,7 +13,7 @@
 //! | `GET /v1/models`, `GET /v1/models/{name}` | the model registry: versions with parameters, metrics, ε, sites, audit digest (those of studies the caller may read) |
 //! | `POST /v1/analyses/describe` [`DescribeRequest`](crate::DescribeRequest) `{"study", "table", "kind": "summary"\|"histogram"\|"table"\|"correlation", …, "where"?}` | descriptive statistics |
 //! | `GET /v1/sites` | the sites and whether they answer now |
-//! | `GET /v1/catalog` | tables, columns and types the sites offer (metadata only) |
+//! | `GET /v1/catalog` | tables, columns and types the sites offer, and the rounded person counts they publish (metadata only) |
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
 //! | `POST /v1/studies` [`NewStudy`] | propose a study (researcher, clinician) |
 //! | `POST /v1/studies/{id}/decisions` `{"site", "decision": "approve"\|"reject", "reason"?}` | a custodian decides for their site |
@@ -419,8 +419,9 @@ async fn catalog(
     let tables = hub
         .tables()
         .into_iter()
-        .map(|(name, (schema, sites))| {
-            let columns = schema
+        .map(|(name, t)| {
+            let columns = t
+                .schema
                 .fields()
                 .iter()
                 .map(|f| CatalogColumn {
@@ -431,7 +432,15 @@ async fn catalog(
                         .contains_key(medfed_core::IDENTIFIER_METADATA_KEY),
                 })
                 .collect();
-            (name, CatalogTable { columns, sites })
+            let persons = t.persons;
+            (
+                name,
+                CatalogTable {
+                    columns,
+                    sites: t.sites,
+                    persons,
+                },
+            )
         })
         .collect();
     Ok(Json(Catalog { tables }))
@@ -461,6 +470,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
     let (router, api) = api_router(hub.clone()).split_for_parts();
     let description = Arc::new(api);
     router
+        .merge(crate::portal::routes(hub.sign_in()))
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",

@@ -39,6 +39,7 @@ mod json;
 mod kernel;
 mod learn;
 pub mod models;
+pub mod portal;
 pub mod query;
 mod secure;
 pub mod state;
@@ -137,8 +138,19 @@ pub struct Hub {
 #[derive(Clone)]
 struct Catalog {
     ctx: SessionContext,
-    tables: BTreeMap<String, (SchemaRef, Vec<String>)>,
+    tables: BTreeMap<String, OfferedTable>,
     built: Instant,
+}
+
+/// A table as the network offers it.
+#[derive(Debug, Clone)]
+pub struct OfferedTable {
+    /// The first answering site's schema (answers are cast to it at merge time).
+    pub schema: SchemaRef,
+    /// The sites that have it.
+    pub sites: Vec<String>,
+    /// People in it at each site that publishes counts (rounded and floored by that site).
+    pub persons: BTreeMap<String, medfed_core::catalog::PersonCount>,
 }
 
 /// An invalid query re-reads the sites' catalogues at most this often (a typo should not cost
@@ -195,18 +207,22 @@ impl Hub {
             (s.name().clone(), r)
         }))
         .await;
-        let mut tables: BTreeMap<String, (SchemaRef, Vec<String>)> = BTreeMap::new();
+        let mut tables: BTreeMap<String, OfferedTable> = BTreeMap::new();
         let mut report = BTreeMap::new();
         for (site, r) in answers {
             let r = match r {
                 Ok(Ok(list)) => {
                     let n = list.len();
-                    for (name, schema) in list {
-                        tables
-                            .entry(name)
-                            .or_insert_with(|| (schema, Vec::new()))
-                            .1
-                            .push(site.to_string());
+                    for entry in list {
+                        let t = tables.entry(entry.name).or_insert_with(|| OfferedTable {
+                            schema: entry.schema,
+                            sites: Vec::new(),
+                            persons: BTreeMap::new(),
+                        });
+                        t.sites.push(site.to_string());
+                        if let Some(p) = entry.persons {
+                            t.persons.insert(site.to_string(), p);
+                        }
                     }
                     Ok(n)
                 }
@@ -219,8 +235,8 @@ impl Hub {
             report.insert(site.to_string(), r);
         }
         let ctx = SessionContext::new();
-        for (name, (schema, _)) in &tables {
-            if let Ok(t) = MemTable::try_new(schema.clone(), vec![vec![]]) {
+        for (name, offered) in &tables {
+            if let Ok(t) = MemTable::try_new(offered.schema.clone(), vec![vec![]]) {
                 let _ = ctx.register_table(name.as_str(), Arc::new(t));
             }
         }
@@ -236,8 +252,8 @@ impl Hub {
         self.catalog.read().expect("catalog lock").built.elapsed()
     }
 
-    /// The catalogue: table → (schema, sites offering it).
-    pub fn tables(&self) -> BTreeMap<String, (SchemaRef, Vec<String>)> {
+    /// The catalogue: what each table is, who has it, how many people it holds where.
+    pub fn tables(&self) -> BTreeMap<String, OfferedTable> {
         self.catalog.read().expect("catalog lock").tables.clone()
     }
 
@@ -249,6 +265,11 @@ impl Hub {
     /// The hub's state (users, studies, …).
     pub fn state(&self) -> &HubState {
         &self.state
+    }
+
+    /// How the portal signs people in.
+    pub fn sign_in(&self) -> portal::SignIn {
+        portal::SignIn::from_config(self.auth.oidc())
     }
 
     /// The hub's audit trail.

@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::rounds::Reply;
 use crate::tls::NodeTls;
-use crate::wire::SiteRequest;
+use crate::wire::{SiteRequest, TableMeta};
 
 /// How a call to a site failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,17 @@ impl From<FlightError> for SiteCallError {
             other => SiteCallError::Failed(other.to_string()),
         }
     }
+}
+
+/// One table of a site's catalogue.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    /// The table's name.
+    pub name: String,
+    /// Its Arrow schema (identifier columns marked in the fields' metadata).
+    pub schema: SchemaRef,
+    /// People in it, rounded and floored by the site's rule; `None` if the site does not say.
+    pub persons: Option<medfed_core::catalog::PersonCount>,
 }
 
 /// A connection to one site's Flight endpoint. Cheap to clone (channels multiplex).
@@ -77,8 +88,8 @@ impl SiteClient {
         FlightClient::new(self.channel.clone())
     }
 
-    /// The site's tables and their schemas (no row counts).
-    pub async fn catalog(&self) -> Result<Vec<(String, SchemaRef)>, SiteCallError> {
+    /// The site's tables, their schemas and the person counts it publishes.
+    pub async fn catalog(&self) -> Result<Vec<CatalogEntry>, SiteCallError> {
         let infos: Vec<_> = self
             .flight()
             .list_flights(bytes::Bytes::new())
@@ -95,10 +106,21 @@ impl SiteClient {
                     .ok_or_else(|| {
                         SiteCallError::Failed("catalogue entry without a table name".into())
                     })?;
+                let meta: TableMeta = if info.app_metadata.is_empty() {
+                    TableMeta::default()
+                } else {
+                    serde_json::from_slice(&info.app_metadata).map_err(|e| {
+                        SiteCallError::Failed(format!("catalogue metadata of {name}: {e}"))
+                    })?
+                };
                 let schema = info.try_decode_schema().map_err(|e| {
                     SiteCallError::Failed(format!("catalogue schema of {name}: {e}"))
                 })?;
-                Ok((name, std::sync::Arc::new(schema)))
+                Ok(CatalogEntry {
+                    name,
+                    schema: std::sync::Arc::new(schema),
+                    persons: meta.persons,
+                })
             })
             .collect()
     }

@@ -4,8 +4,9 @@
 //! (making a network's CA and certificates), [`wire`] (what travels in a Flight ticket).
 //!
 //! RPCs, named by what they do for each role:
-//! - `ListFlights` → the site's catalogue: one `FlightInfo` per table with its Arrow schema and
-//!   never a row count (metadata is all the hub learns before a query);
+//! - `ListFlights` → the site's catalogue: one `FlightInfo` per table with its Arrow schema and,
+//!   if its custodian publishes them, a rounded person count in `app_metadata`
+//!   ([`CatalogEntry`]); never an exact count (metadata is all the hub learns before a query);
 //! - `DoGet(ticket = SignedRequest JSON)` → the site runs the checked partial step and streams the
 //!   partial as Arrow record batches. A refusal is `PERMISSION_DENIED`, a bad request
 //!   `INVALID_ARGUMENT`, anything else `INTERNAL`; messages never carry row-level data.
@@ -30,7 +31,7 @@ pub mod tls;
 pub mod wire;
 
 mod client;
-pub use client::{SiteCallError, SiteClient};
+pub use client::{CatalogEntry, SiteCallError, SiteClient};
 
 /// Flight action name for one site kernel step ([`wire::Work::Kernel`]).
 pub const ACTION_KERNEL: &str = "kernel";

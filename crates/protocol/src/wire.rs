@@ -325,3 +325,11 @@ mod tests {
         assert_eq!(base.replay_key(), "q-1");
     }
 }
+
+/// A catalogue entry's `app_metadata` (JSON): what a site says about a table beyond its schema.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableMeta {
+    /// People in the table, as the site's count rule publishes them; absent if it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persons: Option<medfed_core::catalog::PersonCount>,
+}

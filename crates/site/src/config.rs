@@ -21,6 +21,7 @@
 //! delta_per_study = 1e-6
 //! studies = { dp-trial = { epsilon = 1.0, delta = 1e-6 } }   # …or per study
 //! dominance = { n = 2, share = 0.85 }      # the (n, k) concentration rule for sums and means
+//! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!
 //! [store]
 //! omop_dir = "data/omop"
@@ -36,6 +37,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use medfed_core::SiteName;
+use medfed_core::catalog::CountRule;
 use medfed_privacy::Dominance;
 use medfed_privacy::ledger::Budget;
 use medfed_protocol::tls::TlsPaths;
@@ -93,6 +95,8 @@ pub struct PrivacyConfig {
     pub studies: BTreeMap<String, Budget>,
     /// The dominance rule (the stricter of this and the network's applies).
     pub dominance: Dominance,
+    /// Whether the catalogue says how many people each table holds, and how coarsely.
+    pub catalog_counts: CountRule,
 }
 
 impl Default for PrivacyConfig {
@@ -104,6 +108,7 @@ impl Default for PrivacyConfig {
             delta_per_study: budget.delta,
             studies: BTreeMap::new(),
             dominance: Dominance::default(),
+            catalog_counts: CountRule::default(),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! ```
 
 mod budget;
+mod catalog;
 mod config;
 mod gate;
 mod kernel;

@@ -35,6 +35,11 @@ impl SitePrivacy {
         }
     }
 
+    /// How the catalogue publishes person counts.
+    pub(crate) fn count_rule(&self) -> medfed_core::catalog::CountRule {
+        self.cfg.catalog_counts
+    }
+
     /// The site's own dominance rule (known before its policy is asked, unlike k).
     pub(crate) fn dominance(&self) -> medfed_privacy::Dominance {
         self.cfg.dominance

@@ -20,6 +20,7 @@ use medfed_privacy::release::REPORT_METADATA_KEY;
 use medfed_protocol::wire::{SiteRequest, Work};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::Catalogue;
 use crate::gate::Gate;
 use crate::privacy::SitePrivacy;
 use crate::secure::{Rounds, Secured};
@@ -35,6 +36,8 @@ pub(crate) struct SiteService {
     pub(crate) rounds: Rounds,
     /// Rows of recent kernel steps (a fit's iterations read the tables once).
     pub(crate) rows: medfed_analysis::kernel::RowCache,
+    /// Tables and their published person counts.
+    catalogue: Catalogue,
 }
 
 /// What the audit trail says about a step that succeeded.
@@ -74,6 +77,7 @@ impl SiteService {
         privacy: SitePrivacy,
     ) -> Self {
         Self {
+            catalogue: Catalogue::new(privacy.count_rule()),
             name,
             store,
             plans: PartialPlanCache::default(),
@@ -267,14 +271,7 @@ impl FlightService for SiteService {
         &self,
         _: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let mut infos = Vec::new();
-        for (name, schema) in self.store.schemas().await {
-            let info = FlightInfo::new()
-                .try_with_schema(&schema)
-                .map_err(|e| Status::internal(e.to_string()))?
-                .with_descriptor(FlightDescriptor::new_path(vec![name]));
-            infos.push(Ok(info));
-        }
+        let infos = self.catalogue.list(&self.store).await?.into_iter().map(Ok);
         Ok(Response::new(stream::iter(infos).boxed()))
     }
 

@@ -220,6 +220,12 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         net.token, net.hub_url
     );
     println!(
+        "\nResearch portal: {}/ (sign in with a token from {}: researcher, custodian:<site>, \
+         auditor)",
+        net.hub_url,
+        demo_json.display()
+    );
+    println!(
         "Connection details for scripts: {}. Ctrl-C stops.",
         demo_json.display()
     );

@@ -124,6 +124,29 @@ async fn the_catalogue_is_metadata_only() {
     assert_eq!(cols[0]["identifier"], true);
     let text = body.to_string();
     assert!(!text.contains("MRN-"), "no values in the catalogue");
+    // People per table, as each site publishes them: rounded to 10, never a small number.
+    for site in ["north", "south"] {
+        assert_eq!(person["persons"][site], json!({"about": 2000}), "{body}");
+        let people = body["tables"]["condition_occurrence"]["persons"][site]["about"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            people.is_multiple_of(10) && people > 0 && people <= 2000,
+            "{people}"
+        );
+    }
+    for (name, table) in body["tables"].as_object().unwrap() {
+        let has_person = table["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "person_id");
+        let counted = !table["persons"].as_object().unwrap().is_empty();
+        assert_eq!(
+            has_person, counted,
+            "{name}: counted exactly when it has person_id"
+        );
+    }
     net.net.shutdown().await;
 }
 

@@ -175,7 +175,7 @@ async fn sites_accept_only_the_networks_hub_certificate() {
             .await
             .unwrap()
             .iter()
-            .any(|(t, _)| t == "person")
+            .any(|t| t.name == "person")
     );
 
     // A certificate from another CA (trusting the real CA, so only the client side is wrong).

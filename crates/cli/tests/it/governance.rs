@@ -487,6 +487,7 @@ async fn sso_jwts_are_checked_for_signature_issuer_audience_and_expiry() {
         jwks: jwks_path.display().to_string(),
         roles_claim: "medfed_roles".into(),
         sites_claim: "medfed_sites".into(),
+        portal_client_id: Some("medfed-portal".into()),
     });
     let hub = medfed_hub::Hub::new(&cfg).await.unwrap();
 

@@ -14,6 +14,7 @@ mod governance;
 mod ingest;
 mod km;
 mod models;
+mod portal;
 mod python_client;
 mod redteam;
 mod secure;

@@ -1,0 +1,41 @@
+// How each asked site's part ended, and what the release cost in privacy.
+import { epsilon, number } from '../format.js';
+
+export function SiteStatus({ sites, privacy }) {
+  const perSite = privacy?.sites ?? {};
+  return (
+    <table class="grid compact" data-testid="site-status">
+      <thead>
+        <tr><th>Site</th><th>Status</th><th class="num">Time</th><th class="num">Rows withheld</th>{privacy?.mode === 'dp' && <><th class="num">ε spent</th><th class="num">ε left</th></>}</tr>
+      </thead>
+      <tbody>
+        {Object.entries(sites).map(([name, s]) => (
+          <tr>
+            <td>{name}</td>
+            <td class={`status ${s.status}`} title={s.message ?? ''}>{s.status}{s.message ? `: ${s.message}` : ''}</td>
+            <td class="num">{number(Math.round(s.elapsed_ms))} ms</td>
+            <td class="num">{perSite[name]?.suppressed ?? 0}</td>
+            {privacy?.mode === 'dp' && (
+              <>
+                <td class="num">{epsilon(perSite[name]?.epsilon_spent)}</td>
+                <td class="num" data-testid={`epsilon-left-${name}`}>{epsilon(perSite[name]?.epsilon_remaining)}</td>
+              </>
+            )}
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** One line on how the result was protected. */
+export function ProtectionLine({ privacy }) {
+  if (!privacy) return null;
+  const parts = [
+    privacy.mode === 'dp'
+      ? `Differentially private (${privacy.mechanism ?? 'noise'}), ε ${number(privacy.epsilon)} spent at each answering site`
+      : `Exact aggregates; cells under ${privacy.min_cell_count} people withheld`,
+  ];
+  if (privacy.secure_aggregation) parts.push('combined by secure aggregation');
+  return <p class="hint" data-testid="protection">{parts.join('; ')}.</p>;
+}
