@@ -5,10 +5,13 @@
 //   MEDFED_BIN=target/debug/medfed node --test web/tests/portal.test.mjs
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startDemo } from './demo.mjs';
+import { JWKS_FILE, startIdp } from './idp.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find(existsSync);
 const SHOTS = process.env.MEDFED_SCREENSHOTS ?? fileURLToPath(new URL('../test-results/', import.meta.url));
@@ -16,16 +19,37 @@ const SHOTS = process.env.MEDFED_SCREENSHOTS ?? fileURLToPath(new URL('../test-r
 let demo;
 let stop;
 let browser;
+// The hospital's single sign-on; absent when testing a demo someone else started.
+let idp;
+let oidcDir;
+
+/** Starts the IdP and writes the `[oidc]` file `medfed demo --oidc` reads. */
+async function startSingleSignOn() {
+  const clientId = 'medfed-portal';
+  idp = await startIdp({ clientId, user: { username: 'dr.sso', roles: ['researcher'] } });
+  oidcDir = mkdtempSync(join(tmpdir(), 'medfed-oidc-'));
+  const file = join(oidcDir, 'oidc.toml');
+  writeFileSync(
+    file,
+    `[oidc]\nissuer = "${idp.issuer}"\naudience = "${clientId}"\njwks = ${JSON.stringify(JWKS_FILE)}\n` +
+      `portal_client_id = "${clientId}"\n`,
+  );
+  return ['--oidc', file];
+}
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
-  ({ demo, stop } = await startDemo());
+  const args = process.env.MEDFED_DEMO_JSON ? [] : await startSingleSignOn();
+  ({ demo, stop } = await startDemo(args));
+  idp?.allowRedirect(`${demo.hub_url}/`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 });
 
 after(async () => {
   await browser?.close();
   await stop?.();
+  await idp?.stop();
+  if (oidcDir) rmSync(oidcDir, { recursive: true, force: true });
 });
 
 /** A fresh browser context signed in as `role` through the sign-in form. */
@@ -58,6 +82,33 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     await error.waitFor();
     assert.match(await error.innerText(), /not valid/);
     assert.equal(await page.getByTestId('who').count(), 0);
+    await context.close();
+  });
+
+  test('single sign-on: the hospital IdP signs a researcher in, and the hub accepts its token', async (t) => {
+    if (!idp) return t.skip('a running demo without the test IdP');
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    context.setDefaultTimeout(30_000);
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${demo.hub_url}/`);
+    await page.getByRole('button', { name: 'Sign in with single sign-on' }).click();
+    await page.waitForURL(`${idp.issuer}/authorize**`);
+    await page.getByRole('button', { name: 'Continue as dr.sso' }).click();
+    const who = page.getByTestId('who');
+    await who.waitFor();
+    assert.match(await who.innerText(), /dr\.sso · researcher/);
+    // The code and state are gone from the address bar once used.
+    assert.doesNotMatch(page.url(), /code=|state=/);
+    const nav = await page.locator('header nav').innerText();
+    assert.match(nav, /Network/);
+    assert.doesNotMatch(nav, /Approvals|Audit/);
+    // The hub answers the portal's API calls on the IdP's token.
+    await page.getByTestId('catalogue').waitFor();
+    assert.match(await page.getByTestId('sites').innerText(), /answering/);
+    assert.deepEqual(problems, []);
+    await shot(page, 'researcher-sso');
     await context.close();
   });
 

@@ -77,6 +77,9 @@ pub struct DevnetConfig {
     /// When not empty, site `i` holds what `medfed ingest` makes of `ingest[i]` (real exports:
     /// FHIR, HL7 v2, CSV) instead of synthetic patients.
     pub ingest: Vec<medfed_ingest::Inputs>,
+    /// The hospital's single sign-on, if the hub should accept its tokens (and the portal offer
+    /// it).
+    pub oidc: Option<medfed_hub::auth::OidcConfig>,
 }
 
 impl DevnetConfig {
@@ -91,6 +94,7 @@ impl DevnetConfig {
             site_deadline_ms: 10_000,
             extra_tables: Vec::new(),
             ingest: Vec::new(),
+            oidc: None,
         }
     }
 }
@@ -349,7 +353,7 @@ impl Devnet {
                 signing_key: layout.hub_dir().join("signing.key"),
                 policy: hub_policy,
             },
-            oidc: None,
+            oidc: cfg.oidc.clone(),
             privacy: Default::default(),
             sites: entries,
         };

@@ -77,6 +77,15 @@ pub struct OidcConfig {
     pub portal_client_id: Option<String>,
 }
 
+impl OidcConfig {
+    /// A relative JWKS file is relative to `base` (the config file's directory).
+    pub(crate) fn resolve_jwks(&mut self, base: &Path) {
+        if !self.jwks.starts_with("https://") && Path::new(&self.jwks).is_relative() {
+            self.jwks = base.join(&self.jwks).display().to_string();
+        }
+    }
+}
+
 fn default_roles_claim() -> String {
     "medfed_roles".into()
 }

@@ -155,13 +155,25 @@ impl HubConfig {
                 *db = base.join(&*db).display().to_string();
             }
         }
-        if let Some(o) = &mut cfg.oidc
-            && !o.jwks.starts_with("https://")
-            && Path::new(&o.jwks).is_relative()
-        {
-            o.jwks = base.join(&o.jwks).display().to_string();
+        if let Some(o) = &mut cfg.oidc {
+            o.resolve_jwks(base);
         }
         Ok(cfg)
+    }
+
+    /// Reads only the `[oidc]` section of a hub.toml-style file (how `medfed demo --oidc`
+    /// borrows a hospital's single sign-on settings), its JWKS path resolved like
+    /// [`HubConfig::load`]'s.
+    pub fn load_oidc(path: &Path) -> Result<crate::auth::OidcConfig, HubError> {
+        #[derive(Deserialize)]
+        struct Section {
+            oidc: crate::auth::OidcConfig,
+        }
+        let err = |reason: String| HubError::Config(format!("{}: {reason}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let Section { mut oidc } = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        oidc.resolve_jwks(path.parent().unwrap_or(Path::new(".")));
+        Ok(oidc)
     }
 
     /// Writes the config as TOML.
@@ -170,5 +182,47 @@ impl HubConfig {
             path,
             toml::to_string_pretty(self).map_err(std::io::Error::other)?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_oidc_resolves_a_relative_jwks_against_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sso.toml");
+        std::fs::write(
+            &file,
+            "[oidc]\nissuer = \"https://sso.example.org\"\naudience = \"portal\"\n\
+             jwks = \"keys/jwks.json\"\nportal_client_id = \"portal\"\n",
+        )
+        .unwrap();
+        let oidc = HubConfig::load_oidc(&file).unwrap();
+        assert_eq!(
+            oidc.jwks,
+            dir.path().join("keys/jwks.json").display().to_string()
+        );
+        assert_eq!(oidc.portal_client_id.as_deref(), Some("portal"));
+        assert_eq!(oidc.roles_claim, "medfed_roles");
+    }
+
+    #[test]
+    fn load_oidc_names_the_file_when_the_section_is_missing_or_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sso.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:1\"\n").unwrap();
+        let err = HubConfig::load_oidc(&file).unwrap_err().to_string();
+        assert!(err.contains("sso.toml") && err.contains("oidc"), "{err}");
+        std::fs::write(
+            &file,
+            "[oidc]\nissuer = \"x\"\naudience = \"y\"\njwks = \"z\"\nisuer = 1\n",
+        )
+        .unwrap();
+        let err = HubConfig::load_oidc(&file).unwrap_err().to_string();
+        assert!(err.contains("isuer"), "{err}");
+        let err = HubConfig::load_oidc(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(err.to_string().contains("absent.toml"), "{err}");
     }
 }

@@ -25,6 +25,10 @@ pub struct Args {
     /// Add your own table to the sites: NAME=FILE1,FILE2,... (one CSV or Parquet file per site).
     #[arg(long = "table", value_parser = parse_table)]
     tables: Vec<(String, Vec<PathBuf>)>,
+    /// Accept your hospital's single sign-on: a TOML file with an `[oidc]` section as in
+    /// hub.toml (issuer, audience, jwks, and portal_client_id for the portal's sign-in).
+    #[arg(long, value_name = "FILE")]
+    oidc: Option<PathBuf>,
 }
 
 fn parse_table(s: &str) -> Result<(String, Vec<PathBuf>), String> {
@@ -93,6 +97,11 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         sites: a.sites,
         patients_per_site: a.patients_per_site,
         extra_tables: a.tables,
+        oidc: a
+            .oidc
+            .as_deref()
+            .map(medfed_hub::HubConfig::load_oidc)
+            .transpose()?,
         ..DevnetConfig::new(&a.dir)
     };
     println!(
@@ -225,6 +234,9 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
         net.hub_url,
         demo_json.display()
     );
+    if let Some(oidc) = &cfg.oidc {
+        println!("  or with single sign-on at {}", oidc.issuer);
+    }
     println!(
         "Connection details for scripts: {}. Ctrl-C stops.",
         demo_json.display()
