@@ -22,6 +22,11 @@ def test_the_network_its_sites_and_catalogue(demo: dict[str, Any]) -> None:
     person = catalog[catalog["table"] == "person"]
     assert "year_of_birth" in set(person["column"])
     assert person.loc[person["column"] == "person_id", "identifier"].all()
+    # Person counts are each site's rounded figure, never an exact one.
+    persons = hub.persons().set_index(["table", "site"])
+    for site in sites.index:
+        about = persons.loc[("person", site), "about"]
+        assert about >= 10 and about % 10 == 0, about
 
 
 def test_a_query_comes_back_as_a_dataframe_with_each_sites_status(demo: dict[str, Any]) -> None:

@@ -84,6 +84,24 @@ class Client:
         ]
         return pd.DataFrame(rows, columns=["table", "column", "type", "identifier", "sites"])
 
+    def persons(self) -> pd.DataFrame:
+        """How many people each table holds at each site, as each site publishes it: rounded
+        (``about``) or only a floor (``fewer_than``) when too few to say. One row per (table,
+        site); a site that publishes no counts has no row. The true counts never leave a site."""
+        tables = self._get("/v1/catalog")["tables"]
+        rows = [
+            {
+                "table": name,
+                "site": site,
+                "about": count.get("about"),
+                "fewer_than": count.get("fewer_than"),
+            }
+            for name, t in sorted(tables.items())
+            for site, count in sorted(t.get("persons", {}).items())
+        ]
+        frame = pd.DataFrame(rows, columns=["table", "site", "about", "fewer_than"])
+        return frame.astype({"about": "Int64", "fewer_than": "Int64"})
+
     # -- studies ---------------------------------------------------------------------------
 
     def studies(self) -> pd.DataFrame:
