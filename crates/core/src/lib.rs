@@ -9,6 +9,7 @@
 //! - [`kernel`]: site kernels, the local steps that are not one aggregate SQL query.
 //! - [`learn`]: a model trained by federated learning (FedAvg, FedProx).
 //! - [`study`]: studies and their terms (the data-minimisation contract every query runs under).
+//! - [`schema`]: OpenAPI schemas for shapes utoipa cannot describe exactly (`[low, high]`).
 //! - [`SiteName`]: a site's validated name (it doubles as its TLS server name).
 //!
 //! # Example
@@ -26,6 +27,7 @@ pub mod kernel;
 pub mod learn;
 pub mod omop;
 pub mod result;
+pub mod schema;
 pub mod study;
 pub mod survival;
 

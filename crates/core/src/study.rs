@@ -22,8 +22,10 @@ pub enum PrivacyMode {
 #[serde(deny_unknown_fields)]
 pub struct StudyTerms {
     /// Analyses allowed (from [`ANALYSES`]).
+    #[schema(schema_with = crate::schema::analyses)]
     pub analyses: Vec<String>,
     /// Tables it may read.
+    #[schema(min_items = 1)]
     pub tables: Vec<String>,
     /// Columns it may read, as `table.column`; a table listed here as `table.*`, or a table with
     /// no column listed at all, may be read in full.

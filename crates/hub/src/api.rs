@@ -129,3 +129,59 @@ impl Modify for BearerToken {
         );
     }
 }
+
+/// Request bodies the hub reads with `deny_unknown_fields` whose schema is an `allOf` (they
+/// flatten a shared part): `additionalProperties` cannot close an `allOf`, OpenAPI 3.1's
+/// `unevaluatedProperties` can, so the description says what the hub does with a stray field.
+const CLOSED_REQUESTS: &[&str] = &[
+    "QueryRequest",
+    "GlmRequest",
+    "CoxRequest",
+    "KmRequest",
+    "FedAvgRequest",
+    "EvaluateRequest",
+];
+
+/// Finishes the description gathered from the routes (what the annotations cannot say).
+pub(crate) fn finish(mut api: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema};
+    let schemas = &mut api.components.get_or_insert_with(Default::default).schemas;
+    for name in CLOSED_REQUESTS {
+        if let Some(RefOr::T(Schema::AllOf(all))) = schemas.get_mut(*name) {
+            all.extensions.get_or_insert_with(Default::default).insert(
+                "unevaluatedProperties".into(),
+                serde_json::Value::Bool(false),
+            );
+        }
+    }
+    api
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn requests_that_refuse_unknown_fields_say_so() {
+        let api = serde_json::to_value(crate::openapi()).unwrap();
+        let schemas = &api["components"]["schemas"];
+        for name in super::CLOSED_REQUESTS {
+            let s = &schemas[*name];
+            assert!(s["allOf"].is_array(), "{name} is no longer an allOf: {s}");
+            assert_eq!(s["unevaluatedProperties"], false, "{name}");
+        }
+        // A [low, high] pair is exactly two numbers.
+        let bounds = &schemas["QueryOptions"]["properties"]["bounds"]["additionalProperties"];
+        assert_eq!(
+            (&bounds["minItems"], &bounds["maxItems"]),
+            (&2.into(), &2.into())
+        );
+        let terms = &schemas["StudyTerms"]["properties"];
+        assert_eq!(terms["tables"]["minItems"], 1);
+        let analyses: Vec<&str> = (terms["analyses"]["items"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter())
+        .filter_map(|a| a.as_str())
+        .collect();
+        assert_eq!(analyses, medfed_core::study::ANALYSES);
+    }
+}

@@ -468,7 +468,7 @@ async fn require_token(
 /// description at `/openapi.json` built from the same registrations.
 pub fn app(hub: Arc<Hub>) -> Router {
     let (router, api) = api_router(hub.clone()).split_for_parts();
-    let description = Arc::new(api);
+    let description = Arc::new(crate::api::finish(api));
     router
         .merge(crate::portal::routes(hub.sign_in()))
         .route("/healthz", get(|| async { "ok" }))
@@ -485,7 +485,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
 /// The OpenAPI description of [`app`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     // The routes' state is only needed to serve them, not to describe them.
-    api_router_paths().split_for_parts().1
+    crate::api::finish(api_router_paths().split_for_parts().1)
 }
 
 fn api_router(hub: Arc<Hub>) -> OpenApiRouter<Arc<Hub>> {

@@ -472,6 +472,7 @@ pub struct QueryOptions {
     pub epsilon: Option<f64>,
     /// Bounds of summed columns, `column` → [low, high].
     #[serde(default)]
+    #[schema(schema_with = medfed_core::schema::intervals_by_name)]
     pub bounds: BTreeMap<String, (f64, f64)>,
     /// Rows one person may contribute (default 1).
     #[serde(default)]

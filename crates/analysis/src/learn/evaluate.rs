@@ -117,6 +117,7 @@ pub struct EvaluateSpec {
     /// Its flat parameters.
     pub weights: Vec<f64>,
     /// Its inputs' standardisation.
+    #[schema(schema_with = medfed_core::schema::intervals)]
     pub scaling: Vec<[f64; 2]>,
     /// SQL condition selecting the rows to score (the held-out ones), or with `fine_tune`
     /// the rows to fine-tune on and score.

@@ -136,6 +136,7 @@ pub struct FedAvgSpec {
     /// DP studies: each input's declared range `[low, high]`, by feature name; inputs are
     /// scaled from these instead of the network's means and SDs (which would cost budget).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = medfed_core::schema::intervals_by_name)]
     pub bounds: BTreeMap<String, [f64; 2]>,
     /// SQL condition selecting the training rows.
     #[serde(default, rename = "where")]

@@ -14,10 +14,13 @@ use super::{HubState, StateError, random_id, split_list};
 #[serde(deny_unknown_fields)]
 pub struct NewStudy {
     /// Short title.
+    #[schema(pattern = r"\S")]
     pub title: String,
     /// Purpose, for the custodians deciding on it.
+    #[schema(pattern = r"\S")]
     pub purpose: String,
     /// Sites asked to take part.
+    #[schema(min_items = 1)]
     pub sites: Vec<String>,
     /// Other people who may run its analyses (the proposer always may).
     #[serde(default)]
