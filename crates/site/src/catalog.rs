@@ -60,6 +60,19 @@ impl Catalogue {
         Ok(infos)
     }
 
+    /// The audit trail's sentence for a listing of `tables` tables.
+    pub(crate) fn describe(&self, tables: usize) -> String {
+        let r = &self.rule;
+        if r.publish {
+            format!(
+                "{tables} tables listed with person counts rounded to {} and floored at {}",
+                r.round_to, r.min
+            )
+        } else {
+            format!("{tables} tables listed, schemas only")
+        }
+    }
+
     /// Distinct people per table with a `person_id` column, from the cache while fresh.
     async fn counts(&self, store: &SiteStore) -> BTreeMap<String, u64> {
         let mut counted = self.counted.lock().await;

@@ -172,6 +172,14 @@ impl Gate {
         self.append(entry).await
     }
 
+    /// Records that the catalogue was listed (only the hub's certificate can ask) and what it
+    /// said, before the listing leaves.
+    pub(crate) async fn record_listing(&self, reason: String) -> Result<(), Status> {
+        let entry = Entry::new("hub", "hub", "catalog.list", Outcome::Allow, reason)
+            .sites([self.site.to_string()]);
+        self.append(entry).await
+    }
+
     async fn append(&self, entry: Entry) -> Result<(), Status> {
         self.audit.append(entry).await.map(|_| ()).map_err(|e| {
             // No audit, no answer.

@@ -271,8 +271,13 @@ impl FlightService for SiteService {
         &self,
         _: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        let infos = self.catalogue.list(&self.store).await?.into_iter().map(Ok);
-        Ok(Response::new(stream::iter(infos).boxed()))
+        let infos = self.catalogue.list(&self.store).await?;
+        self.gate
+            .record_listing(self.catalogue.describe(infos.len()))
+            .await?;
+        Ok(Response::new(
+            stream::iter(infos.into_iter().map(Ok)).boxed(),
+        ))
     }
 
     async fn do_get(

@@ -147,6 +147,16 @@ async fn the_catalogue_is_metadata_only() {
             "{name}: counted exactly when it has person_id"
         );
     }
+    // Each site audited what it told the hub.
+    for site in ["north", "south"] {
+        let listed = net.site_audit(site).await;
+        assert!(
+            listed.iter().any(|e| e.action == "catalog.list"
+                && e.actor == "hub"
+                && e.reason.contains("person counts rounded to 10")),
+            "{site}: {listed:?}"
+        );
+    }
     net.net.shutdown().await;
 }
 

@@ -51,22 +51,11 @@ async fn each_site_reports_its_own_ledger_and_a_release_shows_in_it() {
     assert_eq!(partial["sites"]["north"]["status"], "answered", "{partial}");
 
     // Each site audited the read, as the hub did.
-    let north = medfed_audit::AuditLog::open(
-        net.dir
-            .path()
-            .join("sites/north/audit.db")
-            .to_str()
-            .unwrap(),
-        ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
-        Default::default(),
-    )
-    .await
-    .unwrap();
-    let records = north.records(0, 10_000).await.unwrap();
+    let north = net.site_audit("north").await;
     assert!(
-        records
+        north
             .iter()
-            .any(|r| r.entry.action == "partial.budget" && r.entry.reason.contains("ε 0.2 of 0.5")),
+            .any(|e| e.action == "partial.budget" && e.reason.contains("ε 0.2 of 0.5")),
         "the site's trail records the budget read"
     );
     net.net.shutdown().await;

@@ -55,6 +55,20 @@ impl Net {
         self.net.tokens[role].clone()
     }
 
+    /// The entries of `site`'s own audit trail (read only: the key is not the site's).
+    pub async fn site_audit(&self, site: &str) -> Vec<medfed_audit::Entry> {
+        let db = self.dir.path().join(format!("sites/{site}/audit.db"));
+        let log = medfed_audit::AuditLog::open(
+            db.to_str().unwrap(),
+            ed25519_dalek::SigningKey::from_bytes(&[1; 32]),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let records = log.records(0, 100_000).await.unwrap();
+        records.into_iter().map(|r| r.entry).collect()
+    }
+
     /// Any API call; returns (status, JSON body or Null).
     pub async fn call(
         &self,
