@@ -119,6 +119,8 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     for (const s of Object.keys(demo.sites)) assert.match(sites, new RegExp(`${s}\\s+answering`));
     const person = await page.locator('[data-testid=catalogue] tr', { hasText: 'person' }).first().innerText();
     assert.match(person, /≈ 400/, person);
+    const asOf = Number(await page.getByTestId('as-of').getAttribute('data-us')) / 1000;
+    assert.ok(Math.abs(Date.now() - asOf) < 3_600_000, `read from the sites recently: ${asOf}`);
     assert.deepEqual(page.problems, []);
     await shot(page, 'researcher-network');
     await page.context().close();

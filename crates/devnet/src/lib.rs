@@ -346,6 +346,7 @@ impl Devnet {
         let hub_cfg = HubConfig {
             listen: addr.to_string(),
             site_deadline_ms: cfg.site_deadline_ms,
+            catalog_refresh_s: 300,
             tls: layout.hub(),
             governance: Governance {
                 state_db: hub_dir.join("state.db").display().to_string(),

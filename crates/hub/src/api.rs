@@ -62,6 +62,9 @@ pub struct SiteHealth {
 pub struct Catalog {
     /// By table name.
     pub tables: BTreeMap<String, CatalogTable>,
+    /// When the hub last read the sites' catalogues (µs since the Unix epoch); it re-reads them
+    /// in the background once they are older than its `catalog_refresh_s`.
+    pub as_of_us: i64,
 }
 
 /// A table the sites offer.

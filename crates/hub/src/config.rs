@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"
 //! site_deadline_ms = 10000
+//! catalog_refresh_s = 300    # re-read the sites' tables and counts when older
 //!
 //! [tls]                      # the hub's client identity towards sites
 //! cert = "pki/hub/cert.pem"
@@ -49,6 +50,10 @@ pub struct HubConfig {
     /// How long a site may take to answer before it is reported as timed out.
     #[serde(default = "default_deadline_ms")]
     pub site_deadline_ms: u64,
+    /// How old the sites' catalogues (tables, person counts) may get before a listing re-reads
+    /// them in the background.
+    #[serde(default = "default_catalog_refresh_s")]
+    pub catalog_refresh_s: u64,
     /// The hub's TLS identity towards sites.
     pub tls: TlsPaths,
     /// State, audit trail, key and policy.
@@ -65,6 +70,10 @@ pub struct HubConfig {
 
 fn default_deadline_ms() -> u64 {
     10_000
+}
+
+fn default_catalog_refresh_s() -> u64 {
+    300
 }
 
 /// `[governance]`: where the hub keeps its state and trail, and what it decides with.

@@ -43,10 +43,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::api::{
-    ApiDoc, AuditRecords, Catalog, CatalogColumn, CatalogTable, ErrorBody, SiteHealth, SiteList,
-    StudyList,
-};
+use crate::api::{ApiDoc, AuditRecords, Catalog, ErrorBody, SiteHealth, SiteList, StudyList};
 use crate::auth::Principal;
 use crate::state::{NewStudy, StateError, Study};
 use crate::{Hub, HubError};
@@ -413,37 +410,7 @@ async fn catalog(
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Catalog>, AppError> {
     hub.allow_read(&who, "catalog.read").await?;
-    if hub.tables().is_empty() {
-        hub.refresh_catalog().await;
-    }
-    let tables = hub
-        .tables()
-        .into_iter()
-        .map(|(name, t)| {
-            let columns = t
-                .schema
-                .fields()
-                .iter()
-                .map(|f| CatalogColumn {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    identifier: f
-                        .metadata()
-                        .contains_key(medfed_core::IDENTIFIER_METADATA_KEY),
-                })
-                .collect();
-            let persons = t.persons;
-            (
-                name,
-                CatalogTable {
-                    columns,
-                    sites: t.sites,
-                    persons,
-                },
-            )
-        })
-        .collect();
-    Ok(Json(Catalog { tables }))
+    Ok(Json(hub.catalog_view().await))
 }
 
 async fn require_token(

@@ -30,6 +30,7 @@
 mod api;
 pub mod auth;
 mod budget;
+mod catalog;
 pub mod config;
 mod describe;
 mod glm;
@@ -47,12 +48,9 @@ mod survival;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use arrow::datatypes::SchemaRef;
-use datafusion::catalog::MemTable;
-use datafusion::prelude::SessionContext;
 use ed25519_dalek::SigningKey;
 use medfed_analysis::sql::SqlError;
 use medfed_audit::AuditLog;
@@ -63,9 +61,11 @@ use medfed_protocol::SiteClient;
 use medfed_protocol::tls::NodeTls;
 
 use crate::auth::Authenticator;
+use crate::catalog::CatalogCache;
 use crate::state::{HubState, StateError};
 
 pub use budget::{SiteBudget, StudyBudget};
+pub use catalog::OfferedTable;
 pub use config::HubConfig;
 pub use describe::DescribeRequest;
 pub use glm::GlmRequest;
@@ -124,7 +124,7 @@ fn describe(sites: &BTreeMap<String, SiteOutcome>) -> String {
 /// The hub's view of the network.
 pub struct Hub {
     sites: Vec<SiteClient>,
-    catalog: RwLock<Catalog>,
+    catalog: CatalogCache,
     deadline: Duration,
     privacy: config::NetworkPrivacy,
     state: HubState,
@@ -133,29 +133,6 @@ pub struct Hub {
     auth: Authenticator,
     key: SigningKey,
 }
-
-/// Tables the sites offer, as empty tables with their schemas: enough to plan, nothing to read.
-#[derive(Clone)]
-struct Catalog {
-    ctx: SessionContext,
-    tables: BTreeMap<String, OfferedTable>,
-    built: Instant,
-}
-
-/// A table as the network offers it.
-#[derive(Debug, Clone)]
-pub struct OfferedTable {
-    /// The first answering site's schema (answers are cast to it at merge time).
-    pub schema: SchemaRef,
-    /// The sites that have it.
-    pub sites: Vec<String>,
-    /// People in it at each site that publishes counts (rounded and floored by that site).
-    pub persons: BTreeMap<String, medfed_core::catalog::PersonCount>,
-}
-
-/// An invalid query re-reads the sites' catalogues at most this often (a typo should not cost
-/// a round trip to every site each time).
-pub(crate) const CATALOG_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 impl Hub {
     /// Opens the hub's state and audit trail, loads its key and policy, connects (lazily) to the
@@ -182,11 +159,7 @@ impl Hub {
             .collect::<Result<Vec<_>, _>>()?;
         let hub = Arc::new(Self {
             sites,
-            catalog: RwLock::new(Catalog {
-                ctx: SessionContext::new(),
-                tables: BTreeMap::new(),
-                built: Instant::now(),
-            }),
+            catalog: CatalogCache::new(Duration::from_secs(cfg.catalog_refresh_s)),
             deadline: Duration::from_millis(cfg.site_deadline_ms),
             privacy: cfg.privacy.clone(),
             state,
@@ -197,64 +170,6 @@ impl Hub {
         });
         hub.refresh_catalog().await;
         Ok(hub)
-    }
-
-    /// Asks every site for its tables and rebuilds the planning catalogue. A table offered by
-    /// several sites takes the first site's schema; answers are cast to it at merge time.
-    pub async fn refresh_catalog(&self) -> BTreeMap<String, Result<usize, String>> {
-        let answers = futures::future::join_all(self.sites.iter().map(|s| async move {
-            let r = tokio::time::timeout(self.deadline, s.catalog()).await;
-            (s.name().clone(), r)
-        }))
-        .await;
-        let mut tables: BTreeMap<String, OfferedTable> = BTreeMap::new();
-        let mut report = BTreeMap::new();
-        for (site, r) in answers {
-            let r = match r {
-                Ok(Ok(list)) => {
-                    let n = list.len();
-                    for entry in list {
-                        let t = tables.entry(entry.name).or_insert_with(|| OfferedTable {
-                            schema: entry.schema,
-                            sites: Vec::new(),
-                            persons: BTreeMap::new(),
-                        });
-                        t.sites.push(site.to_string());
-                        if let Some(p) = entry.persons {
-                            t.persons.insert(site.to_string(), p);
-                        }
-                    }
-                    Ok(n)
-                }
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err("timed out".into()),
-            };
-            if let Err(e) = &r {
-                tracing::warn!(site = %site, error = %e, "catalogue unavailable");
-            }
-            report.insert(site.to_string(), r);
-        }
-        let ctx = SessionContext::new();
-        for (name, offered) in &tables {
-            if let Ok(t) = MemTable::try_new(offered.schema.clone(), vec![vec![]]) {
-                let _ = ctx.register_table(name.as_str(), Arc::new(t));
-            }
-        }
-        *self.catalog.write().expect("catalog lock") = Catalog {
-            ctx,
-            tables,
-            built: Instant::now(),
-        };
-        report
-    }
-
-    fn catalog_age(&self) -> Duration {
-        self.catalog.read().expect("catalog lock").built.elapsed()
-    }
-
-    /// The catalogue: what each table is, who has it, how many people it holds where.
-    pub fn tables(&self) -> BTreeMap<String, OfferedTable> {
-        self.catalog.read().expect("catalog lock").tables.clone()
     }
 
     /// The network's sites.

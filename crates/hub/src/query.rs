@@ -18,18 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::auth::Principal;
 use crate::secure::{FanOut, call_site, secure_fan_out};
 use crate::state::{Release, Study};
-use crate::{CATALOG_RETRY_AFTER, Hub, HubError, json};
+use crate::{Hub, HubError, json};
 
 impl Hub {
-    /// A session over the sites' catalogue (empty tables: enough to plan, nothing to read),
-    /// re-reading the catalogue first if no site has answered yet.
-    pub(crate) async fn planning_state(&self) -> datafusion::execution::SessionState {
-        if self.catalog.read().expect("catalog lock").tables.is_empty() {
-            self.refresh_catalog().await;
-        }
-        self.catalog.read().expect("catalog lock").ctx.state()
-    }
-
     /// Runs `sql` for `who` under `study_id`, at the study's approved sites (or those of `only`).
     ///
     /// Refused (403, audited) unless hub.rego lets `who` query the study, the query reads only
@@ -69,9 +60,9 @@ impl Hub {
         let plan = match FederatedSql::plan(&state, sql).await {
             // A table may be new since the catalogue was read (a site added an extract, or was
             // down at start-up): refresh once before calling the query invalid.
-            Err(SqlError::Plan(_)) if self.catalog_age() > CATALOG_RETRY_AFTER => {
+            Err(SqlError::Plan(_)) if self.catalog_age() > crate::catalog::RETRY_AFTER => {
                 self.refresh_catalog().await;
-                state = self.catalog.read().expect("catalog lock").ctx.state();
+                state = self.planning_state().await;
                 FederatedSql::plan(&state, sql).await
             }
             other => other,

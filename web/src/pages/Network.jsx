@@ -7,6 +7,7 @@ import { personCount, totalPersons } from '../format.js';
 export function Network({ api }) {
   const [sites, setSites] = useState(null);
   const [catalog, setCatalog] = useState(null);
+  const [asOf, setAsOf] = useState(null);
   const [error, setError] = useState(null);
   const [open, setOpen] = useState(null);
 
@@ -15,6 +16,7 @@ export function Network({ api }) {
       .then(([s, c]) => {
         setSites(s.sites);
         setCatalog(c.tables);
+        setAsOf(c.as_of_us);
       })
       .catch((e) => setError(e.message));
   }, [api]);
@@ -36,6 +38,7 @@ export function Network({ api }) {
       <p class="hint">
         People per table are each hospital's own published figure, rounded, and never below its
         threshold. Identifier columns can be filtered and joined on but never output or grouped by.
+        Read from the sites at <span data-testid="as-of" data-us={asOf}>{new Date(asOf / 1000).toLocaleString()}</span>.
       </p>
       <table class="grid" data-testid="catalogue">
         <thead>

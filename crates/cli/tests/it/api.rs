@@ -160,6 +160,47 @@ async fn the_catalogue_is_metadata_only() {
     net.net.shutdown().await;
 }
 
+/// A long-running hub does not show yesterday's network: a listing older than
+/// `catalog_refresh_s` re-reads the sites in the background (the listing itself does not wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_catalogue_is_re_read_in_the_background() {
+    use tower::ServiceExt;
+    let net = network(2, 10_000).await;
+    let dir = net.dir.path();
+    let mut cfg = medfed_hub::HubConfig::load(&dir.join("hub/hub.toml")).unwrap();
+    cfg.catalog_refresh_s = 0;
+    // A second hub on the same state, with its own audit trail (one writer per trail).
+    cfg.governance.audit_db = dir.join("hub/audit-2.db").display().to_string();
+    let hub = medfed_hub::Hub::new(&cfg).await.unwrap();
+    let token = net.token("researcher");
+    let list = || async {
+        let req = axum::http::Request::get("/v1/catalog")
+            .header("authorization", format!("Bearer {token}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = medfed_hub::app(hub.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).unwrap()
+    };
+    let first = list().await;
+    let read_at = first["as_of_us"].as_i64().unwrap();
+    assert!(read_at > 0, "{first}");
+    assert_eq!(first["tables"]["person"]["sites"], json!(["north", "south"]));
+    // The first listing started a re-read; a later one shows its result.
+    let mut later = first.clone();
+    for _ in 0..100 {
+        later = list().await;
+        if later["as_of_us"].as_i64().unwrap() > read_at {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(later["as_of_us"].as_i64().unwrap() > read_at, "{later}");
+    assert_eq!(later["tables"], first["tables"], "same network, same catalogue");
+    net.net.shutdown().await;
+}
+
 /// DataSHIELD's CNSIM cohort split over three sites as an extra table: the federated mean and
 /// variance of LAB_TSC must equal the values DataSHIELD's own tests assert (GPL-3 data, so it is
 /// read from ../shared and the test skips where that is absent).
