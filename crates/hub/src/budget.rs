@@ -37,27 +37,42 @@ pub struct StudyBudget {
 pub struct SiteBudget {
     /// `answered`, or how asking it failed.
     pub status: SiteStatus,
-    /// ε the site's custodian allows the study.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epsilon: Option<f64>,
-    /// ε releases have spent there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epsilon_spent: Option<f64>,
-    /// ε left.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub epsilon_remaining: Option<f64>,
-    /// δ allowed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delta: Option<f64>,
-    /// δ spent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delta_spent: Option<f64>,
-    /// δ left.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delta_remaining: Option<f64>,
+    /// The site's balance, when it answered.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<SiteBalance>,
     /// Why the site did not answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// What a site's ledger says of a study: allowed, spent and left, for ε and δ.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SiteBalance {
+    /// ε the site's custodian allows the study.
+    pub epsilon: f64,
+    /// ε releases have spent there.
+    pub epsilon_spent: f64,
+    /// ε left.
+    pub epsilon_remaining: f64,
+    /// δ allowed.
+    pub delta: f64,
+    /// δ spent.
+    pub delta_spent: f64,
+    /// δ left.
+    pub delta_remaining: f64,
+}
+
+impl From<&medfed_privacy::ledger::Balance> for SiteBalance {
+    fn from(b: &medfed_privacy::ledger::Balance) -> Self {
+        Self {
+            epsilon: b.total.epsilon,
+            epsilon_spent: b.spent.epsilon,
+            epsilon_remaining: b.epsilon_remaining(),
+            delta: b.total.delta,
+            delta_spent: b.spent.delta,
+            delta_remaining: b.delta_remaining(),
+        }
+    }
 }
 
 impl Hub {
@@ -91,22 +106,12 @@ impl Hub {
                     let entry = match answer {
                         Ok(b) => SiteBudget {
                             status: SiteStatus::Answered,
-                            epsilon: Some(b.total.epsilon),
-                            epsilon_spent: Some(b.spent.epsilon),
-                            epsilon_remaining: Some(b.epsilon_remaining()),
-                            delta: Some(b.total.delta),
-                            delta_spent: Some(b.spent.delta),
-                            delta_remaining: Some(b.delta_remaining()),
+                            balance: Some(SiteBalance::from(&b)),
                             message: None,
                         },
                         Err((status, message)) => SiteBudget {
                             status,
-                            epsilon: None,
-                            epsilon_spent: None,
-                            epsilon_remaining: None,
-                            delta: None,
-                            delta_spent: None,
-                            delta_remaining: None,
+                            balance: None,
                             message: Some(message),
                         },
                     };

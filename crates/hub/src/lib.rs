@@ -64,7 +64,7 @@ use crate::auth::Authenticator;
 use crate::catalog::CatalogCache;
 use crate::state::{HubState, StateError};
 
-pub use budget::{SiteBudget, StudyBudget};
+pub use budget::{SiteBalance, SiteBudget, StudyBudget};
 pub use catalog::OfferedTable;
 pub use config::HubConfig;
 pub use describe::DescribeRequest;
