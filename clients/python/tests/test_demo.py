@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import medfed
@@ -23,7 +24,10 @@ def test_the_network_its_sites_and_catalogue(demo: dict[str, Any]) -> None:
     assert "year_of_birth" in set(person["column"])
     assert person.loc[person["column"] == "person_id", "identifier"].all()
     # Person counts are each site's rounded figure, never an exact one.
-    persons = hub.persons().set_index(["table", "site"])
+    counts = hub.persons()
+    age = pd.Timestamp.now(tz="UTC") - counts.attrs["as_of"]
+    assert pd.Timedelta(0) <= age < pd.Timedelta(hours=1), age
+    persons = counts.set_index(["table", "site"])
     for site in sites.index:
         about = persons.loc[("person", site), "about"]
         assert about >= 10 and about % 10 == 0, about

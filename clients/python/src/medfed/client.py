@@ -87,8 +87,10 @@ class Client:
     def persons(self) -> pd.DataFrame:
         """How many people each table holds at each site, as each site publishes it: rounded
         (``about``) or only a floor (``fewer_than``) when too few to say. One row per (table,
-        site); a site that publishes no counts has no row. The true counts never leave a site."""
-        tables = self._get("/v1/catalog")["tables"]
+        site); a site that publishes no counts has no row. The true counts never leave a site.
+        ``frame.attrs["as_of"]`` says when the hub read them."""
+        catalog = self._get("/v1/catalog")
+        tables = catalog["tables"]
         rows = [
             {
                 "table": name,
@@ -100,7 +102,10 @@ class Client:
             for site, count in sorted(t.get("persons", {}).items())
         ]
         frame = pd.DataFrame(rows, columns=["table", "site", "about", "fewer_than"])
-        return frame.astype({"about": "Int64", "fewer_than": "Int64"})
+        frame = frame.astype({"about": "Int64", "fewer_than": "Int64"})
+        # When the hub last read the sites' catalogues (it re-reads them every few minutes).
+        frame.attrs["as_of"] = pd.Timestamp(catalog["as_of_us"], unit="us", tz="UTC")
+        return frame
 
     # -- studies ---------------------------------------------------------------------------
 
