@@ -180,13 +180,18 @@ async fn an_old_catalogue_is_re_read_in_the_background() {
             .unwrap();
         let resp = medfed_hub::app(hub.clone()).oneshot(req).await.unwrap();
         assert_eq!(resp.status(), 200);
-        let body = http_body_util::BodyExt::collect(resp.into_body()).await.unwrap();
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap();
         serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).unwrap()
     };
     let first = list().await;
     let read_at = first["as_of_us"].as_i64().unwrap();
     assert!(read_at > 0, "{first}");
-    assert_eq!(first["tables"]["person"]["sites"], json!(["north", "south"]));
+    assert_eq!(
+        first["tables"]["person"]["sites"],
+        json!(["north", "south"])
+    );
     // The first listing started a re-read; a later one shows its result.
     let mut later = first.clone();
     for _ in 0..100 {
@@ -197,7 +202,10 @@ async fn an_old_catalogue_is_re_read_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(later["as_of_us"].as_i64().unwrap() > read_at, "{later}");
-    assert_eq!(later["tables"], first["tables"], "same network, same catalogue");
+    assert_eq!(
+        later["tables"], first["tables"],
+        "same network, same catalogue"
+    );
     net.net.shutdown().await;
 }
 

@@ -1,5 +1,6 @@
 //! `medfed bench query`: federated latency against the same SQL on pooled data, in one run, and
-//! the same federated query summed under secure aggregation (five signed rounds per site).
+//! the same federated query summed under secure aggregation (five signed rounds per site), and
+//! what re-reading the network's catalogue costs.
 
 use std::path::PathBuf;
 
@@ -123,11 +124,28 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
                    "pooled": {"p50_ms": p50, "p99_ms": p99}, "ratio_p50": ratio, "ratio_p50_fresh": ratio_fresh}),
         );
     }
+    // What a catalogue re-read costs (at start, on an unknown table, every catalog_refresh_s):
+    // every site's tables and published person counts over mTLS Flight, each site auditing it.
+    let listing = time(a.iterations, || async {
+        let report = net.hub.refresh_catalog().await;
+        anyhow::ensure!(
+            report.values().all(Result::is_ok),
+            "a site did not list: {report:?}"
+        );
+        Ok(())
+    })
+    .await?;
+    let (l50, l99) = stats(listing);
+    lines.push(format!(
+        "{:<24} all sites  p50 {l50:>6.1} ms p99 {l99:>6.1} (tables + person counts, counts cached at the sites)",
+        "catalogue_listing"
+    ));
     net.shutdown().await;
     if a.json {
         println!(
             "{}",
-            json!({"sites": a.sites, "patients_per_site": a.patients_per_site, "queries": queries})
+            json!({"sites": a.sites, "patients_per_site": a.patients_per_site, "queries": queries,
+                   "catalogue_listing": {"p50_ms": l50, "p99_ms": l99}})
         );
     } else {
         println!(
