@@ -226,6 +226,7 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     await card.locator('input').fill('Approved by the portal test.');
     await card.getByRole('button', { name: 'Approve' }).click();
     await custodian.getByTestId('decided').waitFor();
+    // Rendered with the notice (no second round trip), so no waiting beyond it.
     assert.match(await card.getByTestId('decision-north').innerText(), /approved/);
     // One custodian decides only for their own site.
     assert.match(await card.getByTestId('decision-south').innerText(), /pending/);

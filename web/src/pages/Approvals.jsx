@@ -18,9 +18,10 @@ export function Approvals({ api, who }) {
     setError(null);
     setDone(null);
     try {
-      await api.decide(study.id, site, decision, reasons[`${study.id}/${site}`]);
+      // The hub answers with the study as decided: the card and the notice change together.
+      const decided = await api.decide(study.id, site, decision, reasons[`${study.id}/${site}`]);
+      setStudies((all) => all.map((s) => (s.id === decided.id ? decided : s)));
       setDone(`${site}: study ${study.id} ${decision === 'approve' ? 'approved' : 'rejected'}.`);
-      load();
     } catch (e) {
       setError(e.message);
     }
