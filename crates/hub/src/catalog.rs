@@ -82,7 +82,9 @@ impl CatalogCache {
 
 impl Hub {
     /// Asks every site for its tables and rebuilds the planning catalogue. A table offered by
-    /// several sites takes the first site's schema; answers are cast to it at merge time.
+    /// several sites takes the first site's schema; answers are cast to it at merge time. A site
+    /// that does not answer keeps what it said last time: a re-read during a brief outage must
+    /// not drop its tables (a query then reports the site down instead of the table unknown).
     pub async fn refresh_catalog(&self) -> BTreeMap<String, Result<usize, String>> {
         let answers = futures::future::join_all(self.sites.iter().map(|s| async move {
             let r = tokio::time::timeout(self.deadline, s.catalog()).await;
@@ -116,6 +118,15 @@ impl Hub {
             }
             report.insert(site.to_string(), r);
         }
+        let silent: Vec<&String> = (report.iter())
+            .filter_map(|(site, r)| r.is_err().then_some(site))
+            .collect();
+        if !silent.is_empty() {
+            keep_last_word(&mut tables, &self.catalog.read().tables, &silent);
+            // In the network's order, as when every site answers.
+            let rank = |s: &String| self.sites.iter().position(|c| c.name().as_str() == s);
+            tables.values_mut().for_each(|t| t.sites.sort_by_key(rank));
+        }
         *self.catalog.current.write().expect("catalog lock") = Snapshot::new(tables);
         report
     }
@@ -136,6 +147,11 @@ impl Hub {
         if self.catalog.read().tables.is_empty() {
             self.refresh_catalog().await;
         }
+        self.current_planning_state()
+    }
+
+    /// The planning session over the catalogue as it is now.
+    pub(crate) fn current_planning_state(&self) -> SessionState {
         self.catalog.read().ctx.state()
     }
 
@@ -164,6 +180,27 @@ impl Hub {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
         CatalogView { tables, as_of_us }
+    }
+}
+
+/// Adds to `tables` what the `silent` sites offered in `previous`.
+fn keep_last_word(
+    tables: &mut BTreeMap<String, OfferedTable>,
+    previous: &BTreeMap<String, OfferedTable>,
+    silent: &[&String],
+) {
+    for (name, old) in previous {
+        for site in old.sites.iter().filter(|s| silent.contains(s)) {
+            let t = tables.entry(name.clone()).or_insert_with(|| OfferedTable {
+                schema: old.schema.clone(),
+                sites: Vec::new(),
+                persons: BTreeMap::new(),
+            });
+            t.sites.push(site.clone());
+            if let Some(p) = old.persons.get(site) {
+                t.persons.insert(site.clone(), *p);
+            }
+        }
     }
 }
 

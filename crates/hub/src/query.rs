@@ -62,7 +62,7 @@ impl Hub {
             // down at start-up): refresh once before calling the query invalid.
             Err(SqlError::Plan(_)) if self.catalog_age() > crate::catalog::RETRY_AFTER => {
                 self.refresh_catalog().await;
-                state = self.planning_state().await;
+                state = self.current_planning_state();
                 FederatedSql::plan(&state, sql).await
             }
             other => other,

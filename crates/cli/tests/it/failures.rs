@@ -83,6 +83,34 @@ async fn a_stopped_site_gives_a_partial_answer_that_names_it() {
     net.net.shutdown().await;
 }
 
+/// A catalogue re-read while a site is down keeps what that site last said: its tables stay
+/// plannable (a query then names the site as down) and its published counts stay listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_down_during_a_catalogue_re_read_keeps_its_tables() {
+    let mut net = network(2, 5_000).await;
+    let before = net.net.hub.tables();
+    assert_eq!(before["person"].sites, ["north", "south"]);
+    assert!(net.net.stop_site(&SiteName::new("north").unwrap()).await);
+    let report = net.net.hub.refresh_catalog().await;
+    assert!(
+        report["north"].is_err() && report["south"].is_ok(),
+        "{report:?}"
+    );
+    let after = net.net.hub.tables();
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>()
+    );
+    for (name, t) in &after {
+        assert_eq!(t.sites, before[name].sites, "{name}");
+        assert_eq!(t.persons, before[name].persons, "{name}");
+    }
+    let body = net.query_ok("SELECT COUNT(*) AS n FROM person").await;
+    assert_eq!(body["sites"]["north"]["status"], "failed", "{body}");
+    assert_eq!(body["rows"][0][0].as_i64().unwrap(), 2_000, "{body}");
+    net.net.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_site_times_out_at_its_deadline() {
     let net = network(1, 5_000).await;
