@@ -52,19 +52,24 @@ after(async () => {
   if (oidcDir) rmSync(oidcDir, { recursive: true, force: true });
 });
 
-/** A fresh browser context signed in as `role` through the sign-in form. */
-async function signIn(role) {
+/** A fresh browser context at the portal; `page.problems` collects its script errors. */
+async function openPortal() {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1400, height: 1000 } });
   context.setDefaultTimeout(30_000);
   const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(e.message));
-  page.on('console', (m) => m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && problems.push(m.text()));
+  page.problems = [];
+  page.on('pageerror', (e) => page.problems.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && page.problems.push(m.text()));
   await page.goto(`${demo.hub_url}/`);
+  return page;
+}
+
+/** A fresh browser context signed in as `role` through the sign-in form. */
+async function signIn(role) {
+  const page = await openPortal();
   await page.fill('input[name=token]', demo.tokens[role]);
   await page.click('button[type=submit]');
   await page.getByTestId('who').waitFor();
-  page.problems = problems;
   return page;
 }
 
@@ -87,12 +92,7 @@ describe('medfed portal', { timeout: 120_000 }, () => {
 
   test('single sign-on: the hospital IdP signs a researcher in, and the hub accepts its token', async (t) => {
     if (!idp) return t.skip('a running demo without the test IdP');
-    const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
-    context.setDefaultTimeout(30_000);
-    const page = await context.newPage();
-    const problems = [];
-    page.on('pageerror', (e) => problems.push(e.message));
-    await page.goto(`${demo.hub_url}/`);
+    const page = await openPortal();
     await page.getByRole('button', { name: 'Sign in with single sign-on' }).click();
     await page.waitForURL(`${idp.issuer}/authorize**`);
     await page.getByRole('button', { name: 'Continue as dr.sso' }).click();
@@ -107,9 +107,9 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     // The hub answers the portal's API calls on the IdP's token.
     await page.getByTestId('catalogue').waitFor();
     assert.match(await page.getByTestId('sites').innerText(), /answering/);
-    assert.deepEqual(problems, []);
+    assert.deepEqual(page.problems, []);
     await shot(page, 'researcher-sso');
-    await context.close();
+    await page.context().close();
   });
 
   test('a researcher sees the network: sites up, tables, rounded person counts', async () => {
