@@ -164,7 +164,6 @@ async fn the_catalogue_is_metadata_only() {
 /// `catalog_refresh_s` re-reads the sites in the background (the listing itself does not wait).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_old_catalogue_is_re_read_in_the_background() {
-    use tower::ServiceExt;
     let net = network(2, 10_000).await;
     let dir = net.dir.path();
     let mut cfg = medfed_hub::HubConfig::load(&dir.join("hub/hub.toml")).unwrap();
@@ -174,16 +173,9 @@ async fn an_old_catalogue_is_re_read_in_the_background() {
     let hub = medfed_hub::Hub::new(&cfg).await.unwrap();
     let token = net.token("researcher");
     let list = || async {
-        let req = axum::http::Request::get("/v1/catalog")
-            .header("authorization", format!("Bearer {token}"))
-            .body(axum::body::Body::empty())
-            .unwrap();
-        let resp = medfed_hub::app(hub.clone()).oneshot(req).await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let body = http_body_util::BodyExt::collect(resp.into_body())
-            .await
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&body.to_bytes()).unwrap()
+        let (status, body) = crate::support::get_in_process(&hub, "/v1/catalog", &token).await;
+        assert_eq!(status, 200, "{body}");
+        body
     };
     let first = list().await;
     let read_at = first["as_of_us"].as_i64().unwrap();

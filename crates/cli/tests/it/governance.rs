@@ -590,18 +590,13 @@ async fn sso_jwts_are_checked_for_signature_issuer_audience_and_expiry() {
         );
     }
     // Through the API: an expired SSO token is a 401 on a real route.
-    use tower::ServiceExt;
     let expired = sign(
         Algorithm::RS256,
         "rsa-test",
         &rsa,
         &claims(now - 3600, "medfed-hub", "https://sso.example.org"),
     );
-    let req = axum::http::Request::get("/v1/studies")
-        .header("authorization", format!("Bearer {expired}"))
-        .body(axum::body::Body::empty())
-        .unwrap();
-    let resp = medfed_hub::app(hub.clone()).oneshot(req).await.unwrap();
-    assert_eq!(resp.status(), 401);
+    let (status, _) = crate::support::get_in_process(&hub, "/v1/studies", &expired).await;
+    assert_eq!(status, 401);
     net.net.shutdown().await;
 }

@@ -215,3 +215,24 @@ pub async fn post(http: &reqwest::Client, url: &str, token: &str, body: &Value) 
         .unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
+
+/// GETs `path` from a hub's API in process (no listener: for a second hub a test builds) as
+/// `token`; returns the status and the JSON body (Null if none).
+pub async fn get_in_process(
+    hub: &std::sync::Arc<medfed_hub::Hub>,
+    path: &str,
+    token: &str,
+) -> (u16, Value) {
+    use tower::ServiceExt;
+    let req = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = medfed_hub::app(hub.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
