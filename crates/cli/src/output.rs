@@ -80,14 +80,19 @@ pub fn privacy_lines(r: &QueryResult) -> Vec<String> {
     }
     if p.mode == "dp" {
         out.push(format!(
-            "privacy: {} — ε = {} (δ = {:e}) spent at each site",
+            "privacy: {} — ε = {} (δ = {}) spent at each site",
             p.mechanism.as_deref().unwrap_or("differential privacy"),
             p.epsilon,
-            p.delta
+            medfed_privacy::ledger::Delta(p.delta)
         ));
         for (stat, n) in &p.noise {
+            let kind = if n.distribution.is_empty() {
+                String::new()
+            } else {
+                format!("{}, ", n.distribution)
+            };
             out.push(format!(
-                "  noise on {stat}: scale {:.3} per site, 95% of merged noise within ±{:.2}",
+                "  noise on {stat}: {kind}scale {:.3} per site, 95% of merged noise within ±{:.2}",
                 n.scale_per_site, n.ci95
             ));
         }
@@ -99,14 +104,27 @@ pub fn privacy_lines(r: &QueryResult) -> Vec<String> {
         out.push(format!("  ε left: {}", left.join(", ")));
     } else if !p.mode.is_empty() {
         out.push(format!(
-            "privacy: exact under disclosure control (k = {}){}",
+            "privacy: exact under disclosure control (k = {}, applied to {}){}",
             p.min_cell_count,
+            if p.k_applied_to == "network" {
+                "the network's total"
+            } else {
+                "each site's groups"
+            },
             if p.secure_aggregation {
                 "; secure aggregation: the hub saw only the sum of the sites' partials"
             } else {
                 ""
             }
         ));
+    }
+    for (why, n) in &p.withheld_groups {
+        out.push(format!(
+            "{n} group(s) withheld, unnamed (the hub never learned their keys): {why}"
+        ));
+    }
+    for note in &p.notes {
+        out.push(format!("note: {note}"));
     }
     out
 }

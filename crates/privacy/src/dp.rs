@@ -60,11 +60,34 @@ pub fn summed_laplace_ci95(scales: &[f64]) -> f64 {
 }
 
 /// Threshold a noisy group count must reach for the group to be released at all (partition
-/// selection). A person can create up to `max_partitions` groups that exist only because of
-/// them; each such group has true count 1 and passes with probability ½·e^(-(τ-1)/b), so
-/// τ = 1 + b·ln(max_partitions / 2δ) keeps the total below δ.
+/// selection), for **discrete** Laplace noise of `scale` b on the count (what [`noise_i64`]
+/// adds). A person can create up to `max_partitions` L groups that exist only because of them:
+/// L groups of 1, or (where the count is of rows) one group of up to L. Discrete Laplace has
+/// P(Z ≥ m) = q^m / (1 + q) for m ≥ 1, q = e^(−1/b) — up to 2/(1+q) times the continuous
+/// tail ½e^(−m/b), so the continuous formula would miss δ. τ is the least integer with
+/// L · P(Z ≥ τ − 1) ≤ δ and P(Z ≥ τ − L) ≤ δ (noisy counts are integers, so "≥ τ" for an
+/// integer τ is exact).
 pub fn partition_threshold(scale: f64, max_partitions: u32, delta: f64) -> f64 {
-    1.0 + scale * (f64::from(max_partitions.max(1)) / (2.0 * delta)).ln()
+    let l = f64::from(max_partitions.max(1));
+    let q = (-1.0 / scale).exp();
+    // Smallest integer m ≥ 1 with factor · q^m / (1 + q) ≤ δ.
+    let least = |factor: f64| {
+        let m = (scale * (factor / (delta * (1.0 + q))).ln())
+            .ceil()
+            .max(1.0);
+        // Guard the ceiling against rounding in ln/exp: step up until the tail fits.
+        (0..3)
+            .map(|i| m + f64::from(i))
+            .find(|m| factor * q.powf(*m) / (1.0 + q) <= delta)
+            .unwrap_or(m + 3.0)
+    };
+    (1.0 + least(l)).max(l + least(1.0))
+}
+
+/// P(Z ≥ m) for discrete Laplace noise Z of `scale` and an integer m ≥ 1.
+pub fn discrete_laplace_tail(scale: f64, m: i64) -> f64 {
+    let q = (-1.0 / scale).exp();
+    q.powf(m as f64) / (1.0 + q)
 }
 
 fn check_scale(scale: f64) -> Result<(), DpError> {
@@ -215,6 +238,37 @@ mod tests {
         assert!((var / (sigma * sigma) - 1.0).abs() < 0.06, "variance {var}");
     }
 
+    /// The tail formula the partition threshold rests on, against OpenDP's sampler: 400 000
+    /// draws of discrete Laplace with b = 2; P(Z ≥ 3) = q³/(1+q) ≈ 0.1389. The binomial standard
+    /// error is ≈ 5.5e-4, so ±0.003 is over 5 standard errors (false alarm p < 1e-7).
+    #[test]
+    fn discrete_laplace_tail_matches_the_sampler() {
+        let n = 400_000;
+        let draws = noise_i64(&vec![0; n], 2.0).unwrap();
+        for m in [1, 3, 6] {
+            let seen = draws.iter().filter(|&&z| z >= m).count() as f64 / n as f64;
+            let want = discrete_laplace_tail(2.0, m);
+            assert!((seen - want).abs() < 0.003, "P(Z ≥ {m}) {seen} vs {want}");
+        }
+    }
+
+    /// With L partitions per person or one group of up to L, the chance that a group created
+    /// by one person passes stays within δ.
+    #[test]
+    fn partition_threshold_meets_delta_for_every_contribution_bound() {
+        for (b, l, delta) in [
+            (2.0, 1, 1e-7),
+            (10.0, 3, 1e-6),
+            (0.5, 1, 1e-9),
+            (40.0, 5, 1e-5),
+        ] {
+            let tau = partition_threshold(b, l, delta) as i64;
+            let many = f64::from(l) * discrete_laplace_tail(b, tau - 1);
+            let one = discrete_laplace_tail(b, tau - i64::from(l));
+            assert!(many <= delta && one <= delta, "b {b} L {l}: {many} {one}");
+        }
+    }
+
     #[test]
     fn bad_scales_are_refused() {
         assert!(noise_i64(&[1], 0.0).is_err());
@@ -224,8 +278,16 @@ mod tests {
 
     #[test]
     fn thresholds_and_intervals() {
-        // b = 2, one partition per person, δ = 1e-7: τ = 1 + 2·ln(5e6) ≈ 31.85.
-        assert!((partition_threshold(2.0, 1, 1e-7) - 31.85).abs() < 0.01);
+        // b = 2, one partition per person, δ = 1e-7: the continuous formula gave
+        // 1 + 2·ln(5e6) ≈ 31.85, where a 1-person group passes with probability ≈ 1.15 δ.
+        let tau = partition_threshold(2.0, 1, 1e-7);
+        assert_eq!(tau, 33.0);
+        assert!(discrete_laplace_tail(2.0, tau as i64 - 1) <= 1e-7);
+        assert!(
+            discrete_laplace_tail(2.0, tau as i64 - 2) > 1e-7,
+            "τ is the least"
+        );
+        assert!(discrete_laplace_tail(2.0, 31) > 1e-7, "the old τ missed δ");
         assert!((summed_laplace_ci95(&[1.0, 1.0]) - 1.96 * 2.0).abs() < 1e-12);
         // ρ = 0.5 at δ = 1e-6: ε ≈ 0.5 + 2·√(0.5·13.8155) ≈ 5.757.
         assert!((zcdp_epsilon(gaussian_rho(1.0, 1.0), 1e-6) - 5.757).abs() < 0.001);

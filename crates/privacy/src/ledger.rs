@@ -78,13 +78,33 @@ impl Balance {
     }
 }
 
+/// δ as a person reads it: `0`, `1e-7`, `2.5e-7` (never `0e0`).
+#[derive(Debug, Clone, Copy)]
+pub struct Delta(pub f64);
+
+impl std::fmt::Display for Delta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 == 0.0 {
+            f.write_str("0")
+        } else {
+            // Shortest round-trip form, e.g. 9.000000000000001e-7 rounded to 4 significant digits.
+            let s = format!("{:.3e}", self.0);
+            let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+            let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+            write!(f, "{mantissa}e{exp}")
+        }
+    }
+}
+
 /// Why a charge did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// The study's budget at this site cannot pay for the release.
     #[error(
         "privacy budget of study {study} exhausted at this site: the release needs ε = {epsilon} \
-         (δ = {delta:e}) but ε = {eps_left:.4} (δ = {delta_left:e}) of ε = {eps_total} remain"
+         and δ = {} but ε = {eps_left:.4} and δ = {} of ε = {eps_total} remain",
+        Delta(*delta),
+        Delta(*delta_left)
     )]
     Exhausted {
         /// The study.
@@ -445,6 +465,27 @@ fn exhausted(b: &Balance, epsilon: f64, delta: f64) -> LedgerError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refusal_prints_delta_as_a_number_a_person_reads() {
+        let e = LedgerError::Exhausted {
+            study: "s".into(),
+            epsilon: 0.2,
+            delta: 0.0,
+            eps_left: 0.1,
+            delta_left: 9.000000000000001e-7,
+            eps_total: 0.5,
+        };
+        let text = e.to_string();
+        assert!(text.contains("needs ε = 0.2 and δ = 0 but"), "{text}");
+        assert!(
+            text.contains("ε = 0.1000 and δ = 9e-7 of ε = 0.5"),
+            "{text}"
+        );
+        assert!(!text.contains("0e0"), "{text}");
+        assert_eq!(Delta(1e-7).to_string(), "1e-7");
+        assert_eq!(Delta(2.5e-7).to_string(), "2.5e-7");
+    }
 
     const T: Budget = Budget {
         epsilon: 0.5,

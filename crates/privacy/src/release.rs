@@ -77,9 +77,6 @@ pub enum ColumnRole {
         /// The declared [low, high] every value was clamped to (DP).
         range: Option<(f64, f64)>,
     },
-    /// Under DP, the number of values in the sum at this position (never released itself: the
-    /// sum is noised centred on the range's midpoint, which needs it; see [`protect`]).
-    SumCount(usize),
     /// A released count that is also the number of values in the sum at this position (an
     /// AVG's COUNT(x)): noised like a count, and its noisy value re-centres that sum.
     ValueCount(usize),
@@ -106,6 +103,10 @@ pub struct PartialReport {
     pub delta: f64,
     /// Laplace scale added to each released statistic column, by column name.
     pub scales: BTreeMap<String, f64>,
+    /// The noise distribution added to each column, by column name, in words (what the scale
+    /// in `scales` or `sigma` is the scale of).
+    #[serde(default)]
+    pub distributions: BTreeMap<String, String>,
     /// Under secure aggregation with DP: the standard deviation of the discrete Gaussian noise
     /// the network's sum carries on each column (each site adds a share of it).
     #[serde(default)]
@@ -334,20 +335,18 @@ fn noise(
         )));
     }
     let rows = f64::from(release.max_rows_per_person.max(1));
-    let hidden_counts = roles
-        .iter()
-        .filter(|r| matches!(r, ColumnRole::SumCount(_)))
-        .count();
-    let shares = (columns.len() + 1 + hidden_counts) as f64;
+    let shares = (columns.len() + 1) as f64;
     let eps = release.epsilon / shares;
     // Counts first: a sum re-centred on an AVG's count uses that count's noisy value.
     let count_scale = dp::laplace_scale(rows, eps);
     for (i, array) in columns.iter_mut() {
         if matches!(roles[*i], ColumnRole::Count | ColumnRole::ValueCount(_)) {
-            *array = noise_array(array, count_scale)?;
+            let name = schema.field(*i).name().clone();
             report
-                .scales
-                .insert(schema.field(*i).name().clone(), count_scale);
+                .distributions
+                .insert(name.clone(), laplace_kind(array).into());
+            *array = noise_array(array, count_scale)?;
+            report.scales.insert(name, count_scale);
         }
     }
     let noisy: Vec<(usize, ArrayRef)> = columns.to_vec();
@@ -362,23 +361,31 @@ fn noise(
                     .iter()
                     .position(|r| *r == ColumnRole::ValueCount(*i))
                     .and_then(|j| noisy.iter().find(|(c, _)| *c == j).map(|(_, a)| (j, a)));
-                let hidden = roles.iter().position(|r| *r == ColumnRole::SumCount(*i));
-                let count = match (released, hidden) {
-                    (Some((j, noisy)), _) => Count {
-                        exact: batch.column(j).clone(),
-                        noisy: Some(noisy.clone()),
-                    },
-                    (None, Some(j)) => Count {
-                        exact: batch.column(j).clone(),
-                        noisy: None,
-                    },
-                    (None, None) => {
-                        return Err(ReleaseError::Unsupported(format!("{name}: no value count")));
+                let (sum, scale, kind) = match released {
+                    // An AVG: Σ(x − m) noised, m × the released noisy count added back.
+                    Some((j, noisy)) => {
+                        let count = Count {
+                            exact: batch.column(j).clone(),
+                            noisy: noisy.clone(),
+                        };
+                        let (sum, scale) = centred_sum(array, count, lo, hi, rows, eps)?;
+                        let mid = (lo + hi) / 2.0;
+                        let kind = format!(
+                            "Laplace on the sum less {mid} × its count (the midpoint of the \
+                             bounds); {mid} × the released noisy count added back"
+                        );
+                        (sum, scale, kind)
+                    }
+                    // A bare SUM: one value moves it by at most max(|lo|, |hi|) per row.
+                    None => {
+                        let scale = rows * lo.abs().max(hi.abs()) / eps;
+                        let kind = laplace_kind(array).to_string();
+                        (noise_array(array, scale)?, scale, kind)
                     }
                 };
-                let (sum, scale) = centred_sum(array, count, lo, hi, rows, eps)?;
                 *array = sum;
-                report.scales.insert(name, scale);
+                report.scales.insert(name.clone(), scale);
+                report.distributions.insert(name, kind);
             }
             _ => {
                 return Err(ReleaseError::Unsupported(format!(
@@ -389,6 +396,9 @@ fn noise(
         }
     }
     let n_scale = dp::laplace_scale(rows, eps);
+    report
+        .distributions
+        .insert(CONTRIBUTORS.into(), "discrete Laplace".into());
     let n = noise_array(contributors, n_scale)?;
     let n = n.as_primitive::<Int64Type>().clone();
     report.scales.insert(CONTRIBUTORS.into(), n_scale);
@@ -409,10 +419,11 @@ fn noise(
     Ok((n, keep))
 }
 
-/// A DP sum of values clamped to [lo, hi], noised around the range's midpoint m: one value
-/// moves Σ(x − m) by at most (hi − lo)/2, not by max(|lo|, |hi|) (for birth years in
-/// [1900, 2030] that is 65 instead of 2030). The released sum is noisy Σ(x − m) + m · noisy
-/// count, both noised here with ε/shares each. Returns it with its equivalent Laplace scale.
+/// An AVG's DP sum of values clamped to [lo, hi], noised around the range's midpoint m: one
+/// value moves Σ(x − m) by at most (hi − lo)/2, not by max(|lo|, |hi|) (for birth years in
+/// [1900, 2030] that is 65 instead of 2030). The released sum is noisy Σ(x − m) + m · the
+/// released noisy count, so the hub's Σ/ĉ is m + noisy Σ(x − m)/ĉ. Returns it with the
+/// Laplace scale of the noise on Σ(x − m).
 fn centred_sum(
     sum: &ArrayRef,
     count: Count,
@@ -427,47 +438,37 @@ fn centred_sum(
     let sum = sum.as_primitive::<Float64Type>();
     let exact = cast(&count.exact, &DataType::Int64)?;
     let exact = exact.as_primitive::<Int64Type>();
-    let (b_sum, b_count) = (rows * half / eps, rows / eps);
-    // Centre on the exact count (only the site has it), noise, and add m × a noisy count back:
-    // the AVG's released count when there is one (the hub's Σ/ĉ is then m + noisy Σ(x − m)/ĉ),
-    // else a freshly noised hidden count.
+    let b_sum = rows * half / eps;
     let centred: Vec<f64> = sum
         .iter()
         .zip(exact.iter())
         .map(|(s, c)| s.unwrap_or(0.0) - mid * c.unwrap_or(0) as f64)
         .collect();
     let centred = dp::noise_f64(&centred, b_sum)?;
-    let counts: Vec<i64> = match &count.noisy {
-        Some(noisy) => {
-            let noisy = cast(noisy, &DataType::Int64)?;
-            noisy
-                .as_primitive::<Int64Type>()
-                .iter()
-                .map(|c| c.unwrap_or(0))
-                .collect()
-        }
-        None => dp::noise_i64(
-            &exact.iter().map(|c| c.unwrap_or(0)).collect::<Vec<_>>(),
-            b_count,
-        )?,
-    };
+    let noisy = cast(&count.noisy, &DataType::Int64)?;
     let released: Float64Array = centred
         .iter()
-        .zip(&counts)
+        .zip(noisy.as_primitive::<Int64Type>().iter())
         .zip(sum.iter())
-        .map(|((s, c), orig)| orig.map(|_| s + mid * *c as f64))
+        .map(|((s, c), orig)| orig.map(|_| s + mid * c.unwrap_or(0) as f64))
         .collect();
-    let scale = match count.noisy {
-        Some(_) => b_sum,
-        None => (b_sum * b_sum + mid * mid * b_count * b_count).sqrt(),
-    };
-    Ok((Arc::new(released), scale))
+    Ok((Arc::new(released), b_sum))
 }
 
-/// The value count of a DP sum: its exact value, and the released noisy COUNT(x) if any.
+/// The value count of an AVG's DP sum: its exact value and the released noisy COUNT(x).
 struct Count {
     exact: ArrayRef,
-    noisy: Option<ArrayRef>,
+    noisy: ArrayRef,
+}
+
+/// The Laplace [`noise_array`] adds to `array`: discrete on integers, OpenDP's float-safe
+/// (discretised) Laplace on reals.
+fn laplace_kind(array: &ArrayRef) -> &'static str {
+    if array.data_type().is_integer() {
+        "discrete Laplace"
+    } else {
+        "Laplace"
+    }
 }
 
 /// Noise for one column: integers stay integers (discrete Laplace), the rest become f64.
@@ -502,5 +503,7 @@ fn noise_array(array: &ArrayRef, scale: f64) -> Result<ArrayRef, ReleaseError> {
 mod distributed;
 pub use distributed::rho_for;
 
+#[cfg(test)]
+mod noise_tests;
 #[cfg(test)]
 mod tests;

@@ -169,8 +169,13 @@ fn describe(answer: &KernelAnswer, spent: Option<&Spent>) -> String {
     match spent {
         Some(s) => format!(
             "{what}; clipped and noised: round {} of at most {} of training run {} (ε = {}, \
-             δ = {:e} for the whole run, charged at its first round here; ε = {} now)",
-            s.round, s.terms.rounds, s.terms.id, s.terms.epsilon, s.terms.delta, s.epsilon
+             δ = {} for the whole run, charged at its first round here; ε = {} now)",
+            s.round,
+            s.terms.rounds,
+            s.terms.id,
+            s.terms.epsilon,
+            medfed_privacy::ledger::Delta(s.terms.delta),
+            s.epsilon
         ),
         None => what,
     }

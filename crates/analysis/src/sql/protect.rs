@@ -77,7 +77,7 @@ pub(crate) fn augment(
             (Some(dp), ColumnRole::Sum { .. }, Some(x)) => {
                 let (lo, hi) = bounds_for(dp, &x)?;
                 let clamped = clamp(x.clone(), lo, hi)?;
-                value_counts.push((x, count(clamped.clone())));
+                value_counts.push(x);
                 (
                     sum(clamped).alias(name.clone()),
                     ColumnRole::Sum {
@@ -100,16 +100,11 @@ pub(crate) fn augment(
         _ => count(lit(1)),
     };
     let mut extras = vec![(contributors.alias("__n"), ColumnRole::Contributors)];
-    // Each DP sum needs its number of values: an AVG already releases COUNT(x) (which then
-    // carries the sum's centre, so the hub's division removes it); a bare SUM gets a hidden one.
-    for (i, (x, hidden)) in value_counts.into_iter().enumerate() {
-        let released = agg.aggr_expr.iter().position(|e| is_count_of(e, &x));
-        match released {
-            Some(j) => kinds[j].1 = ColumnRole::ValueCount(i),
-            None => extras.push((
-                hidden.alias(format!("__values{i}")),
-                ColumnRole::SumCount(i),
-            )),
+    // An AVG's DP sum is noised centred on its bounds' midpoint and re-centred on the released
+    // COUNT(x); a bare SUM is noised as it is (a hidden count would only add noise).
+    for (i, x) in value_counts.into_iter().enumerate() {
+        if let Some(j) = agg.aggr_expr.iter().position(|e| is_count_of(e, &x)) {
+            kinds[j].1 = ColumnRole::ValueCount(i);
         }
     }
     for (i, x) in dominance.into_iter().enumerate() {
@@ -172,7 +167,6 @@ pub(crate) fn augment(
         roles.push(match role {
             ColumnRole::DominanceTotal(i) => ColumnRole::DominanceTotal(sums[*i]),
             ColumnRole::DominanceTop(i) => ColumnRole::DominanceTop(sums[*i]),
-            ColumnRole::SumCount(i) => ColumnRole::SumCount(sums[*i]),
             other => *other,
         });
     }

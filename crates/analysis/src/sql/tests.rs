@@ -409,15 +409,20 @@ async fn a_site_suppresses_its_own_small_groups_and_counts_people_not_rows() {
         .await
         .unwrap();
     assert_eq!(b.num_rows(), 1);
-    // ε = 0.5 over the sum, its hidden value count and __n: the sum is noised around 1965
-    // with scale 65·6 = 390, plus 1965 × the hidden count's noise of scale 6.
-    let expected = (390f64.powi(2) + (1965.0f64 * 6.0).powi(2)).sqrt();
+    // ε = 0.5 over the sum and __n: a bare SUM is one Laplace of scale max(|1900|, |2030|)
+    // / 0.25 = 8120 — what the report declares is exactly what was added.
     assert!(
-        (report.scales["p0"] - expected).abs() < 1e-6,
+        (report.scales["p0"] - 8120.0).abs() < 1e-6,
         "{:?}",
         report.scales
     );
-    // An AVG re-centres on its own released count: only Σ(x − m)'s noise is left.
+    assert_eq!(
+        report.distributions["p0"], "Laplace",
+        "{:?}",
+        report.distributions
+    );
+    // An AVG re-centres on its own released count: only Σ(x − m)'s noise is left (ε = 0.5
+    // over the sum, the count and __n: 65 / (0.5 / 3) = 390).
     let avg = "SELECT SUM(year_of_birth) AS p0, COUNT(year_of_birth) AS p1 FROM person";
     let (_, report) = run_site_partial(site, None, avg, &bounded, &bounded.rules)
         .await

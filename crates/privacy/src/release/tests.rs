@@ -100,13 +100,12 @@ fn a_site_is_at_least_as_strict_as_the_network() {
 #[test]
 fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
     let (batch, mut roles) = table();
-    // Under DP the sum was clamped to [0, 200] and its value count rides in column 4.
+    // Under DP the sum was clamped to [0, 200].
     roles[2] = ColumnRole::Sum {
         range: Some((0.0, 200.0)),
     };
-    roles[4] = ColumnRole::SumCount(2);
-    let batch = batch.project(&[0, 1, 2, 3, 4]).unwrap();
-    roles.truncate(5);
+    let batch = batch.project(&[0, 1, 2, 3]).unwrap();
+    roles.truncate(4);
     let dp = DpRelease {
         epsilon: 1.0,
         delta: 1e-6,
@@ -117,16 +116,15 @@ fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
         ..Default::default()
     };
     let (out, report) = protect(&batch, &roles, &p, &DisclosureRules::default()).unwrap();
-    // ε split over p0, p1, its hidden count and __n: scale 4 for counts; the sum is noised
-    // around 100 with scale 4·100, plus 100 × the hidden count's noise of scale 4.
-    assert_eq!(report.scales["p0"], 4.0);
-    assert!((report.scales["p1"] - (2.0 * 400f64.powi(2)).sqrt()).abs() < 1e-9);
-    assert_eq!(report.scales[CONTRIBUTORS], 4.0);
+    // ε split over p0, p1 and __n: scale 3 for counts; the bare sum is one Laplace of scale
+    // 3 · max(|0|, |200|) = 600 (no hidden count, no centring).
+    assert_eq!(report.scales["p0"], 3.0);
+    assert!((report.scales["p1"] - 600.0).abs() < 1e-9);
+    assert_eq!(report.scales[CONTRIBUTORS], 3.0);
+    assert_eq!(report.distributions[CONTRIBUTORS], "discrete Laplace");
     let tau = report.threshold.unwrap();
-    assert!(
-        tau > 53.0 && tau < 54.0,
-        "τ = 1 + 4·ln(5e5) ≈ 53.5, got {tau}"
-    );
+    assert_eq!(tau, crate::dp::partition_threshold(3.0, 1, 1e-6));
+    assert!(crate::dp::discrete_laplace_tail(3.0, tau as i64 - 1) <= 1e-6);
     assert_eq!(report.epsilon, 1.0);
     assert_eq!(report.delta, 1e-6);
     // b (3 people) and c (0) essentially never pass τ; a (50) and d (40) rarely do.
