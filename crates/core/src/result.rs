@@ -44,6 +44,18 @@ pub struct PrivacySummary {
     pub sites: BTreeMap<String, SitePrivacy>,
     /// Whether the hub saw only the masked sum of the sites' partials.
     pub secure_aggregation: bool,
+    /// Where the minimum cell count was applied: `network` (to the sum of all sites, under
+    /// secure aggregation) or `site` (to each site's own groups).
+    #[serde(default)]
+    pub k_applied_to: String,
+    /// Groups summed under secure aggregation but withheld, by reason; the hub never learned
+    /// their keys, so they have no row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub withheld_groups: BTreeMap<String, usize>,
+    /// Why the result was protected as it was, where that is not the network's default (e.g.
+    /// per-site k because secure aggregation is off or too few sites answered).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A row whose statistics were withheld.
@@ -58,6 +70,11 @@ pub struct SuppressedRow {
 /// The noise on one statistic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NoiseNote {
+    /// The distribution the noise was drawn from, as the sites applied it (`discrete
+    /// Laplace`, `Laplace`, `discrete Gaussian`, or an AVG's centred sum), of which
+    /// `scale_per_site` is the scale.
+    #[serde(default)]
+    pub distribution: String,
     /// Scale of the noise each site added: the Laplace scale, or under secure aggregation the
     /// standard deviation of its Gaussian share.
     pub scale_per_site: f64,

@@ -103,7 +103,10 @@ pub struct NetworkPrivacy {
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
     pub delta_per_release: f64,
-    /// Sum exact studies' partials under secure aggregation unless a query says otherwise.
+    /// Sum the sites' partials under secure aggregation unless a query says otherwise (the
+    /// default): k and the other output rules then judge the network's total, and a group
+    /// with a few people at each of several sites is released. `false` applies k to each
+    /// site's own groups.
     pub secure_aggregation: bool,
 }
 
@@ -115,7 +118,7 @@ impl Default for NetworkPrivacy {
             dominance: rules.dominance,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
-            secure_aggregation: false,
+            secure_aggregation: true,
         }
     }
 }

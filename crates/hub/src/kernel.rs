@@ -12,13 +12,14 @@ use medfed_analysis::sql::SqlError;
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::kernel::KernelTask;
 use medfed_core::result::{SiteOutcome, SiteStatus};
+use medfed_privacy::Protection;
 use medfed_protocol::wire::{RequestContext, SiteRequest, Work};
 use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::query::{action_name, request_context};
-use crate::secure::{call_site, secure_fan_out};
+use crate::secure::{Reveal, call_site, secure_fan_out};
 use crate::{Hub, HubError, QueryOptions};
 
 impl Hub {
@@ -60,7 +61,14 @@ impl Hub {
         let protection = self.protection(&study.terms, options)?;
         let id = format!("k-{}", crate::state::random_id(8));
         let context = |site: &str| request_context(&study, site, who, analysis, &protection);
-        let round = if protection.secure_aggregation {
+        // With fewer than two sites there is no sum to hide one site's answer in: the per-site
+        // rules apply (and the result says secure aggregation was not used).
+        let plain = Protection {
+            secure_aggregation: false,
+            ..protection.clone()
+        };
+        let plain_context = |site: &str| request_context(&study, site, who, analysis, &plain);
+        let round = if protection.secure_aggregation && targets.len() >= 2 {
             let schema = match summed::schema(&task.step) {
                 Ok(schema) => schema,
                 Err(e) => {
@@ -68,10 +76,23 @@ impl Hub {
                     return Err(HubError::Query(SqlError::Unsupported(e.to_string())));
                 }
             };
-            self.secure_kernel_fan_out(&id, task, &schema, &targets, &context)
-                .await?
+            let (mut round, too_few) = self
+                .secure_kernel_fan_out(&id, task, &schema, &targets, &context)
+                .await?;
+            if !too_few.is_empty() {
+                let left: Vec<&SiteClient> = targets
+                    .iter()
+                    .filter(|t| too_few.contains(&t.name().to_string()))
+                    .copied()
+                    .collect();
+                let alone = self.kernel_fan_out(&id, task, &left, &plain_context).await;
+                round.sites.extend(alone.sites);
+                round.answers.extend(alone.answers);
+            }
+            round
         } else {
-            self.kernel_fan_out(&id, task, &targets, &context).await
+            self.kernel_fan_out(&id, task, &targets, &plain_context)
+                .await
         };
         self.settle_kernel_step(who, study_id, analysis, &id, round)
             .await
@@ -86,22 +107,28 @@ impl Hub {
         schema: &SchemaRef,
         targets: &[&SiteClient],
         context: &impl Fn(&str) -> RequestContext,
-    ) -> Result<KernelRound, HubError> {
+    ) -> Result<(KernelRound, Vec<String>), HubError> {
         let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
-        let fan = secure_fan_out(&names, schema, self.deadline, |site, round| {
-            let client = targets.iter().find(|t| t.name().as_str() == site).copied();
-            let work = Work::SecureKernel {
-                task: task.clone(),
-                round,
-            };
-            let request = SiteRequest::new(id, &site, context(&site), work);
-            async move {
-                match client {
-                    Some(c) => c.secure_round(&request, &self.key).await,
-                    None => Err(SiteCallError::Failed(format!("no site {site}"))),
+        let fan = secure_fan_out(
+            &names,
+            schema,
+            Reveal::Announced,
+            self.deadline,
+            |site: String, round| {
+                let client = targets.iter().find(|t| t.name().as_str() == site).copied();
+                let work = Work::SecureKernel {
+                    task: task.clone(),
+                    round,
+                };
+                let request = SiteRequest::new(id, &site, context(&site), work);
+                async move {
+                    match client {
+                        Some(c) => c.secure_round(&request, &self.key).await,
+                        None => Err(SiteCallError::Failed(format!("no site {site}"))),
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
         let mut round = KernelRound {
             sites: fan.sites,
@@ -112,7 +139,7 @@ impl Hub {
                 .map_err(|e| HubError::Transport(e.to_string()))?;
             round.answers.insert(SECURE_SUM.into(), answer);
         }
-        Ok(round)
+        Ok((round, fan.too_few))
     }
 
     /// Sends `task` to each of `targets` and collects their answers.

@@ -77,7 +77,7 @@ impl Hub {
             secure_aggregation: req.secure_aggregation,
             ..QueryOptions::default()
         };
-        let secure = self.secure(req.secure_aggregation);
+        let secure = self.secure(req.secure_aggregation, &study.terms);
         let dp = self.protection(&study.terms, &options)?.dp;
         let run = dp
             .as_ref()

@@ -44,6 +44,7 @@ pub mod portal;
 pub mod query;
 mod secure;
 pub mod state;
+mod summary;
 mod survival;
 
 use std::collections::BTreeMap;

@@ -4,20 +4,19 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
-use medfed_analysis::sql::{FederatedSql, MergedCell, SqlError};
+use medfed_analysis::sql::{FederatedSql, SqlError};
 use medfed_audit::{Decision as Outcome, Entry};
-use medfed_core::result::{NoiseNote, PrivacySummary, SitePrivacy, SuppressedRow};
 use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
 use medfed_core::study::{PrivacyMode, StudyTerms};
-use medfed_privacy::release::REPORT_METADATA_KEY;
-use medfed_privacy::{DpRelease, PartialReport, Protection, Suppression};
+use medfed_privacy::{DpRelease, Protection, Suppression};
 use medfed_protocol::SiteClient;
 use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant, Work};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
-use crate::secure::{FanOut, call_site, secure_fan_out};
+use crate::secure::{FanOut, Reveal, call_site, secure_fan_out};
 use crate::state::{Release, Study};
+use crate::summary::{site_report, summary};
 use crate::{Hub, HubError, json};
 
 impl Hub {
@@ -86,39 +85,49 @@ impl Hub {
             ))
             .await;
         }
-        let protection = self.protection(&study.terms, options)?;
-        if protection.secure_aggregation && !plan.is_additive() {
-            return Err(HubError::Query(SqlError::Unsupported(
-                "VAR/STDDEV merge each site's own variance, which secure aggregation hides; \
-                 ask for COUNT, SUM(x) and SUM(x * x) instead, or run without secure aggregation"
-                    .into(),
-            )));
+        let asked = self.protection(&study.terms, options)?;
+        // k applies to the network's sum when the partials are summed securely. Per-site k
+        // is the fallback: secure aggregation off, fewer than two sites, or VAR/STDDEV (whose
+        // merge needs each site's own variance); the result says which.
+        let mut notes = Vec::new();
+        let secure = asked.secure_aggregation && targets.len() >= 2 && plan.is_additive();
+        if asked.secure_aggregation && !plan.is_additive() {
+            notes.push(
+                "VAR/STDDEV are merged from each site's own variance, which secure aggregation \
+                 cannot carry yet: k was applied to each site's groups; ask for COUNT, SUM(x) \
+                 and SUM(x * x) to have k apply to the network's totals"
+                    .to_string(),
+            );
         }
+        let plain = Protection {
+            secure_aggregation: false,
+            ..asked.clone()
+        };
         let id = format!("q-{}", crate::state::random_id(8));
         tracing::info!(request_id = %id, study = study_id, sites = targets.len(), site_sql = plan.site_sql(), "fan-out");
-        let request_for = |site: &str| {
-            let context = request_context(&study, site, who, analysis, &protection);
+        let request_for = |site: &str, protection: &Protection| {
+            let context = request_context(&study, site, who, analysis, protection);
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
-
-        let FanOut {
-            sites,
-            partials,
-            reports,
-            threshold,
-        } = if protection.secure_aggregation {
+        let mut fan = if secure {
             let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
             let by_name: HashMap<String, &SiteClient> =
                 targets.iter().map(|t| (t.name().to_string(), *t)).collect();
             let request_for = &request_for;
+            let asked = &asked;
             let sql = plan.site_sql();
+            let reveal = match &asked.dp {
+                Some(_) => Reveal::Announced,
+                None => Reveal::AtLeast(asked.rules.min_cell_count),
+            };
             secure_fan_out(
                 &names,
                 plan.partial_schema(),
+                reveal,
                 self.deadline,
-                |site, round| {
+                |site: String, round| {
                     let client = by_name[&site];
-                    let request = request_for(&site).with_work(Work::SecureSql {
+                    let request = request_for(&site, asked).with_work(Work::SecureSql {
                         sql: sql.to_string(),
                         round,
                     });
@@ -127,8 +136,48 @@ impl Hub {
             )
             .await
         } else {
-            self.fan_out(&targets, &request_for, &plan).await
+            self.fan_out(&targets, &|s| request_for(s, &plain), &plan)
+                .await
         };
+        if !fan.too_few.is_empty() {
+            let left: Vec<&SiteClient> = targets
+                .iter()
+                .filter(|t| fan.too_few.contains(&t.name().to_string()))
+                .copied()
+                .collect();
+            let alone = self
+                .fan_out(&left, &|s| request_for(s, &plain), &plan)
+                .await;
+            fan.sites.extend(alone.sites);
+            fan.partials.extend(alone.partials);
+            fan.reports = alone.reports;
+            fan.threshold = None;
+        }
+        let secured = secure && fan.threshold.is_some();
+        if asked.secure_aggregation && !secured && plan.is_additive() {
+            notes.push(
+                "fewer than two sites answered, so there was no network sum to hide a site's \
+                 partial in: k was applied to each site's groups"
+                    .to_string(),
+            );
+        }
+        if !asked.secure_aggregation {
+            notes.push(
+                "secure aggregation is off: k was applied to each site's own groups, so a \
+                 group with fewer than k people at some site is hidden even when the network \
+                 holds k or more; secure aggregation would release it"
+                    .to_string(),
+            );
+        }
+        let protection = if secured { asked } else { plain };
+        let FanOut {
+            sites,
+            partials,
+            reports,
+            threshold,
+            withheld,
+            ..
+        } = fan;
         for (name, outcome) in &sites {
             if outcome.status != SiteStatus::Answered {
                 tracing::warn!(request_id = %id, site = %name, status = %outcome.status, message = ?outcome.message, "site did not answer");
@@ -205,7 +254,7 @@ impl Hub {
         } else {
             columns
         };
-        let privacy = summary(
+        let mut privacy = summary(
             &plan,
             &protection,
             &merged.cells,
@@ -213,6 +262,11 @@ impl Hub {
             &answered,
             threshold,
         );
+        privacy.withheld_groups = withheld
+            .iter()
+            .map(|(why, n)| (why.explain(&protection.rules), *n))
+            .collect();
+        privacy.notes = notes;
         let result = QueryResult {
             columns,
             rows,
@@ -360,20 +414,25 @@ impl Hub {
         out
     }
 
-    /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
-    /// the release the researcher asked for (or the network's default ε).
-    /// Whether a request asking `secure_aggregation` (or not saying) runs under it.
-    pub(crate) fn secure(&self, secure_aggregation: Option<bool>) -> bool {
-        secure_aggregation.unwrap_or(self.privacy.secure_aggregation)
+    /// Whether a request asking `secure_aggregation` (or not saying) runs under it in a study
+    /// under `terms`. Unsaid: the network's setting for exact studies; in DP studies each site
+    /// noises its own partial (discrete Laplace) unless the request asks for distributed noise
+    /// — at the small ε studies spend per query, the Gaussian shares' zCDP accounting adds
+    /// more noise than a few sites' Laplace does.
+    pub(crate) fn secure(&self, secure_aggregation: Option<bool>, terms: &StudyTerms) -> bool {
+        secure_aggregation
+            .unwrap_or(terms.privacy == PrivacyMode::Exact && self.privacy.secure_aggregation)
     }
 
+    /// The privacy terms of a query under `terms`: the network's rules, and for DP studies
+    /// the release the researcher asked for (or the network's default ε).
     pub(crate) fn protection(
         &self,
         terms: &StudyTerms,
         o: &QueryOptions,
     ) -> Result<Protection, HubError> {
         let rules = self.privacy.rules();
-        let secure_aggregation = self.secure(o.secure_aggregation);
+        let secure_aggregation = self.secure(o.secure_aggregation, terms);
         if terms.privacy == PrivacyMode::Exact {
             return Ok(Protection {
                 rules,
@@ -471,105 +530,6 @@ pub struct QueryOptions {
     /// Sum the sites' partials under secure aggregation (default: the network's setting).
     #[serde(default)]
     pub secure_aggregation: Option<bool>,
-}
-
-/// A site's privacy report, from its partial's schema metadata.
-fn site_report(batches: &[arrow::array::RecordBatch]) -> Option<PartialReport> {
-    let meta = batches.first()?.schema();
-    serde_json::from_str(meta.metadata().get(REPORT_METADATA_KEY)?).ok()
-}
-
-/// The privacy section of a result.
-fn summary(
-    plan: &FederatedSql,
-    protection: &Protection,
-    cells: &[MergedCell],
-    reports: &BTreeMap<String, PartialReport>,
-    answered: &[String],
-    threshold: Option<usize>,
-) -> PrivacySummary {
-    let rules = &protection.rules;
-    let suppressed = cells
-        .iter()
-        .enumerate()
-        .filter_map(|(row, c)| {
-            let why = Suppression::from_code(c.status)?;
-            Some(SuppressedRow {
-                row,
-                reason: why.explain(rules),
-            })
-        })
-        .collect();
-    let answered: Vec<&PartialReport> = answered.iter().filter_map(|s| reports.get(s)).collect();
-    let distributed = threshold.filter(|_| protection.dp.is_some());
-    let mut noise: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for r in &answered {
-        let scales = if distributed.is_some() {
-            &r.sigma
-        } else {
-            &r.scales
-        };
-        for (column, scale) in scales {
-            noise
-                .entry(plan.label(column).to_string())
-                .or_default()
-                .push(*scale);
-        }
-    }
-    let noise = noise
-        .into_iter()
-        .map(|(k, scales)| {
-            let note = match distributed {
-                // Each survivor added a share of σ/√t; the sum carries √(survivors/t)·σ.
-                Some(t) => {
-                    let sigma = scales.iter().copied().fold(0.0, f64::max);
-                    let share = medfed_privacy::dp::gaussian_share_sigma(sigma, t);
-                    NoiseNote {
-                        scale_per_site: share,
-                        ci95: 1.96 * share * (scales.len() as f64).sqrt(),
-                    }
-                }
-                None => NoiseNote {
-                    scale_per_site: scales.iter().copied().fold(0.0, f64::max),
-                    ci95: medfed_privacy::dp::summed_laplace_ci95(&scales),
-                },
-            };
-            (k, note)
-        })
-        .collect();
-    let sites = reports
-        .iter()
-        .map(|(name, r)| {
-            let p = SitePrivacy {
-                suppressed: r.suppressed.values().sum(),
-                epsilon_spent: r.epsilon,
-                epsilon_remaining: r.budget.as_ref().map(|b| b.epsilon_remaining()),
-                delta_remaining: r.budget.as_ref().map(|b| b.delta_remaining()),
-                threshold: r.threshold,
-            };
-            (name.clone(), p)
-        })
-        .collect();
-    let dp = protection.dp.as_ref();
-    PrivacySummary {
-        mode: if dp.is_some() { "dp" } else { "exact" }.into(),
-        min_cell_count: rules.min_cell_count,
-        suppressed,
-        mechanism: dp.map(|_| {
-            if distributed.is_some() {
-                "distributed discrete Gaussian (OpenDP): each site adds a share, summed under \
-                 secure aggregation, on bounded contributions"
-            } else {
-                "discrete Laplace (OpenDP), per site, on bounded contributions"
-            }
-            .into()
-        }),
-        epsilon: dp.map_or(0.0, |d| d.epsilon),
-        delta: reports.values().map(|r| r.delta).fold(0.0, f64::max),
-        noise,
-        sites,
-        secure_aggregation: protection.secure_aggregation,
-    }
 }
 
 /// Output column names when the merged result has no batches (e.g. HAVING removed every group).

@@ -1,10 +1,12 @@
 //! The hub's side of secure aggregation: drives the rounds of [`medfed_protocol::rounds`] across
 //! the sites and turns the unmasked sum into one partial table for the ordinary merge.
 //!
-//! The hub relays keys and sealed shares it cannot open, and sees each site's cells only masked;
-//! what it reads is the network's sum. A site lost before the key exchange is left out and the
-//! round re-formed; one lost after it (at `mask`) is dropped and its masks removed with the
-//! others' shares, as long as a threshold t = ⌊n/2⌋ + 1 of the n sites remain.
+//! The hub relays keys and sealed shares it cannot open, sees the sites' groups only as tokens
+//! keyed by a secret the sites share, and each site's cells only masked; what it reads is the
+//! network's sum, per token. It judges each token's total (k, dominance) and asks the sites to
+//! name only the groups it releases. A site lost before the key exchange is left out and the
+//! round re-formed; one lost after it (at `announce` or `mask`) is dropped and its masks removed
+//! with the others' shares, as long as a threshold t = ⌊n/2⌋ + 1 of the n sites remain.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,8 +15,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_privacy::PartialReport;
+use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS};
 use medfed_privacy::secagg::{Advertisement, Aggregator, Id, cells};
+use medfed_privacy::{PartialReport, Suppression};
 use medfed_protocol::SiteCallError;
 use medfed_protocol::rounds::{Reply, Round};
 
@@ -26,6 +29,20 @@ pub(crate) struct FanOut {
     pub(crate) reports: BTreeMap<String, PartialReport>,
     /// Under secure aggregation: the fewest sites whose inputs could be in the sum.
     pub(crate) threshold: Option<usize>,
+    /// Under secure aggregation: groups summed but withheld unnamed, by reason.
+    pub(crate) withheld: BTreeMap<Suppression, usize>,
+    /// Under secure aggregation: the sites that answered when too few did for a secure sum
+    /// (the caller may ask them again without it).
+    pub(crate) too_few: Vec<String>,
+}
+
+/// Which summed groups the hub releases (and so asks the sites to name).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reveal {
+    /// Exact studies: groups with at least this many people in the network and not dominated.
+    AtLeast(u64),
+    /// DP studies: every announced group (each site's noisy partition selection chose them).
+    Announced,
 }
 
 /// One call to a site under the per-site `deadline`; a failure becomes the status and message
@@ -56,6 +73,7 @@ type Answer = Result<Reply, (SiteStatus, String)>;
 pub(crate) async fn secure_fan_out<F, Fut>(
     sites: &[String],
     schema: &SchemaRef,
+    reveal: Reveal,
     deadline: Duration,
     call: F,
 ) -> FanOut
@@ -89,13 +107,14 @@ where
         )
     };
 
-    // Prepare: every site runs and keeps its partial and announces its publishable keys.
+    // Prepare: every site runs and keeps its partial.
     let mut alive = Vec::new();
-    let mut announced = Vec::new();
+    let mut fixed = std::collections::BTreeSet::new();
     for (site, answer) in round(sites.iter().map(|s| (s.clone(), Round::Prepare)).collect()).await {
         match answer {
-            Ok(Reply::Prepared { keys, report }) => {
-                announced.push(keys);
+            Ok(Reply::Prepared { report, fixed: f }) => {
+                fixed.extend(f);
+                fixed.extend(report.centres.keys().cloned());
                 out.reports.insert(site.clone(), report);
                 alive.push(site);
             }
@@ -103,12 +122,15 @@ where
             Err(e) => fail(&mut out, &site, e),
         }
     }
-    let domain = cells::domain(announced);
 
     // Advertise: ids 1..=n in name order; a site lost here re-forms the round without it.
     let mut attempt = 0;
     let ads: Vec<Advertisement> = loop {
         if alive.len() < MIN_SITES {
+            if attempt == 0 {
+                out.too_few = alive;
+                return out;
+            }
             for site in &alive {
                 let why = format!(
                     "secure aggregation needs at least {MIN_SITES} sites; only {} answered, so \
@@ -155,8 +177,8 @@ where
     let id_of = |site: &str| alive.iter().position(|s| s == site).map(|i| i as Id + 1);
     let threshold = alive.len() / 2 + 1;
     out.threshold = Some(threshold);
-    let width = schema.fields().len() - cells::key_count(schema);
-    let mut hub = match Aggregator::new(width * domain.len(), ads.clone(), threshold) {
+    // The vector's length is set once the domain is known (after the announcements).
+    let mut hub = match Aggregator::new(0, ads.clone(), threshold) {
         Ok(hub) => hub,
         Err(e) => {
             for site in &alive {
@@ -166,7 +188,7 @@ where
         }
     };
 
-    // Share keys: sealed Shamir shares, relayed unread.
+    // Share keys: sealed Shamir shares and token seeds, relayed unread.
     let mut mail = Vec::new();
     let mut sharing = Vec::new();
     let asks = alive
@@ -185,15 +207,42 @@ where
     }
     let mut inboxes = hub.route(mail);
 
-    // Mask: each site's cells over the common domain, masked; a site lost here is dropped.
+    // Announce: each site opens its shares and names its groups by token.
     let asks = sharing
         .iter()
         .map(|s| {
             let inbox = id_of(s)
                 .and_then(|id| inboxes.remove(&id))
                 .unwrap_or_default();
-            let domain = domain.clone();
-            (s.clone(), Round::Mask { domain, inbox })
+            (s.clone(), Round::Announce { inbox })
+        })
+        .collect();
+    let mut announced = Vec::new();
+    let mut named = Vec::new();
+    for (site, answer) in round(asks).await {
+        match answer {
+            Ok(Reply::Announced(tokens)) => {
+                announced.push(tokens);
+                named.push(site);
+            }
+            Ok(_) => fail(&mut out, &site, unexpected(&site)),
+            Err(e) => fail(&mut out, &site, e),
+        }
+    }
+    let domain = cells::domain(announced);
+    if let Err(e) = hub.set_len(cells::vector_len(schema, &fixed, domain.len())) {
+        for site in &named {
+            fail(&mut out, site, (SiteStatus::Failed, e.to_string()));
+        }
+        return out;
+    }
+
+    // Mask: each site's cells over the common domain, masked; a site lost here is dropped.
+    let asks = named
+        .iter()
+        .map(|s| {
+            let (domain, fixed) = (domain.clone(), fixed.clone());
+            (s.clone(), Round::Mask { domain, fixed })
         })
         .collect();
     let mut masked = Vec::new();
@@ -236,13 +285,27 @@ where
         .next()
         .map(|r| r.centres.clone())
         .unwrap_or_default();
-    let table = hub
-        .finish(answers)
-        .map_err(|e| e.to_string())
-        .and_then(|sum| {
-            cells::from_vector(&sum, schema, &domain, &centres).map_err(|e| e.to_string())
-        });
-    match table {
+    let sum = hub.finish(answers).map_err(|e| e.to_string());
+    // Judge each token's network total; name only the groups released.
+    let released = match sum {
+        Ok(sum) => {
+            let chosen = choose(&sum, schema, &domain, reveal, &mut out.withheld);
+            let named = match chosen {
+                Ok(chosen) if cells::key_count(schema) == 0 || chosen.is_empty() => Ok(chosen
+                    .into_iter()
+                    .map(|i| (i, String::new()))
+                    .collect::<Vec<_>>()),
+                Ok(chosen) => name(&round, &masked, &domain, chosen).await,
+                Err(e) => Err(e),
+            };
+            named.and_then(|keys| {
+                cells::from_vector(&sum, schema, domain.len(), &keys, &fixed, &centres)
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Err(e) => Err(e),
+    };
+    match released {
         Ok(table) => {
             for site in masked {
                 let done = SiteOutcome {
@@ -267,6 +330,87 @@ where
             .is_some_and(|o| o.status == SiteStatus::Answered)
     });
     out
+}
+
+/// The positions of the domain the hub releases under `reveal`, counting the rest in `withheld`.
+/// The keyless cell of a table without GROUP BY is always kept (the airlock judges it).
+fn choose(
+    sum: &[u64],
+    schema: &SchemaRef,
+    domain: &[String],
+    reveal: Reveal,
+    withheld: &mut BTreeMap<Suppression, usize>,
+) -> Result<Vec<usize>, String> {
+    let m = domain.len();
+    // A kernel step's answer, or a query without GROUP BY: one cell, judged by its caller.
+    if cells::key_count(schema) == 0 {
+        return Ok((0..m).collect());
+    }
+    let n = cells::column(sum, schema, m, CONTRIBUTORS).map_err(|e| e.to_string())?;
+    let dominated = cells::column(sum, schema, m, CELL_STATUS).map_err(|e| e.to_string())?;
+    let mut keep = Vec::with_capacity(m);
+    for i in 0..m {
+        let why = match reveal {
+            _ if domain[i].is_empty() => None,
+            Reveal::Announced => None,
+            Reveal::AtLeast(k) if (n[i] as i64) < k as i64 => Some(Suppression::SmallCell),
+            Reveal::AtLeast(_) if dominated[i] != 0 => Some(Suppression::Dominance),
+            Reveal::AtLeast(_) => None,
+        };
+        match why {
+            Some(why) => *withheld.entry(why).or_default() += 1,
+            None => keep.push(i),
+        }
+    }
+    Ok(keep)
+}
+
+/// Asks the sites that masked to name the released tokens; every token must be named by some
+/// site, and all that name one must agree.
+async fn name<R, Fut>(
+    round: &R,
+    sites: &[String],
+    domain: &[String],
+    chosen: Vec<usize>,
+) -> Result<Vec<(usize, String)>, String>
+where
+    R: Fn(Vec<(String, Round)>) -> Fut,
+    Fut: Future<Output = Vec<(String, Answer)>>,
+{
+    let tokens: Vec<String> = chosen.iter().map(|&i| domain[i].clone()).collect();
+    let asks = sites
+        .iter()
+        .map(|s| {
+            let tokens = tokens.clone();
+            (s.clone(), Round::Reveal { tokens })
+        })
+        .collect();
+    let mut keys: BTreeMap<String, String> = BTreeMap::new();
+    for (site, answer) in round(asks).await {
+        match answer {
+            Ok(Reply::Revealed(named)) => {
+                for (token, key) in named {
+                    if keys.get(&token).is_some_and(|k| *k != key) {
+                        return Err(format!("site {site} named a group differently"));
+                    }
+                    keys.insert(token, key);
+                }
+            }
+            Ok(_) => return Err(format!("site {site} answered the reveal out of turn")),
+            Err((_, e)) => tracing::warn!(site, error = %e, "a site did not name its groups"),
+        }
+    }
+    let mut named = chosen
+        .into_iter()
+        .map(|i| {
+            keys.remove(&domain[i])
+                .map(|k| (i, k))
+                .ok_or_else(|| "no site named a released group".to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Tokens are random per round; the row format orders as the keys do.
+    named.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(named)
 }
 
 #[cfg(test)]

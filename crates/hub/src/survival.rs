@@ -95,11 +95,11 @@ impl Hub {
     pub async fn cox(&self, who: &Principal, req: &CoxRequest) -> Result<CoxFit, HubError> {
         let why = "Cox models run in exact studies only for now: their sums have no declared \
                    bounds, so no differential-privacy noise can be calibrated";
-        self.exact_study(who, &req.study, "survival", why).await?;
+        let study = self.exact_study(who, &req.study, "survival", why).await?;
         let state = self.planning_state().await;
         let mut steps = Steps::new(self, who, &req.study, req.sites.as_deref(), "survival");
         steps.options.secure_aggregation = req.secure_aggregation;
-        let secure = self.secure(req.secure_aggregation);
+        let secure = self.secure(req.secure_aggregation, &study.terms);
         let steps = &steps;
         let run_sql = |step: Step, sql: String| steps.sql(step, sql);
         let run_kernel = |_: u32, task| steps.kernel(task, None);

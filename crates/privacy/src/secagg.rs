@@ -4,9 +4,12 @@
 //! ```text
 //!  round 0  advertise     site → hub → all   two X25519 public keys (mask key, share key)
 //!  round 1  share keys    site → hub → site  Shamir t-of-n shares of the site's self-mask seed b
-//!                                            and mask secret key s, each encrypted for its
-//!                                            recipient (X25519 + HKDF + ChaCha20-Poly1305): the
-//!                                            hub relays ciphertexts it cannot read
+//!                                            and mask secret key s, and the site's group-token
+//!                                            seed, each encrypted for its recipient (X25519 +
+//!                                            HKDF + ChaCha20-Poly1305): the hub relays
+//!                                            ciphertexts it cannot read
+//!           open          site               opens its inbox; the sites now share a token key
+//!                                            the hub does not have ([`Participant::token_key`])
 //!  round 2  masked input  site → hub         y = x + PRG(b) + Σ_{v>u} PRG(s_uv) − Σ_{v<u} PRG(s_uv)
 //!                                            (mod 2^64); pairwise masks cancel in the sum
 //!  round 3  unmask        site → hub         for each survivor a share of b, for each site that
@@ -28,7 +31,8 @@
 //! for s in &mut sites { mail.extend(s.share_keys(&ads).unwrap()); }
 //! let inbox = hub.route(mail);
 //! for (s, x) in sites.iter_mut().zip([[1u64, 2], [10, 20], [100, 200]]) {
-//!     let masked = s.masked_input(&x, inbox[&s.id()].clone()).unwrap();
+//!     s.open(inbox[&s.id()].clone()).unwrap();
+//!     let masked = s.masked_input(&x).unwrap();
 //!     hub.add_masked(masked).unwrap();
 //! }
 //! let request = hub.unmask_request();
@@ -104,7 +108,8 @@ pub struct SealedShares {
     pub from: Id,
     /// Recipient.
     pub to: Id,
-    /// ChaCha20-Poly1305 ciphertext of the share of b and the share of s.
+    /// ChaCha20-Poly1305 ciphertext of the share of b, the share of s and the sender's
+    /// group-token seed.
     pub ciphertext: Vec<u8>,
 }
 
@@ -164,6 +169,15 @@ fn apply_prg(seed: &[u8; 32], label: &[u8], acc: &mut [u64], add: bool) {
 const SELF_MASK: &[u8] = b"medfed secagg v1 self mask";
 const PAIR_MASK: &[u8] = b"medfed secagg v1 pair mask";
 const SHARE_KEY: &[u8] = b"medfed secagg v1 share encryption";
+const TOKEN_KEY: &[u8] = b"medfed secagg v1 group token key";
+
+/// What one site seals for another in round 1.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    seed_share: Vec<u8>,
+    key_share: Vec<u8>,
+    token_seed: [u8; 32],
+}
 
 /// The pairwise mask seed of `mine` and `theirs` (same value from both ends).
 fn pair_seed(mine: &StaticSecret, theirs: &[u8; 32]) -> Result<[u8; 32], SecAggError> {
@@ -218,6 +232,10 @@ pub struct Participant {
     ads: BTreeMap<Id, Advertisement>,
     /// Shares received in round 1, by sender.
     held: BTreeMap<Id, HeldShares>,
+    /// This site's contribution to the round's token key, and every sender's (self included).
+    token_seed: [u8; 32],
+    token_seeds: BTreeMap<Id, [u8; 32]>,
+    opened: bool,
     sent_input: bool,
 }
 
@@ -235,6 +253,8 @@ impl Participant {
         assert!((2..=n).contains(&threshold), "threshold must be in 2..=n");
         let mut self_seed = [0u8; 32];
         rand::fill(&mut self_seed);
+        let mut token_seed = [0u8; 32];
+        rand::fill(&mut token_seed);
         Self {
             id,
             n,
@@ -244,6 +264,9 @@ impl Participant {
             self_seed,
             ads: BTreeMap::new(),
             held: BTreeMap::new(),
+            token_seed,
+            token_seeds: BTreeMap::new(),
+            opened: false,
             sent_input: false,
         }
     }
@@ -280,13 +303,18 @@ impl Participant {
         let key_shares = split(&self.mask_secret.to_bytes(), self.threshold, self.n);
         let mut out = Vec::with_capacity(self.n - 1);
         for (i, (peer, ad)) in ads.iter().enumerate() {
-            let plain =
-                serde_json::to_vec(&(&seed_shares[i], &key_shares[i])).expect("shares serialise");
+            let sealed = Sealed {
+                seed_share: seed_shares[i].clone(),
+                key_share: key_shares[i].clone(),
+                token_seed: self.token_seed,
+            };
             if *peer == self.id {
                 self.held
-                    .insert(self.id, (seed_shares[i].clone(), key_shares[i].clone()));
+                    .insert(self.id, (sealed.seed_share, sealed.key_share));
+                self.token_seeds.insert(self.id, self.token_seed);
                 continue;
             }
+            let plain = serde_json::to_vec(&sealed).expect("shares serialise");
             let ciphertext = share_cipher(&self.share_secret, &ad.share_key)?
                 .encrypt(&nonce(self.id, *peer).into(), plain.as_slice())
                 .map_err(|_| protocol("encryption failed"))?;
@@ -300,13 +328,13 @@ impl Participant {
         Ok(out)
     }
 
-    /// Round 2: opens the shares addressed to this site and masks `values`. The peers that
-    /// mask with this site are exactly those whose shares arrived.
-    pub fn masked_input(
-        &mut self,
-        values: &[u64],
-        inbox: Vec<SealedShares>,
-    ) -> Result<MaskedInput, SecAggError> {
+    /// Between rounds 1 and 2: opens the shares addressed to this site. The peers that mask
+    /// with this site, and whose token seeds make the token key, are exactly those whose shares
+    /// arrived.
+    pub fn open(&mut self, inbox: Vec<SealedShares>) -> Result<(), SecAggError> {
+        if self.opened {
+            return Err(protocol("this site's inbox was already opened"));
+        }
         for m in inbox {
             if m.to != self.id {
                 return Err(protocol(
@@ -322,15 +350,49 @@ impl Participant {
                 .map_err(|_| {
                     protocol(format!("shares from site {} fail authentication", m.from))
                 })?;
-            let pair: (Vec<u8>, Vec<u8>) =
+            let sealed: Sealed =
                 serde_json::from_slice(&plain).map_err(|_| protocol("malformed shares"))?;
-            self.held.insert(m.from, pair);
+            self.held
+                .insert(m.from, (sealed.seed_share, sealed.key_share));
+            self.token_seeds.insert(m.from, sealed.token_seed);
         }
         if self.held.len() < self.threshold {
             return Err(SecAggError::TooFewSurvivors {
                 alive: self.held.len(),
                 threshold: self.threshold,
             });
+        }
+        self.opened = true;
+        Ok(())
+    }
+
+    /// The round's group-token key: derived from the token seeds of every site whose shares
+    /// arrived, so every honest site of the round holds the same key and the hub, which relayed
+    /// only ciphertexts, does not. Sites name their groups to the hub by keyed tokens
+    /// ([`cells::token`]) so that a group the network does not release is never named.
+    pub fn token_key(&self) -> Result<[u8; 32], SecAggError> {
+        if !self.opened {
+            return Err(protocol("round out of order: the inbox was not opened"));
+        }
+        let ikm: Vec<u8> = self
+            .token_seeds
+            .iter()
+            .flat_map(|(id, seed)| std::iter::once(*id).chain(seed.iter().copied()))
+            .collect();
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(None, &ikm)
+            .expand(TOKEN_KEY, &mut key)
+            .expect("32 bytes is a valid HKDF length");
+        Ok(key)
+    }
+
+    /// Round 2: masks `values` (after [`Self::open`]).
+    pub fn masked_input(&mut self, values: &[u64]) -> Result<MaskedInput, SecAggError> {
+        if !self.opened {
+            return Err(protocol("round out of order: the inbox was not opened"));
+        }
+        if self.sent_input {
+            return Err(protocol("this site already sent its masked input"));
         }
         let mut y = values.to_vec();
         apply_prg(&self.self_seed, SELF_MASK, &mut y, true);
@@ -400,6 +462,16 @@ impl Aggregator {
             shared: BTreeSet::new(),
             masked: BTreeMap::new(),
         })
+    }
+
+    /// Sets the length of the vectors the round sums, before any masked input arrives (the hub
+    /// learns it only once the sites have announced their groups).
+    pub fn set_len(&mut self, len: usize) -> Result<(), SecAggError> {
+        if !self.masked.is_empty() {
+            return Err(protocol("the round's length is fixed once inputs arrive"));
+        }
+        self.len = len;
+        Ok(())
     }
 
     /// Round 1 relay: sorts sealed shares into each recipient's inbox.
@@ -495,44 +567,8 @@ impl Aggregator {
     }
 }
 
-/// Runs a whole round in one process, every site in parallel: sites in `dropped` stop after
-/// sharing keys. Returns the unmasked sum and the masked inputs the hub saw (for benchmarks and
-/// tests; a network runs the same steps over the wire, `medfed_protocol::rounds`).
-pub fn simulate_round(
-    inputs: &[Vec<u64>],
-    threshold: usize,
-    dropped: &[Id],
-) -> Result<(Vec<u64>, Vec<MaskedInput>), SecAggError> {
-    use rayon::prelude::*;
-    let n = inputs.len();
-    let mut sites: Vec<Participant> = (1..=n)
-        .map(|id| Participant::new(id as Id, n, threshold))
-        .collect();
-    let ads: Vec<_> = sites.iter().map(Participant::advertise).collect();
-    let len = inputs.first().map_or(0, Vec::len);
-    let mut hub = Aggregator::new(len, ads.clone(), threshold)?;
-    let mail = sites
-        .par_iter_mut()
-        .map(|s| s.share_keys(&ads))
-        .collect::<Result<Vec<_>, _>>()?;
-    let inbox = hub.route(mail.into_iter().flatten().collect());
-    let masked = sites
-        .par_iter_mut()
-        .zip(inputs)
-        .filter(|(s, _)| !dropped.contains(&s.id()))
-        .map(|(s, x)| s.masked_input(x, inbox[&s.id()].clone()))
-        .collect::<Result<Vec<_>, _>>()?;
-    for m in &masked {
-        hub.add_masked(m.clone())?;
-    }
-    let request = hub.unmask_request();
-    let answers = sites
-        .iter()
-        .filter(|s| !dropped.contains(&s.id()))
-        .map(|s| s.unmask(&request))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((hub.finish(answers)?, masked))
-}
+mod simulate;
+pub use simulate::simulate_round;
 
 #[cfg(test)]
 mod tests;

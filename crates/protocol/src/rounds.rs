@@ -7,19 +7,26 @@
 //! (the site keeps its part of the round under it) and each may be served once.
 //!
 //! ```text
-//!  prepare     hub → every site   run the partial, keep it; reply: announced group keys, report
+//!  prepare     hub → every site   run the partial, keep it; reply: report, real-valued columns
 //!  advertise   hub → responders   ids 1..=n, threshold t; reply: two X25519 public keys
-//!  share_keys  hub → each         everyone's keys; reply: Shamir shares sealed per recipient
-//!  mask        hub → each         the key domain and this site's sealed shares; reply: masked
-//!                                 cell vector (the release, audited and charged at the site)
+//!  share_keys  hub → each         everyone's keys; reply: Shamir shares and a token seed,
+//!                                 sealed per recipient
+//!  announce    hub → each         this site's sealed shares; reply: its groups as tokens keyed
+//!                                 by the round's token key, which the hub does not have
+//!  mask        hub → each         the token domain and which columns are fixed point; reply:
+//!                                 masked cell vector (the release, audited and charged)
 //!  unmask      hub → survivors    who survived and who dropped; reply: the shares that strip masks
+//!  reveal      hub → survivors    the tokens the network releases; reply: their group keys
 //! ```
+//! A table without group keys (a kernel step, a query without GROUP BY) has one cell, the
+//! empty token, and no reveal.
 
 use medfed_privacy::PartialReport;
 use medfed_privacy::secagg::{
     Advertisement, Id, MaskedInput, SealedShares, UnmaskRequest, UnmaskShares,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Flight action type of a secure aggregation round.
 pub const ACTION_SECAGG: &str = "secagg";
@@ -47,17 +54,27 @@ pub enum Round {
         /// Advertisements of all participants.
         ads: Vec<Advertisement>,
     },
-    /// Mask the partial laid out over the agreed `domain`.
-    Mask {
-        /// Group keys every site lays its cells over ([`medfed_privacy::secagg::cells`]).
-        domain: Vec<String>,
+    /// Open the sealed shares and name this site's groups by token.
+    Announce {
         /// The sealed shares other sites sent this one.
         inbox: Vec<SealedShares>,
+    },
+    /// Mask the partial laid out over the agreed `domain`.
+    Mask {
+        /// Group tokens every site lays its cells over ([`medfed_privacy::secagg::cells`]).
+        domain: Vec<String>,
+        /// Columns every site encodes as fixed-point reals.
+        fixed: BTreeSet<String>,
     },
     /// Release the shares that remove the masks.
     Unmask {
         /// Survivors and dropped sites.
         request: UnmaskRequest,
+    },
+    /// Name the groups behind these tokens (the ones the network releases).
+    Reveal {
+        /// Tokens from the domain.
+        tokens: Vec<String>,
     },
 }
 
@@ -77,8 +94,10 @@ impl Round {
             Self::Prepare => "prepare",
             Self::Advertise { .. } => "advertise",
             Self::ShareKeys { .. } => "share_keys",
+            Self::Announce { .. } => "announce",
             Self::Mask { .. } => "mask",
             Self::Unmask { .. } => "unmask",
+            Self::Reveal { .. } => "reveal",
         }
     }
 }
@@ -89,17 +108,21 @@ impl Round {
 pub enum Reply {
     /// To [`Round::Prepare`].
     Prepared {
-        /// Group keys with at least k people at this site.
-        keys: Vec<String>,
         /// What the site applied (rules, no values).
         report: PartialReport,
+        /// Columns of its partial that are real-valued ([`medfed_privacy::secagg::cells::fixed_point`]).
+        fixed: BTreeSet<String>,
     },
     /// To [`Round::Advertise`].
     Advertised(Advertisement),
     /// To [`Round::ShareKeys`].
     Shares(Vec<SealedShares>),
+    /// To [`Round::Announce`]: this site's groups as tokens.
+    Announced(Vec<String>),
     /// To [`Round::Mask`].
     Masked(MaskedInput),
     /// To [`Round::Unmask`].
     Unmasked(UnmaskShares),
+    /// To [`Round::Reveal`]: token → row-format group key, for the asked tokens this site has.
+    Revealed(BTreeMap<String, String>),
 }

@@ -11,7 +11,7 @@ use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 6;
+pub const WIRE_VERSION: u32 = 7;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -318,7 +318,7 @@ mod tests {
         assert_ne!(advertise(0).replay_key(), advertise(1).replay_key());
         let mask = round(Round::Mask {
             domain: vec![],
-            inbox: vec![],
+            fixed: Default::default(),
         });
         assert_ne!(mask.replay_key(), round(Round::Prepare).replay_key());
         assert_ne!(mask.replay_key(), base.replay_key());

@@ -122,6 +122,7 @@ impl Gate {
                     .iter()
                     .map(|(t, c)| (t.clone(), c.iter().cloned().collect()))
                     .collect(),
+                secure_aggregation: ctx.privacy.secure_aggregation,
             },
             now: Now::current(),
         };

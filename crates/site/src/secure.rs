@@ -2,9 +2,10 @@
 //! partial's cells, or a kernel answer as one keyless row — is computed and protected once
 //! (`prepare`), held here under the request id, and leaves only masked.
 //!
-//! What the hub learns from this site: the keys of groups with at least k people here, the
-//! privacy report (rules applied, no values), two public keys, ciphertexts it cannot open, a
-//! vector indistinguishable from random, and shares that remove masks only in the sum.
+//! What the hub learns from this site: the privacy report (rules applied, no values), two public
+//! keys, ciphertexts it cannot open, how many groups the site has (as tokens keyed by a secret
+//! the sites share and the hub does not), a vector indistinguishable from random, shares that
+//! remove masks only in the sum, and the keys of the groups the network releases.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -57,6 +58,10 @@ struct Held {
     /// Under DP: the σ the network's sum must carry on each column (this site adds a share).
     sigma: BTreeMap<String, f64>,
     participant: Option<Participant>,
+    /// The round's group-token key, once the inbox is opened.
+    token_key: Option<[u8; 32]>,
+    /// The unmask shares were given: the sum exists, keys may be revealed.
+    unmasked: bool,
     /// Keys were shared: the round can no longer be re-formed.
     shared: bool,
     since: Instant,
@@ -83,6 +88,8 @@ impl Rounds {
                 table,
                 sigma,
                 participant: None,
+                token_key: None,
+                unmasked: false,
                 shared: false,
                 since: Instant::now(),
             },
@@ -139,9 +146,22 @@ impl Rounds {
                 held.shared = true;
                 Reply::Shares(sealed?)
             }
-            Round::Mask { domain, inbox } => {
+            Round::Announce { inbox } => {
                 let mut p = participant(held)?;
-                let mut vector = cells::to_vector(&held.table, domain)
+                let opened = p.open(inbox.clone()).and_then(|()| p.token_key());
+                held.participant = Some(p);
+                let key = opened?;
+                held.token_key = Some(key);
+                let groups =
+                    cells::announce(&held.table).map_err(|e| Stop::Failed(e.to_string()))?;
+                Reply::Announced(cells::tokens(&groups, &key))
+            }
+            Round::Mask { domain, fixed } => {
+                let mut p = participant(held)?;
+                let key = held
+                    .token_key
+                    .ok_or_else(|| Stop::Invalid("round out of order: not announced".into()))?;
+                let mut vector = cells::to_vector(&held.table, domain, Some(&key), fixed)
                     .map_err(|e| Stop::Refused(e.to_string()))?;
                 let schema = held.table.schema();
                 cells::add_noise(
@@ -149,10 +169,11 @@ impl Rounds {
                     &schema,
                     domain.len(),
                     &held.sigma,
+                    fixed,
                     p.threshold(),
                 )
                 .map_err(|e| Stop::Failed(e.to_string()))?;
-                let masked = p.masked_input(&vector, inbox.clone());
+                let masked = p.masked_input(&vector);
                 held.participant = Some(p);
                 let audited = Audited {
                     reason: format!(
@@ -169,8 +190,34 @@ impl Rounds {
             Round::Unmask { request } => {
                 let p = participant(held)?;
                 let shares = p.unmask(request);
-                open.remove(&req.request_id);
+                // A table with group keys waits for the reveal; a keyless one is done.
+                if cells::key_count(&held.table.schema()) == 0 {
+                    open.remove(&req.request_id);
+                } else {
+                    held.unmasked = shares.is_ok();
+                }
                 Reply::Unmasked(shares?)
+            }
+            Round::Reveal { tokens } => {
+                let key = held
+                    .token_key
+                    .ok_or_else(|| Stop::Invalid("round out of order: not announced".into()))?;
+                if !held.unmasked {
+                    return Err(Stop::Invalid("round out of order: not unmasked".into()));
+                }
+                let named = cells::reveal(&held.table, tokens, &key)
+                    .map_err(|e| Stop::Failed(e.to_string()))?;
+                open.remove(&req.request_id);
+                let audited = Audited {
+                    reason: format!(
+                        "named {} of this site's group(s) the network releases ({} asked)",
+                        named.len(),
+                        tokens.len()
+                    ),
+                    digest: None,
+                    epsilon: None,
+                };
+                return Ok((Reply::Revealed(named), Some(audited)));
             }
         };
         Ok((reply, None))
@@ -199,9 +246,9 @@ impl SiteService {
             },
             (Round::Prepare, Secured::Kernel(task)) => match self.kernel_partial(req, task).await {
                 Ok((table, report, audited)) => {
+                    let fixed = cells::fixed_point(&table.schema());
                     self.rounds.hold(req, &key, table, Default::default());
-                    let keys = vec![String::new()];
-                    Ok((Reply::Prepared { keys, report }, Some(audited)))
+                    Ok((Reply::Prepared { report, fixed }, Some(audited)))
                 }
                 Err(stop) => Err(stop),
             },
@@ -213,8 +260,9 @@ impl SiteService {
         self.settle(req, outcome).await
     }
 
-    /// Keeps a prepared partial for the next rounds and says which of its groups may be named:
-    /// exact studies, groups with at least k people here; DP studies, the noisy selection.
+    /// Keeps a prepared partial for the next rounds. Its groups are named only later, as tokens
+    /// (exact studies: every group, small ones too, since k applies to the network's sum; DP
+    /// studies: the noisy partition selection).
     fn hold(
         &self,
         req: &SiteRequest,
@@ -223,21 +271,25 @@ impl SiteService {
         report: PartialReport,
     ) -> Result<(Reply, Option<Audited>), Stop> {
         let dp = req.context.privacy.dp.is_some();
-        let k = (!dp).then_some(report.rules.min_cell_count);
-        let keys = cells::announce(&table, k).map_err(|e| Stop::Failed(e.to_string()))?;
+        let groups = cells::announce(&table).map_err(|e| Stop::Failed(e.to_string()))?;
         let audited = Audited {
             reason: format!(
-                "partial held for secure aggregation; {} group key(s) announced ({})",
-                keys.len(),
-                match k {
-                    Some(k) => format!("at least {k} people here"),
-                    None => format!("noisy partition selection; ε = {} charged", report.epsilon),
+                "partial held for secure aggregation; {} group(s) to be named by token ({})",
+                groups.len(),
+                if dp {
+                    format!("noisy partition selection; ε = {} charged", report.epsilon)
+                } else {
+                    format!(
+                        "k = {} applies to the network's sum",
+                        report.rules.min_cell_count
+                    )
                 }
             ),
             digest: None,
             epsilon: dp.then_some(report.epsilon),
         };
+        let fixed = cells::fixed_point(&table.schema());
         self.rounds.hold(req, sql, table, report.sigma.clone());
-        Ok((Reply::Prepared { keys, report }, Some(audited)))
+        Ok((Reply::Prepared { report, fixed }, Some(audited)))
     }
 }

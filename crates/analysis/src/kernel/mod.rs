@@ -417,8 +417,9 @@ pub fn update_sigma(dp: &UpdateDp, release: &DpRelease, epochs: u32) -> f64 {
 /// coefficients.
 fn saturation(p: usize, n: usize) -> Result<(), SqlError> {
     if p as f64 > MAX_PARAMETER_SHARE * n as f64 {
+        // The site's row count is not stated: a refusal never carries a small count.
         return Err(SqlError::Disclosive(format!(
-            "{p} coefficients for {n} rows here: at most {:.0}% as many (a saturated model \
+            "{p} coefficients are more than {:.0}% of this site's rows (a saturated model \
              reproduces its data)",
             MAX_PARAMETER_SHARE * 100.0
         )));

@@ -46,34 +46,63 @@ async fn secure_sums_release_what_plain_merges_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_groups_stay_hidden_and_a_group_small_everywhere_is_not_released() {
+async fn k_judges_the_network_total_and_a_group_small_in_the_network_is_not_named() {
     let net = network(3, 10_000).await;
-    // Birth years: many groups have fewer than k people at a site, some in the whole network.
+    // Birth years: many have fewer than k people at each site but k or more in the network.
     let sql = "SELECT year_of_birth, COUNT(*) AS n FROM person GROUP BY year_of_birth";
     let (status, body) = query(&net, "exact", sql, true).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["privacy"]["k_applied_to"], "network", "{body}");
     let pooled = net.pooled(sql).await;
-    let rows = body["rows"].as_array().unwrap();
-    let suppressed = body["privacy"]["suppressed"].as_array().unwrap();
-    for (i, row) in rows.iter().enumerate() {
-        match row[1].as_i64() {
-            Some(n) => assert!(n >= 10, "a released group of {n}: {body}"),
-            None => assert!(suppressed.iter().any(|s| s["row"] == i)),
-        }
-    }
-    // Every released count is the pooled count of its year.
-    for row in rows.iter().filter(|r| !r[1].is_null()) {
-        let pooled_n = pooled
+    let count = |row: &Vec<Value>| row[1].as_f64().unwrap();
+    let numbers = |row: &Vec<Value>| (row[0].as_f64().unwrap() as i64, count(row) as i64);
+    // Exactly the years with at least k people in the network are released, at their pooled
+    // counts; the others are withheld and never named (no row, not even a blank one).
+    let mut expected: Vec<(i64, i64)> = pooled
+        .iter()
+        .filter(|r| count(r) >= 10.0)
+        .map(numbers)
+        .collect();
+    expected.sort();
+    let mut rows: Vec<(i64, i64)> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| numbers(r.as_array().unwrap()))
+        .collect();
+    rows.sort();
+    assert_eq!(rows, expected, "{body}");
+    let small = pooled.iter().filter(|r| count(r) < 10.0).count();
+    assert!(small > 0, "the synthetic years include small ones");
+    let withheld = &body["privacy"]["withheld_groups"];
+    let withheld: u64 = withheld
+        .as_object()
+        .map_or(0, |w| w.values().filter_map(Value::as_u64).sum());
+    assert_eq!(withheld as usize, small, "{body}");
+    // The old per-site rule hides more: a year is hidden wherever one site has 1..k−1.
+    let (status, plain) = query(&net, "exact", sql, false).await;
+    assert_eq!(status, 200, "{plain}");
+    assert_eq!(plain["privacy"]["k_applied_to"], "site");
+    let released = |b: &Value| {
+        b["rows"]
+            .as_array()
+            .unwrap()
             .iter()
-            .find(|p| p[0].as_f64() == row[0].as_f64())
-            .map(|p| p[1].as_f64().unwrap());
-        assert_eq!(pooled_n, row[1].as_f64(), "{row}");
-    }
-    // A cohort small everywhere is refused, as without secure aggregation.
+            .filter(|r| !r[1].is_null())
+            .count()
+    };
+    assert!(released(&plain) < rows.len(), "{plain}");
+    let note = plain["privacy"]["notes"][0].as_str().unwrap();
+    assert!(note.contains("secure aggregation would release"), "{note}");
+    // A cohort with fewer than k people in the whole network is refused.
+    let tiny = numbers(pooled.iter().find(|r| count(r) < 10.0).unwrap()).0;
     let (status, body) = query(
         &net,
         "exact",
-        "SELECT year_of_birth, COUNT(*) AS n FROM person WHERE year_of_birth = 1931 GROUP BY year_of_birth",
+        &format!(
+            "SELECT year_of_birth, COUNT(*) AS n FROM person WHERE year_of_birth = {tiny} \
+             GROUP BY year_of_birth"
+        ),
         true,
     )
     .await;
@@ -82,7 +111,7 @@ async fn small_groups_stay_hidden_and_a_group_small_everywhere_is_not_released()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_site_down_leaves_the_others_sum_and_one_site_alone_is_refused() {
+async fn a_site_down_leaves_the_others_sum_and_one_site_alone_falls_back_to_site_k() {
     let mut net = network(3, 5_000).await;
     let sql = "SELECT COUNT(*) AS n FROM person";
     assert!(net.net.stop_site(&SiteName::new("south").unwrap()).await);
@@ -93,32 +122,42 @@ async fn a_site_down_leaves_the_others_sum_and_one_site_alone_is_refused() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"][0][0], 4_000, "{body}");
     assert_eq!(body["sites"]["south"]["status"], "failed");
+    assert_eq!(body["privacy"]["secure_aggregation"], true);
 
     net.net.stop_site(&SiteName::new("east").unwrap()).await;
     let (status, body) = query(&net, "exact", sql, true).await;
-    assert_eq!(status, 503, "{body}");
-    let north = body["sites"]["north"]["message"].as_str().unwrap();
-    assert!(north.contains("at least 2 sites"), "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0][0], 2_000, "{body}");
+    let p = &body["privacy"];
+    assert_eq!(p["secure_aggregation"], false, "{body}");
+    assert_eq!(p["k_applied_to"], "site", "{body}");
+    assert!(
+        p["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("fewer than two sites"),
+        "{body}"
+    );
     net.net.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_a_sum_cannot_carry_is_refused_before_any_site_is_asked() {
+async fn variances_fall_back_to_site_k_and_say_so() {
     let net = network(2, 5_000).await;
-    for (study, sql) in [
-        ("exact", "SELECT STDDEV(year_of_birth) AS sd FROM person"),
-        ("dp", "SELECT VAR_POP(year_of_birth) AS v FROM person"),
-    ] {
-        let (status, body) = query(&net, study, sql, true).await;
-        assert_eq!(status, 422, "{body}");
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .contains("secure aggregation"),
-            "{body}"
-        );
-    }
+    let sql = "SELECT STDDEV(year_of_birth) AS sd FROM person";
+    let (status, body) = query(&net, "exact", sql, true).await;
+    assert_eq!(status, 200, "{body}");
+    let p = &body["privacy"];
+    assert_eq!(p["secure_aggregation"], false, "{body}");
+    assert!(
+        p["notes"][0].as_str().unwrap().contains("VAR/STDDEV"),
+        "{body}"
+    );
+    assert_rows_eq(
+        body["rows"].as_array().unwrap(),
+        &net.pooled(sql).await,
+        sql,
+    );
     net.net.shutdown().await;
 }
 

@@ -40,6 +40,9 @@ struct Site {
     participant: Mutex<Option<Participant>>,
     drops_at: Option<&'static str>,
     masked_seen: Mutex<Option<Vec<u64>>>,
+    token_key: Mutex<Option<[u8; 32]>>,
+    /// How many of its groups this site named to the hub.
+    named: Mutex<usize>,
     /// The real site's replay guard: each round (and each advertise attempt) is served once.
     served: Mutex<std::collections::HashSet<String>>,
 }
@@ -51,6 +54,8 @@ impl Site {
             participant: Mutex::new(None),
             drops_at,
             masked_seen: Mutex::new(None),
+            token_key: Mutex::new(None),
+            named: Mutex::new(0),
             served: Mutex::default(),
         })
     }
@@ -70,8 +75,8 @@ impl Site {
         let err = |e: medfed_privacy::secagg::SecAggError| SiteCallError::Refused(e.to_string());
         Ok(match round {
             Round::Prepare => Reply::Prepared {
-                keys: cells::announce(&self.table, Some(10)).unwrap(),
                 report: PartialReport::default(),
+                fixed: cells::fixed_point(&self.table.schema()),
             },
             Round::Advertise {
                 id, n, threshold, ..
@@ -84,15 +89,29 @@ impl Site {
             Round::ShareKeys { ads } => {
                 Reply::Shares(p.as_mut().unwrap().share_keys(&ads).map_err(err)?)
             }
-            Round::Mask { domain, inbox } => {
-                let x = cells::to_vector(&self.table, &domain).unwrap();
+            Round::Announce { inbox } => {
+                let p = p.as_mut().unwrap();
+                p.open(inbox).map_err(err)?;
+                let key = p.token_key().map_err(err)?;
+                *self.token_key.lock().unwrap() = Some(key);
+                Reply::Announced(cells::tokens(&cells::announce(&self.table).unwrap(), &key))
+            }
+            Round::Mask { domain, fixed } => {
+                let key = self.token_key.lock().unwrap().unwrap();
+                let x = cells::to_vector(&self.table, &domain, Some(&key), &fixed).unwrap();
                 *self.masked_seen.lock().unwrap() = Some(x.clone());
-                let masked = p.as_mut().unwrap().masked_input(&x, inbox).map_err(err)?;
+                let masked = p.as_mut().unwrap().masked_input(&x).map_err(err)?;
                 assert_ne!(masked.values, x, "the hub must never see the plain cells");
                 Reply::Masked(masked)
             }
             Round::Unmask { request } => {
                 Reply::Unmasked(p.as_ref().unwrap().unmask(&request).map_err(err)?)
+            }
+            Round::Reveal { tokens } => {
+                let key = self.token_key.lock().unwrap().unwrap();
+                let named = cells::reveal(&self.table, &tokens, &key).unwrap();
+                *self.named.lock().unwrap() += named.len();
+                Reply::Revealed(named)
             }
         })
     }
@@ -104,10 +123,17 @@ async fn run(sites: &[(&str, Arc<Site>)]) -> FanOut {
         .iter()
         .map(|(n, s)| (n.to_string(), s.clone()))
         .collect();
-    secure_fan_out(&names, &schema(), Duration::from_secs(5), |site, round| {
-        let s = by_name[&site].clone();
-        async move { s.answer(round) }
-    })
+    let reveal = Reveal::AtLeast(10);
+    secure_fan_out(
+        &names,
+        &schema(),
+        reveal,
+        Duration::from_secs(5),
+        |site, round| {
+            let s = by_name[&site].clone();
+            async move { s.answer(round) }
+        },
+    )
     .await
 }
 
@@ -124,23 +150,57 @@ fn cells_of(out: &FanOut) -> Vec<(String, i64, i64, u8)> {
 }
 
 #[tokio::test]
-async fn the_hub_gets_the_exact_sum_over_the_announced_groups() {
+async fn k_judges_the_network_total_and_withheld_groups_are_never_named() {
     let sites = [
         (
             "a",
             Site::new(&[("F", 12, false), ("M", 3, false), ("X", 2, false)], None),
         ),
-        ("b", Site::new(&[("M", 40, false)], None)),
-        ("c", Site::new(&[("F", 5, true), ("M", 11, false)], None)),
+        ("b", Site::new(&[("M", 40, false), ("Y", 5, false)], None)),
+        (
+            "c",
+            Site::new(&[("F", 5, true), ("M", 11, false), ("Y", 5, false)], None),
+        ),
     ];
     let out = run(&sites).await;
     assert!(out.sites.values().all(|o| o.status == SiteStatus::Answered));
-    // X is small at every site: not in the domain. a's 3 Ms and c's 5 Fs still count; F is
-    // dominated at c, so it carries the flag.
+    // M (3 + 40 + 11) and Y (5 + 5: small at each site, 10 in the network) are released.
+    // F is dominated at c and X has 2 people in the whole network: both withheld unnamed.
     assert_eq!(
         cells_of(&out),
-        vec![("F".into(), 17, 1700, 2), ("M".into(), 54, 5400, 0)]
+        vec![("M".into(), 54, 5400, 0), ("Y".into(), 10, 1000, 0)]
     );
+    assert_eq!(
+        out.withheld,
+        [(Suppression::SmallCell, 1), (Suppression::Dominance, 1)].into()
+    );
+    // a named only M; b named M and Y; c named M and Y.
+    let named: Vec<usize> = sites
+        .iter()
+        .map(|(_, s)| *s.named.lock().unwrap())
+        .collect();
+    assert_eq!(named, vec![1, 2, 2]);
+}
+
+#[tokio::test]
+async fn a_group_of_five_at_each_of_three_sites_is_released_and_nine_in_all_is_not() {
+    let sites = [
+        (
+            "a",
+            Site::new(&[("rare", 5, false), ("rarer", 3, false)], None),
+        ),
+        (
+            "b",
+            Site::new(&[("rare", 5, false), ("rarer", 3, false)], None),
+        ),
+        (
+            "c",
+            Site::new(&[("rare", 5, false), ("rarer", 3, false)], None),
+        ),
+    ];
+    let out = run(&sites).await;
+    assert_eq!(cells_of(&out), vec![("rare".into(), 15, 1500, 0)]);
+    assert_eq!(out.withheld, [(Suppression::SmallCell, 1)].into());
 }
 
 #[tokio::test]
@@ -183,19 +243,16 @@ async fn a_site_lost_before_the_key_exchange_is_left_out_of_a_re_formed_round() 
 }
 
 #[tokio::test]
-async fn one_site_alone_is_never_collected() {
+async fn one_site_alone_is_never_summed_and_is_handed_back() {
     let sites = [
         ("a", Site::new(&[("F", 3, false)], None)),
         ("b", Site::new(&[("F", 20, false)], Some("prepare"))),
     ];
     let out = run(&sites).await;
     assert!(out.partials.is_empty());
-    let a = &out.sites["a"];
-    assert_eq!(a.status, SiteStatus::Failed);
-    assert!(
-        a.message.as_deref().unwrap().contains("at least 2 sites"),
-        "{a:?}"
-    );
+    assert_eq!(out.too_few, vec!["a".to_string()]);
+    assert!(!out.sites.contains_key("a"));
+    assert_eq!(out.sites["b"].status, SiteStatus::Failed);
 }
 
 #[tokio::test]

@@ -2,12 +2,17 @@
 //! [`CONTRIBUTORS`], [`CELL_STATUS`]) is summed under secure aggregation.
 //!
 //! Secure aggregation sums vectors position by position, so every site must lay its groups out
-//! over the same **domain** of group keys. Each site *announces* the keys of its groups that
-//! already pass the minimum cell count on their own (a fact the hub would learn from any exact
-//! release anyway); the hub's domain is the union. A site then contributes every domain group it
-//! has — including its small ones, which never leave it in the clear — and 0 for the rest.
-//! A group that is small at *every* site is not in the domain and not released: the price of
-//! not revealing that it exists.
+//! over the same **domain**. The domain must hold every group any site has — including groups of
+//! 1..k−1 people at every site, which the network releases when they add up to k — without
+//! telling the hub which groups exist where. So a site *announces* its groups as **tokens**:
+//! HMAC-SHA256 of the group key under the round's token key, which the sites agree through the
+//! sealed shares of round 1 and the hub never holds ([`super::Participant::token_key`]). The
+//! domain is the union of the tokens; every site contributes every domain group it has and 0
+//! for the rest. After unmasking, the hub judges each token's network total (k, dominance) and
+//! asks the sites to **reveal** the keys of the tokens it releases only: a group the network
+//! withholds is never named, at any site. What the hub learns of a withheld group is that it
+//! exists (how many tokens a site announced), never its key or any one site's count.
+//! Under DP the announced groups are each site's noisy partition selection, as before.
 //!
 //! Keys travel as Arrow's row format (hex), which is canonical and turns back into typed key
 //! columns at the hub. Integer columns sum exactly in Z/2^64; reals are fixed point
@@ -38,14 +43,26 @@
 //!     ]).unwrap()
 //! };
 //! let (north, south) = (site(vec!["F", "M"], vec![12, 3]), site(vec!["M"], vec![40]));
-//! let domain = cells::domain([cells::announce(&north, Some(10)).unwrap(), cells::announce(&south, Some(10)).unwrap()]);
-//! assert_eq!(domain.len(), 2); // F (12 at north) and M (40 at south); north's 3 Ms still count
-//! let a = cells::to_vector(&north, &domain).unwrap();
-//! let b = cells::to_vector(&south, &domain).unwrap();
+//! let (north, south) = (site(vec!["F", "M", "X"], vec![12, 3, 4]), site(vec!["M"], vec![40]));
+//! let key = [7u8; 32]; // the round's token key, which only the sites hold
+//! let named = |b| cells::tokens(&cells::announce(b).unwrap(), &key);
+//! let domain = cells::domain([named(&north), named(&south)]);
+//! assert_eq!(domain.len(), 3); // three tokens; the hub cannot tell which group is which
+//! let fixed = Default::default(); // no real-valued column
+//! let a = cells::to_vector(&north, &domain, Some(&key), &fixed).unwrap();
+//! let b = cells::to_vector(&south, &domain, Some(&key), &fixed).unwrap();
 //! let sum: Vec<u64> = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
-//! let merged = cells::from_vector(&sum, &schema, &domain, &Default::default()).unwrap();
+//! // The hub releases the tokens whose network count reaches k = 10 and asks for their keys.
+//! let n = cells::column(&sum, &schema, domain.len(), "__n").unwrap();
+//! let released: Vec<usize> = (0..domain.len()).filter(|&i| n[i] as i64 >= 10).collect();
+//! assert_eq!(released.len(), 2); // F (12) and M (3 + 40); X (4) is never named
+//! let revealed = cells::reveal(&north, &released.iter().map(|&i| domain[i].clone()).collect::<Vec<_>>(), &key).unwrap();
+//! let keys: Vec<(usize, String)> = released.iter().map(|&i| (i, revealed[&domain[i]].clone())).collect();
+//! let merged = cells::from_vector(&sum, &schema, domain.len(), &keys, &fixed, &Default::default()).unwrap();
 //! let n = merged.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-//! assert_eq!(n.values().to_vec(), vec![12, 43]);
+//! let mut n = n.values().to_vec();
+//! n.sort();
+//! assert_eq!(n, vec![12, 43]);
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -56,9 +73,50 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type, Int64Type, Schema, SchemaRef, UInt8Type};
 use arrow::row::{RowConverter, SortField};
 
-use super::{FRACTION_BITS, SecAggError, decode_fixed, encode_fixed, protocol};
+use super::{FRACTION_BITS, SecAggError, protocol};
 use crate::release::{CELL_STATUS, CONTRIBUTORS};
 use crate::rules::Suppression;
+
+/// Bits of the second limb of a fixed-point real: the part of x·2^FRACTION_BITS below 1, so
+/// a real travels with 2^-(24+40) resolution and a sum of reals keeps f64's precision (an
+/// IRLS step on 2^-24 alone stalls short of convergence).
+const LOW_BITS: u32 = 40;
+
+/// A real as two ring elements: ⌊x·2^F⌋ and the remainder in units of 2^-(F+40).
+fn encode_limbs(x: f64) -> (u64, u64) {
+    let v = x * f64::from(1u32 << FRACTION_BITS);
+    let high = v.floor();
+    let low = ((v - high) * (1u64 << LOW_BITS) as f64).round();
+    (high as i64 as u64, low as u64)
+}
+
+/// The real of summed limbs.
+fn decode_limbs(high: u64, low: u64) -> f64 {
+    (high as i64 as f64 + low as f64 / (1u64 << LOW_BITS) as f64) / f64::from(1u32 << FRACTION_BITS)
+}
+
+/// Ring elements one cell takes: one per column, and a second limb per fixed-point column
+/// (laid out after all the columns' first blocks, in schema order).
+pub fn vector_len(schema: &Schema, fixed: &BTreeSet<String>, domain_len: usize) -> usize {
+    let keys = key_count(schema);
+    let low_limbs = schema
+        .fields()
+        .iter()
+        .skip(keys)
+        .filter(|f| fixed.contains(f.name()))
+        .count();
+    (schema.fields().len() - keys + low_limbs) * domain_len
+}
+
+/// Index of the second-limb block of column `c` (which must be fixed point).
+fn low_block(schema: &Schema, fixed: &BTreeSet<String>, c: usize) -> usize {
+    let keys = key_count(schema);
+    let before = schema.fields()[keys..c]
+        .iter()
+        .filter(|f| fixed.contains(f.name()))
+        .count();
+    schema.fields().len() - keys + before
+}
 
 /// Largest |value| a site may put into a fixed-point column (2^31): the sum of up to 255 sites'
 /// values then stays inside the ring's ±2^39 of fixed-point range. Larger values are refused,
@@ -103,13 +161,10 @@ fn contributors(batch: &RecordBatch) -> Result<Int64Array, SecAggError> {
     Ok(n.as_primitive::<Int64Type>().clone())
 }
 
-/// The keys of `batch`'s groups a site may reveal: those its own release did not mark as small
-/// (under DP, the noisy partition selection) and, when `min_cell_count` is given (exact
-/// studies), with at least that many people here.
-pub fn announce(
-    batch: &RecordBatch,
-    min_cell_count: Option<u64>,
-) -> Result<Vec<String>, SecAggError> {
+/// The row-format keys of `batch`'s groups this site contributes to the secure sum: every group
+/// with at least one person, unless its own release marked it small (under DP, the noisy
+/// partition selection). A table without keys has one group, "".
+pub fn announce(batch: &RecordBatch) -> Result<Vec<String>, SecAggError> {
     let n = contributors(batch)?;
     let status = batch
         .column_by_name(CELL_STATUS)
@@ -125,12 +180,58 @@ pub fn announce(
     Ok(keys
         .into_iter()
         .enumerate()
-        .filter(|(row, k)| {
-            k.is_empty()
-                || !small(*row) && min_cell_count.is_none_or(|k| n.value(*row) as u64 >= k.max(1))
-        })
+        .filter(|(row, k)| k.is_empty() || !small(*row) && n.value(*row) >= 1)
         .map(|(_, k)| k)
         .collect())
+}
+
+/// The token that names `group` to the hub: HMAC-SHA256 under the round's token key, 128 bits,
+/// hex ("" stays "": the one cell of a table without keys).
+pub fn token(group: &str, key: &[u8; 32]) -> String {
+    use hmac::{Hmac, Mac};
+    if group.is_empty() {
+        return String::new();
+    }
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(group.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// The tokens of `groups`.
+pub fn tokens(groups: &[String], key: &[u8; 32]) -> Vec<String> {
+    groups.iter().map(|g| token(g, key)).collect()
+}
+
+/// A site's answer to the hub's reveal: the keys of the asked tokens that name groups of
+/// `batch` (the hub asks only for tokens it releases).
+pub fn reveal(
+    batch: &RecordBatch,
+    asked: &[String],
+    key: &[u8; 32],
+) -> Result<BTreeMap<String, String>, SecAggError> {
+    let asked: BTreeSet<&str> = asked.iter().map(String::as_str).collect();
+    Ok(row_keys(batch)?
+        .into_iter()
+        .filter_map(|group| {
+            let t = token(&group, key);
+            asked.contains(t.as_str()).then_some((t, group))
+        })
+        .collect())
+}
+
+/// The block of column `name` in a summed vector laid out over `domain_len` cells.
+pub fn column<'a>(
+    sum: &'a [u64],
+    schema: &Schema,
+    domain_len: usize,
+    name: &str,
+) -> Result<&'a [u64], SecAggError> {
+    let keys = key_count(schema);
+    let c = schema
+        .index_of(name)
+        .map_err(|_| protocol(format!("the partial has no column {name}")))?;
+    sum.get((c - keys) * domain_len..(c - keys + 1) * domain_len)
+        .ok_or_else(|| protocol("the sum does not match the partial's shape"))
 }
 
 /// Adds each site's share of the release's Gaussian noise to its cell vector: column `c` gets
@@ -141,6 +242,7 @@ pub fn add_noise(
     schema: &Schema,
     domain_len: usize,
     sigma: &BTreeMap<String, f64>,
+    fixed: &BTreeSet<String>,
     threshold: usize,
 ) -> Result<(), crate::dp::DpError> {
     let keys = key_count(schema);
@@ -148,10 +250,10 @@ pub fn add_noise(
         let Some(&s) = sigma.get(field.name()) else {
             continue;
         };
-        let unit = if field.data_type().is_integer() {
-            1.0
-        } else {
+        let unit = if fixed.contains(field.name()) {
             f64::from(1u32 << FRACTION_BITS)
+        } else {
+            1.0
         };
         let share = crate::dp::gaussian_share_sigma(s * unit, threshold);
         let block = &mut vector[(c - keys) * domain_len..(c - keys + 1) * domain_len];
@@ -166,6 +268,20 @@ pub fn add_noise(
     Ok(())
 }
 
+/// The columns of a site's partial that travel as fixed-point reals: every statistic that is not
+/// an integer. The hub takes the union over the sites and every site encodes those columns so
+/// (a site's SUM over a clamped integer column may be real where another's is not), and the hub
+/// decodes them so whatever type the plan gives the column.
+pub fn fixed_point(schema: &Schema) -> BTreeSet<String> {
+    schema
+        .fields()
+        .iter()
+        .skip(key_count(schema))
+        .filter(|f| f.name() != CELL_STATUS && !f.data_type().is_integer())
+        .map(|f| f.name().clone())
+        .collect()
+}
+
 /// The union of the sites' announcements, sorted. A query without GROUP BY has one cell, "".
 pub fn domain(announcements: impl IntoIterator<Item = Vec<String>>) -> Vec<String> {
     let all: BTreeSet<String> = announcements.into_iter().flatten().collect();
@@ -176,8 +292,14 @@ pub fn domain(announcements: impl IntoIterator<Item = Vec<String>>) -> Vec<Strin
 }
 
 /// Lays `batch`'s non-key columns out over `domain`: column-major, one `domain.len()` block per
-/// column; groups not in the domain are left out, domain groups the site lacks are 0.
-pub fn to_vector(batch: &RecordBatch, domain: &[String]) -> Result<Vec<u64>, SecAggError> {
+/// column; groups not in the domain are left out, domain groups the site lacks are 0. With a
+/// token key the domain holds tokens ([`token`]), else row-format keys.
+pub fn to_vector(
+    batch: &RecordBatch,
+    domain: &[String],
+    token_key: Option<&[u8; 32]>,
+    fixed: &BTreeSet<String>,
+) -> Result<Vec<u64>, SecAggError> {
     let schema = batch.schema();
     let keys = key_count(&schema);
     let m = domain.len();
@@ -187,12 +309,17 @@ pub fn to_vector(batch: &RecordBatch, domain: &[String]) -> Result<Vec<u64>, Sec
         .map(|(i, k)| (k.as_str(), i))
         .collect();
     let rows: Vec<Option<usize>> = row_keys(batch)?
-        .iter()
+        .into_iter()
+        .map(|k| match token_key {
+            Some(key) => token(&k, key),
+            None => k,
+        })
         .map(|k| position.get(k.as_str()).copied())
         .collect();
-    let mut out = vec![0u64; (schema.fields().len() - keys) * m];
+    let mut out = vec![0u64; vector_len(&schema, fixed, m)];
     for (c, field) in schema.fields().iter().enumerate().skip(keys) {
-        let block = &mut out[(c - keys) * m..(c - keys + 1) * m];
+        let (blocks, lows) = out.split_at_mut((schema.fields().len() - keys) * m);
+        let block = &mut blocks[(c - keys) * m..(c - keys + 1) * m];
         let column = batch.column(c);
         if field.name() == CELL_STATUS {
             let status = cast(column, &DataType::UInt8).map_err(|e| protocol(e.to_string()))?;
@@ -205,7 +332,7 @@ pub fn to_vector(batch: &RecordBatch, domain: &[String]) -> Result<Vec<u64>, Sec
                     block[at] = u64::from(s == Some(Suppression::Dominance.code()));
                 }
             }
-        } else if field.data_type().is_integer() {
+        } else if !fixed.contains(field.name()) {
             let v = cast(column, &DataType::Int64).map_err(|e| protocol(e.to_string()))?;
             for (row, x) in v.as_primitive::<Int64Type>().iter().enumerate() {
                 if let Some(at) = rows[row] {
@@ -229,34 +356,37 @@ pub fn to_vector(batch: &RecordBatch, domain: &[String]) -> Result<Vec<u64>, Sec
                         field.name()
                     )));
                 }
-                block[at] = encode_fixed(x);
+                let low = (low_block(&schema, fixed, c) - (schema.fields().len() - keys)) * m;
+                (block[at], lows[low + at]) = encode_limbs(x);
             }
         }
     }
     Ok(out)
 }
 
-/// The hub's side: turns the unmasked sum back into one partial table of `schema` (keys from the
-/// domain), with [`CELL_STATUS`] = dominance wherever any site found the group dominated.
-/// `centres` names sums the sites sent centred (DP): decoded as reals, with m × their count
-/// added back.
+/// The hub's side: turns the unmasked sum over `domain_len` cells back into one partial table of
+/// `schema` holding the `released` cells — (position in the domain, row-format key) — with
+/// [`CELL_STATUS`] = dominance wherever any site found the group dominated. `centres` names sums
+/// the sites sent centred (DP): decoded as reals, with m × their count added back.
 pub fn from_vector(
     sum: &[u64],
     schema: &SchemaRef,
-    domain: &[String],
+    domain_len: usize,
+    released: &[(usize, String)],
+    fixed: &BTreeSet<String>,
     centres: &BTreeMap<String, (f64, String)>,
 ) -> Result<RecordBatch, SecAggError> {
     let keys = key_count(schema);
-    let m = domain.len();
-    if sum.len() != (schema.fields().len() - keys) * m {
+    let m = domain_len;
+    if sum.len() != vector_len(schema, fixed, m) || released.iter().any(|(i, _)| *i >= m) {
         return Err(protocol("the sum does not match the partial's shape"));
     }
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     if keys > 0 {
         let converter = converter(schema)?;
-        let bytes = domain
+        let bytes = released
             .iter()
-            .map(|k| hex::decode(k).map_err(|_| protocol("a malformed group key")))
+            .map(|(_, k)| hex::decode(k).map_err(|_| protocol("a malformed group key")))
             .collect::<Result<Vec<_>, _>>()?;
         let parser = converter.parser();
         let rows = bytes.iter().map(|b| parser.parse(b));
@@ -266,8 +396,19 @@ pub fn from_vector(
                 .map_err(|e| protocol(format!("group keys: {e}")))?,
         );
     }
+    let pick = |block: &[u64]| -> Vec<u64> { released.iter().map(|(i, _)| block[*i]).collect() };
+    // A fixed-point column's reals from its two limbs.
+    let reals = |c: usize| -> Vec<f64> {
+        let high = pick(&sum[(c - keys) * m..(c - keys + 1) * m]);
+        let l = low_block(schema, fixed, c);
+        let low = pick(&sum[l * m..(l + 1) * m]);
+        high.iter()
+            .zip(&low)
+            .map(|(&h, &l)| decode_limbs(h, l))
+            .collect()
+    };
     for (c, field) in schema.fields().iter().enumerate().skip(keys) {
-        let block = &sum[(c - keys) * m..(c - keys + 1) * m];
+        let block = pick(&sum[(c - keys) * m..(c - keys + 1) * m]);
         let array: ArrayRef = if field.name() == CELL_STATUS {
             Arc::new(UInt8Array::from_iter_values(block.iter().map(|&v| {
                 if v == 0 {
@@ -280,21 +421,29 @@ pub fn from_vector(
             let j = schema
                 .index_of(count)
                 .map_err(|_| protocol(format!("no count column {count} to re-centre on")))?;
-            let counts = &sum[(j - keys) * m..(j - keys + 1) * m];
+            let counts = pick(&sum[(j - keys) * m..(j - keys + 1) * m]);
             Arc::new(Float64Array::from_iter_values(
-                block
+                reals(c)
                     .iter()
-                    .zip(counts)
-                    .map(|(&v, &c)| decode_fixed(v) + mid * c as i64 as f64),
+                    .zip(&counts)
+                    .map(|(&v, &c)| v + mid * c as i64 as f64),
             ))
-        } else if field.data_type().is_integer() {
+        } else if fixed.contains(field.name()) {
+            Arc::new(Float64Array::from_iter_values(reals(c)))
+        } else {
             Arc::new(Int64Array::from_iter_values(
                 block.iter().map(|&v| v as i64),
             ))
-        } else {
-            Arc::new(Float64Array::from_iter_values(
-                block.iter().map(|&v| decode_fixed(v)),
-            ))
+        };
+        // A real decoded into an integer column is rounded, not truncated.
+        let array = match (field.data_type().is_integer(), array.data_type()) {
+            (true, DataType::Float64) => {
+                let a = array.as_primitive::<Float64Type>();
+                Arc::new(Float64Array::from_iter_values(
+                    a.values().iter().map(|v| v.round()),
+                )) as ArrayRef
+            }
+            _ => array,
         };
         columns.push(cast(&array, field.data_type()).map_err(|e| protocol(e.to_string()))?);
     }
@@ -303,6 +452,7 @@ pub fn from_vector(
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode_fixed;
     use super::*;
     use arrow::datatypes::Field;
 
@@ -320,7 +470,8 @@ mod tests {
         let mut sum = vec![0u64; 2 * cells];
         for _ in 0..5 {
             let mut share = vec![0u64; 2 * cells];
-            add_noise(&mut share, &schema, cells, &sigma, 3).unwrap();
+            add_noise(&mut share, &schema, cells, &sigma, &fixed_point(&schema), 3).unwrap();
+            // (The second limbs of p1 carry no noise; only the first blocks are summed here.)
             for (s, x) in sum.iter_mut().zip(share) {
                 *s = s.wrapping_add(x);
             }
@@ -339,5 +490,58 @@ mod tests {
                 "variance {got}, expected {want}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod limbs {
+    use super::*;
+    use arrow::datatypes::Field;
+
+    /// Reals keep f64's precision through a sum of several sites (one limb of 2^-24 would
+    /// lose everything past the 8th decimal), including negatives and large values.
+    #[test]
+    fn reals_sum_to_f64_precision() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k0", DataType::Utf8, true),
+            Field::new("p0", DataType::Float64, true),
+            Field::new("__n", DataType::Int64, true),
+        ]));
+        let site = |x: f64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(arrow::array::StringArray::from(vec!["a"])),
+                    Arc::new(Float64Array::from(vec![x])),
+                    Arc::new(Int64Array::from(vec![1])),
+                ],
+            )
+            .unwrap()
+        };
+        let values = [
+            0.123_456_789_012_345_6,
+            -3.333_333_333_333_333,
+            1.0e9 + 1.0 / 3.0,
+            -2.718_281_8e-9,
+        ];
+        let fixed = fixed_point(&schema);
+        let domain = vec![row_keys(&site(0.0)).unwrap()[0].clone()];
+        let mut sum = vec![0u64; vector_len(&schema, &fixed, 1)];
+        for &x in &values {
+            for (s, v) in sum
+                .iter_mut()
+                .zip(to_vector(&site(x), &domain, None, &fixed).unwrap())
+            {
+                *s = s.wrapping_add(v);
+            }
+        }
+        let released = [(0, domain[0].clone())];
+        let t = from_vector(&sum, &schema, 1, &released, &fixed, &Default::default()).unwrap();
+        let got = t.column(1).as_primitive::<Float64Type>().value(0);
+        let want: f64 = values.iter().sum();
+        assert!(
+            (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+            "{got} vs {want}"
+        );
     }
 }

@@ -104,7 +104,8 @@ fn a_site_refuses_to_reveal_both_shares_of_one_site() {
     }
     let inbox = hub.route(mail);
     for s in &mut sites {
-        let m = s.masked_input(&[1], inbox[&s.id()].clone()).unwrap();
+        s.open(inbox[&s.id()].clone()).unwrap();
+        let m = s.masked_input(&[1]).unwrap();
         hub.add_masked(m).unwrap();
     }
     let greedy = UnmaskRequest {
@@ -125,11 +126,43 @@ fn tampered_or_misrouted_shares_are_rejected() {
     }
     let mut to_one: Vec<SealedShares> = mail.iter().filter(|m| m.to == 1).cloned().collect();
     to_one[0].ciphertext[0] ^= 1;
-    assert!(sites[0].masked_input(&[1], to_one).is_err());
+    assert!(sites[0].open(to_one).is_err());
     let misrouted: Vec<SealedShares> = mail.iter().filter(|m| m.to == 2).cloned().collect();
-    assert!(sites[0].masked_input(&[1], misrouted).is_err());
+    assert!(sites[0].open(misrouted).is_err());
+    // Nothing is masked, nor a token key given, from an inbox that did not open.
+    assert!(sites[0].masked_input(&[1]).is_err());
+    assert!(sites[0].token_key().is_err());
     // A hub that swaps a site's advertised key is caught in round 1.
     let mut forged = ads.clone();
     forged[1].mask_key = ads[2].mask_key;
     assert!(sites[1].share_keys(&forged).is_err());
+}
+
+/// Every site of a round derives the same token key from the sealed seeds; the hub, which saw
+/// only ciphertexts, cannot, and another round's key is unrelated.
+#[test]
+fn the_sites_of_a_round_share_a_token_key_the_hub_never_sees() {
+    let round = || {
+        let n = 4;
+        let mut sites: Vec<Participant> = (1..=4).map(|id| Participant::new(id, n, 3)).collect();
+        let ads: Vec<_> = sites.iter().map(|p| p.advertise()).collect();
+        let mut hub = Aggregator::new(1, ads.clone(), 3).unwrap();
+        let mut mail = Vec::new();
+        for s in &mut sites {
+            mail.extend(s.share_keys(&ads).unwrap());
+        }
+        let inbox = hub.route(mail);
+        let keys: Vec<[u8; 32]> = sites
+            .iter_mut()
+            .map(|s| {
+                s.open(inbox[&s.id()].clone()).unwrap();
+                s.token_key().unwrap()
+            })
+            .collect();
+        keys
+    };
+    let first = round();
+    assert!(first.iter().all(|k| *k == first[0]));
+    let second = round();
+    assert_ne!(first[0], second[0]);
 }
