@@ -25,6 +25,11 @@ min_cell_count := 10
 # only differentially private studies are answered here.
 allow_exact_studies := true
 
+# Whether this site releases partials only under secure aggregation (masked, into the network's
+# sum, so k judges the network's total and the hub never sees this site's cells). Set to true
+# and requests for a plain partial are refused.
+require_secure_aggregation := false
+
 # Largest total ε a differentially private study may spend here.
 max_study_epsilon := 1.0
 
@@ -87,6 +92,11 @@ deny contains sprintf("study ε %v exceeds this site's cap of %v", [input.study.
 deny contains sprintf("this site answers only differentially private studies; study %s is exact", [input.study.id]) if {
 	input.study.terms.privacy == "exact"
 	not allow_exact_studies
+}
+
+deny contains "this site releases its partials only under secure aggregation; the request asked for a plain partial" if {
+	require_secure_aggregation
+	not input.request.secure_aggregation
 }
 
 deny contains sprintf("federated work runs here only in hours %v (UTC)", [sort(open_hours_utc)]) if {

@@ -78,3 +78,12 @@ test_a_dp_only_site_refuses_exact_studies if {
 	dp := object.union(study, {"terms": object.union(study.terms, {"privacy": "dp", "epsilon": 0.5})})
 	site.allow with input as doc(dp, request, 12) with site.allow_exact_studies as false
 }
+
+test_a_site_may_require_secure_aggregation if {
+	plain := object.union(request, {"secure_aggregation": false})
+	d := site.decision with input as doc(study, plain, 12) with site.require_secure_aggregation as true
+	"this site releases its partials only under secure aggregation; the request asked for a plain partial" in d.reasons
+	secure := object.union(request, {"secure_aggregation": true})
+	site.allow with input as doc(study, secure, 12) with site.require_secure_aggregation as true
+	site.allow with input as doc(study, plain, 12)
+}

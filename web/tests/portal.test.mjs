@@ -126,20 +126,24 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     await page.context().close();
   });
 
-  test('a researcher runs a query and sees the table, suppressed cells, site status and a chart; CSV exports', async () => {
+  test('a researcher runs a query and sees the table, withheld groups, site status and a chart; CSV exports', async () => {
     const page = await signIn('researcher');
     await page.goto(`${demo.hub_url}/#/query`);
     await page.getByTestId('study').selectOption(demo.studies.exact);
     const editor = page.locator('.cm-content');
     await editor.click();
     await page.keyboard.press('Control+A');
-    await page.keyboard.type('SELECT year_of_birth / 10 * 10 AS decade, COUNT(*) AS people FROM person GROUP BY 1');
+    await page.keyboard.type('SELECT year_of_birth AS year, COUNT(*) AS people FROM person GROUP BY 1');
     await page.getByTestId('run').click();
     await page.getByTestId('result').waitFor({ timeout: 60_000 });
     const rows = await page.locator('[data-testid=result] tbody tr').count();
-    assert.ok(rows >= 5, `${rows} decades`);
-    // The demo's oldest and youngest decades hold fewer than 10 people: withheld, and marked.
-    assert.ok((await page.getByTestId('suppressed').count()) > 0, 'withheld cells are marked');
+    assert.ok(rows >= 5, `${rows} years`);
+    // k applies to the network's total (secure aggregation, the default): the demo's oldest
+    // birth years hold fewer than 10 people in the whole network, so they are withheld without
+    // a row, and the page says how many (cells suppressed at a site would be marked instead).
+    assert.match(await page.getByTestId('protection').innerText(), /network's total/);
+    const withheld = (await page.getByTestId('withheld-groups').count()) + (await page.getByTestId('suppressed').count());
+    assert.ok(withheld > 0, 'withheld groups are reported');
     const status = await page.getByTestId('site-status').innerText();
     for (const s of Object.keys(demo.sites)) assert.match(status, new RegExp(`${s}\\s+answered`));
     await page.getByTestId('chart').locator('canvas').waitFor();
@@ -149,7 +153,7 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     await page.getByTestId('chart-kind').selectOption('histogram');
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('csv').click()]);
     const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r\n/);
-    assert.equal(csv[0], 'decade,people');
+    assert.equal(csv[0], 'year,people');
     assert.equal(csv.length, rows + 1);
     assert.deepEqual(page.problems, []);
     await page.context().close();

@@ -105,6 +105,10 @@ pub struct RequestDoc {
     pub tables: Vec<String>,
     /// Columns read, per table.
     pub columns: BTreeMap<String, Vec<String>>,
+    /// Whether the partial is released only masked, into the network's secure sum (k then
+    /// judges the network's total), rather than in the clear to the hub.
+    #[serde(default)]
+    pub secure_aggregation: bool,
 }
 
 /// The study a site request runs under, as the hub signed it.

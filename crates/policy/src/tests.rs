@@ -78,6 +78,7 @@ fn site_input(approval: &str, tables: &[&str]) -> SiteInput {
             analysis: "sql".into(),
             tables: tables.iter().map(|t| t.to_string()).collect(),
             columns: BTreeMap::new(),
+            secure_aggregation: false,
         },
         now: Now::at(1_700_000_000),
     }

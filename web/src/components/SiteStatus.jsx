@@ -28,14 +28,24 @@ export function SiteStatus({ sites, privacy }) {
   );
 }
 
-/** One line on how the result was protected. */
+/** How the result was protected: one line, then groups withheld unnamed and any notes. */
 export function ProtectionLine({ privacy }) {
   if (!privacy) return null;
+  const where = privacy.k_applied_to === 'network' ? "the network's total" : "each site's groups";
   const parts = [
     privacy.mode === 'dp'
       ? `Differentially private (${privacy.mechanism ?? 'noise'}), ε ${number(privacy.epsilon)} spent at each answering site`
-      : `Exact aggregates; cells under ${privacy.min_cell_count} people withheld`,
+      : `Exact aggregates; cells under ${privacy.min_cell_count} people withheld (k applied to ${where})`,
   ];
   if (privacy.secure_aggregation) parts.push('combined by secure aggregation');
-  return <p class="hint" data-testid="protection">{parts.join('; ')}.</p>;
+  const withheld = Object.entries(privacy.withheld_groups ?? {});
+  return (
+    <div data-testid="protection">
+      <p class="hint">{parts.join('; ')}.</p>
+      {withheld.map(([why, n]) => (
+        <p class="hint" data-testid="withheld-groups">{number(n)} group(s) withheld without a row (their keys were never named to the hub): {why}.</p>
+      ))}
+      {(privacy.notes ?? []).map((note) => <p class="hint" data-testid="privacy-note">Note: {note}.</p>)}
+    </div>
+  );
 }

@@ -64,14 +64,16 @@ pub const EXAMPLES: [(&str, &str); 5] = [
     ),
     (
         "30-day readmission rate after an inpatient stay",
-        "SELECT COUNT(*) AS stays, SUM(readmitted) AS readmitted_30d, AVG(readmitted) AS rate \
-         FROM (SELECT a.visit_occurrence_id, \
-                      MAX(CASE WHEN b.visit_occurrence_id IS NULL THEN 0 ELSE 1 END) AS readmitted \
-               FROM visit_occurrence a LEFT JOIN visit_occurrence b \
-                 ON b.person_id = a.person_id AND b.visit_concept_id = 9201 \
-                AND b.visit_start_date > a.visit_end_date \
-                AND b.visit_start_date <= a.visit_end_date + INTERVAL '30 days' \
-               WHERE a.visit_concept_id = 9201 GROUP BY a.visit_occurrence_id) stays",
+        "SELECT COUNT(DISTINCT a.visit_occurrence_id) AS stays, \
+                COUNT(DISTINCT b.visit_occurrence_id) AS readmissions, \
+                COUNT(DISTINCT b.person_id) AS readmitted_patients, \
+                CAST(COUNT(DISTINCT b.visit_occurrence_id) AS DOUBLE) \
+                  / COUNT(DISTINCT a.visit_occurrence_id) AS readmissions_per_stay \
+         FROM visit_occurrence a LEFT JOIN visit_occurrence b \
+           ON b.person_id = a.person_id AND b.visit_concept_id = 9201 \
+          AND b.visit_start_date > a.visit_end_date \
+          AND b.visit_start_date <= a.visit_end_date + INTERVAL '30 days' \
+         WHERE a.visit_concept_id = 9201",
     ),
     (
         "A row-level query, which the network refuses",
@@ -174,6 +176,18 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .query_with(sex_sql, &net.studies["dp"], &[], options)
             .await,
     );
+    println!(
+        "== Pooling small numbers: heart failure by decade of birth. With k applied to each \
+         site's groups (secure aggregation off), a decade with fewer than k patients at some \
+         site is hidden; with k applied to the network's total (the default), it is released \
+         once the sites together hold k"
+    );
+    let rare_sql = "SELECT (p.year_of_birth / 10) * 10 AS decade, COUNT(DISTINCT c.person_id) AS patients \
+                    FROM condition_occurrence c JOIN person p ON c.person_id = p.person_id \
+                    WHERE c.condition_concept_id = 316139 GROUP BY 1 ORDER BY 1";
+    let per_site = serde_json::json!({ "secure_aggregation": false });
+    show(client.query_with(rare_sql, exact, &[], per_site).await);
+    show(client.query(rare_sql, exact, &[]).await);
     println!("== Governance: the same question under a study no custodian has approved");
     match client
         .query(

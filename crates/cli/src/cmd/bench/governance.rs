@@ -246,6 +246,7 @@ pub fn policy(a: PolicyArgs) -> anyhow::Result<()> {
                     vec!["condition_concept_id".to_string(), "person_id".to_string()],
                 ),
             ]),
+            secure_aggregation: true,
         },
         now: Now::current(),
     };

@@ -1,5 +1,6 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
+mod airlock;
 mod cox;
 mod describe;
 mod fedavg;
@@ -16,6 +17,9 @@ use std::time::Instant;
 pub enum BenchCommand {
     /// Start N sites + hub on loopback with mTLS and time queries end to end.
     Query(query::QueryArgs),
+    /// Disclosure control: the share of the pooled total withheld under per-site k, network k
+    /// (secure aggregation) and k on the pooled rows, over skewed sites with rare conditions.
+    Airlock(airlock::AirlockArgs),
     /// Audit trail: append throughput (entries/s) and latency, and verification speed, on SQLite
     /// and (with --postgres) PostgreSQL.
     Audit(governance::AuditArgs),
@@ -45,6 +49,7 @@ pub enum BenchCommand {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Query(a) => query::run(a).await,
+        BenchCommand::Airlock(a) => airlock::run(a).await,
         BenchCommand::Audit(a) => governance::audit(a).await,
         BenchCommand::Policy(a) => governance::policy(a),
         BenchCommand::Secagg(a) => privacy::secagg(a),

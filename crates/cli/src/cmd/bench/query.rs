@@ -1,5 +1,5 @@
 //! `medfed bench query`: federated latency against the same SQL on pooled data, in one run, and
-//! the same federated query summed under secure aggregation (five signed rounds per site), and
+//! the same federated query summed under secure aggregation (seven signed rounds per site), and
 //! what re-reading the network's catalogue costs.
 
 use std::path::PathBuf;
@@ -77,8 +77,9 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
         .filter(|(n, _)| a.only.is_empty() || a.only.iter().any(|o| o == n))
     {
         let sql = template.replace("{floor}", "-1");
+        let plain = || json!({ "secure_aggregation": false });
         let federated = time(a.iterations, || async {
-            let r = client.query(&sql, study, &[]).await?;
+            let r = client.query_with(&sql, study, &[], plain()).await?;
             anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
             Ok(())
         })
@@ -89,7 +90,7 @@ pub async fn run(a: QueryArgs) -> anyhow::Result<()> {
             let sql = template.replace("{floor}", &format!("-{}", fresh_counter.get()));
             let client = &client;
             async move {
-                let r = client.query(&sql, study, &[]).await?;
+                let r = client.query_with(&sql, study, &[], plain()).await?;
                 anyhow::ensure!(!r.is_partial(), "a site did not answer: {:?}", r.sites);
                 Ok(())
             }
