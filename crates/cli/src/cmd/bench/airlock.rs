@@ -136,10 +136,15 @@ pub async fn run(a: AirlockArgs) -> anyhow::Result<()> {
     let k = medfed_privacy::rules::DEFAULT_MIN_CELL_COUNT;
     let client = HubClient::new(&net.hub_url, Some(net.token.clone()));
     let study = net.studies["exact"].as_str();
-    let mut lines = vec![format!(
-        "{:<18} {:>8} {:>7} | withheld share of the pooled total: {:>9} {:>9} {:>9} | (b)/(c)",
-        "query", "total", "groups", "(a) site", "(b) net", "(c) pool"
-    )];
+    let mut lines = vec![
+        "share of the pooled total withheld under k applied to (a) each site's groups, \
+         (b) the network's total (secure aggregation), (c) the pooled rows (oracle)"
+            .to_string(),
+        format!(
+            "{:<18} {:>8} {:>7} {:>10} {:>10} {:>10} {:>8}",
+            "query", "total", "groups", "(a) site", "(b) net", "(c) pool", "(b)/(c)"
+        ),
+    ];
     let mut out = serde_json::Map::new();
     for (name, sql) in QUERIES {
         let pooled = pooled_groups(name, &rows);
@@ -161,9 +166,16 @@ pub async fn run(a: AirlockArgs) -> anyhow::Result<()> {
             share(released(&network)),
             share(oracle),
         );
-        let ratio = if sc > 0.0 { sb / sc } else { f64::NAN };
+        // Nothing withheld from the pooled rows either: (b) meets the target when it is 0 too.
+        let ratio = if sc > 0.0 {
+            sb / sc
+        } else if sb == 0.0 {
+            1.0
+        } else {
+            f64::INFINITY
+        };
         lines.push(format!(
-            "{name:<18} {total:>8} {:>7} |                                    {:>8.2}% {:>8.2}% {:>8.2}% | {ratio:.3}",
+            "{name:<18} {total:>8} {:>7} {:>9.2}% {:>9.2}% {:>9.2}% {ratio:>8.3}",
             pooled.len(),
             sa * 100.0,
             sb * 100.0,
