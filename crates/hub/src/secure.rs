@@ -291,10 +291,12 @@ where
         Ok(sum) => {
             let chosen = choose(&sum, schema, &domain, reveal, &mut out.withheld);
             let named = match chosen {
-                Ok(chosen) if cells::key_count(schema) == 0 || chosen.is_empty() => Ok(chosen
+                Ok(chosen) if cells::key_count(schema) == 0 => Ok(chosen
                     .into_iter()
                     .map(|i| (i, String::new()))
                     .collect::<Vec<_>>()),
+                // Asked even when nothing is released: the sites then let go of the partial
+                // they held for this round instead of keeping it until it expires.
                 Ok(chosen) => name(&round, &masked, &domain, chosen).await,
                 Err(e) => Err(e),
             };
