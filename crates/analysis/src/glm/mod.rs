@@ -47,6 +47,10 @@ pub use formula::{Formula, Term, Var, parse_formula};
 /// DataSHIELD's `nfilter.glm`: a model may have at most this share of n as coefficients.
 pub const MAX_PARAMETER_SHARE: f64 = 0.37;
 
+/// Fewest residual degrees of freedom (n − p) a released model may have: with fewer, the fit
+/// comes close to reproducing its rows (the output-checking rule of ACRO and OpenSAFELY).
+pub const MIN_RESIDUAL_DF: u64 = 10;
+
 /// R's `glm.control(maxit = 25)`.
 pub const MAX_ITERATIONS: u32 = 25;
 
@@ -201,6 +205,13 @@ where
             "{p} coefficients for {n} observations: a model may have at most {:.0}% as many \
              coefficients as observations (a saturated model reproduces its data)",
             MAX_PARAMETER_SHARE * 100.0
+        ))
+        .into());
+    }
+    if n < p as u64 + MIN_RESIDUAL_DF {
+        return Err(GlmError::Disclosive(format!(
+            "{p} coefficients leave fewer than {MIN_RESIDUAL_DF} residual degrees of freedom \
+             (observations − coefficients); fit fewer coefficients or widen the cohort"
         ))
         .into());
     }

@@ -254,6 +254,13 @@ async fn refusals_say_why() {
         ),
         (
             GlmSpec {
+                filter: Some("age < 20.3".into()),
+                ..spec("yg ~ age + sex + t", Family::Gaussian)
+            },
+            "residual degrees of freedom",
+        ),
+        (
+            GlmSpec {
                 filter: Some("grp = 'a'".into()),
                 ..spec("yg ~ grp", Family::Gaussian)
             },
