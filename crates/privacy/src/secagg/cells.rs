@@ -347,6 +347,8 @@ pub fn to_vector(
                     field.data_type()
                 ))
             })?;
+            // This column's second-limb block, once per column (not per row).
+            let low = (low_block(&schema, fixed, c) - (schema.fields().len() - keys)) * m;
             for (row, x) in v.as_primitive::<Float64Type>().iter().enumerate() {
                 let Some(at) = rows[row] else { continue };
                 let x = x.unwrap_or(0.0);
@@ -356,7 +358,6 @@ pub fn to_vector(
                         field.name()
                     )));
                 }
-                let low = (low_block(&schema, fixed, c) - (schema.fields().len() - keys)) * m;
                 (block[at], lows[low + at]) = encode_limbs(x);
             }
         }
