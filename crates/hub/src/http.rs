@@ -72,6 +72,9 @@ impl From<HubError> for AppError {
             HubError::Query(medfed_analysis::sql::SqlError::Plan(_)) => {
                 AppError(StatusCode::BAD_REQUEST, "invalid", msg, None)
             }
+            HubError::Query(medfed_analysis::sql::SqlError::SitesChanged(_)) => {
+                AppError(StatusCode::SERVICE_UNAVAILABLE, "sites_changed", msg, None)
+            }
             HubError::Glm(ref g) => {
                 use medfed_analysis::glm::GlmError as G;
                 match g {

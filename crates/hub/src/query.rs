@@ -10,11 +10,11 @@ use medfed_core::result::{QueryResult, SiteOutcome, SiteStatus};
 use medfed_core::study::{PrivacyMode, StudyTerms};
 use medfed_privacy::{DpRelease, Protection, Suppression};
 use medfed_protocol::SiteClient;
-use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant, Work};
+use medfed_protocol::wire::{RequestContext, Researcher, SiteRequest, StudyGrant};
 use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
-use crate::secure::{FanOut, Reveal, call_site, secure_fan_out};
+use crate::secure::{FanOut, call_site};
 use crate::state::{Release, Study};
 use crate::summary::{site_report, summary};
 use crate::{Hub, HubError, json};
@@ -86,19 +86,12 @@ impl Hub {
             .await;
         }
         let asked = self.protection(&study.terms, options)?;
-        // k applies to the network's sum when the partials are summed securely. Per-site k
-        // is the fallback: secure aggregation off, fewer than two sites, or VAR/STDDEV (whose
-        // merge needs each site's own variance); the result says which.
+        // k applies to the network's sum when the partials are summed securely (VAR/STDDEV in
+        // two sums). Per-site k is the fallback: secure aggregation off or fewer than two
+        // sites; the result says which. DP has no mechanism for VAR/STDDEV.
         let mut notes = Vec::new();
-        let secure = asked.secure_aggregation && targets.len() >= 2 && plan.is_additive();
-        if asked.secure_aggregation && !plan.is_additive() {
-            notes.push(
-                "VAR/STDDEV are merged from each site's own variance, which secure aggregation \
-                 cannot carry yet: k was applied to each site's groups; ask for COUNT, SUM(x) \
-                 and SUM(x * x) to have k apply to the network's totals"
-                    .to_string(),
-            );
-        }
+        let summable = plan.is_additive() || asked.dp.is_none();
+        let secure = asked.secure_aggregation && targets.len() >= 2 && summable;
         let plain = Protection {
             secure_aggregation: false,
             ..asked.clone()
@@ -110,31 +103,8 @@ impl Hub {
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
         let mut fan = if secure {
-            let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
-            let by_name: HashMap<String, &SiteClient> =
-                targets.iter().map(|t| (t.name().to_string(), *t)).collect();
-            let request_for = &request_for;
-            let asked = &asked;
-            let sql = plan.site_sql();
-            let reveal = match &asked.dp {
-                Some(_) => Reveal::Announced,
-                None => Reveal::AtLeast(asked.rules.min_cell_count),
-            };
-            secure_fan_out(
-                &names,
-                plan.partial_schema(),
-                reveal,
-                self.deadline,
-                |site: String, round| {
-                    let client = by_name[&site];
-                    let request = request_for(&site, asked).with_work(Work::SecureSql {
-                        sql: sql.to_string(),
-                        round,
-                    });
-                    async move { client.secure_round(&request, &self.key).await }
-                },
-            )
-            .await
+            self.secure_sql(&plan, &targets, &asked, |s| request_for(s, &asked))
+                .await?
         } else {
             self.fan_out(&targets, &|s| request_for(s, &plain), &plan)
                 .await
@@ -154,7 +124,7 @@ impl Hub {
             fan.threshold = None;
         }
         let secured = secure && fan.threshold.is_some();
-        if asked.secure_aggregation && !secured && plan.is_additive() {
+        if asked.secure_aggregation && !secured && summable {
             notes.push(
                 "fewer than two sites answered, so there was no network sum to hide a site's \
                  partial in: k was applied to each site's groups"

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS};
+use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS, DOMINANCE_ABS, DOMINANCE_TOP};
 use medfed_privacy::secagg::{Advertisement, Aggregator, Id, cells};
-use medfed_privacy::{PartialReport, Suppression};
+use medfed_privacy::{DisclosureRules, PartialReport, Suppression};
 use medfed_protocol::SiteCallError;
 use medfed_protocol::rounds::{Reply, Round};
 
@@ -39,8 +39,10 @@ pub(crate) struct FanOut {
 /// Which summed groups the hub releases (and so asks the sites to name).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Reveal {
-    /// Exact studies: groups with at least this many people in the network and not dominated.
-    AtLeast(u64),
+    /// Exact studies: groups with at least k people in the network whose sums the network's
+    /// largest contributions do not dominate (judged on the network's sums of the sites'
+    /// dominance inputs, an upper bound on its top contributions: never under-protects).
+    Rules(DisclosureRules),
     /// DP studies: every announced group (each site's noisy partition selection chose them).
     Announced,
 }
@@ -122,6 +124,10 @@ where
             Err(e) => fail(&mut out, &site, e),
         }
     }
+
+    // The sites' dominance inputs (exact studies) are summed with the partial, then dropped.
+    let released_schema = schema.clone();
+    let schema = &with_dominance(schema, &fixed);
 
     // Advertise: ids 1..=n in name order; a site lost here re-forms the round without it.
     let mut attempt = 0;
@@ -288,8 +294,19 @@ where
     let sum = hub.finish(answers).map_err(|e| e.to_string());
     // Judge each token's network total; name only the groups released.
     let released = match sum {
-        Ok(sum) => {
-            let chosen = choose(&sum, schema, &domain, reveal, &mut out.withheld);
+        Ok(mut sum) => {
+            let chosen = choose(&sum, schema, &fixed, &domain, reveal, &mut out.withheld);
+            let chosen = chosen.and_then(|(keep, flag)| {
+                // A kept but dominated cell carries the flag into the merge, which nulls it.
+                if !flag.is_empty() {
+                    let c = schema.index_of(CELL_STATUS).map_err(|e| e.to_string())?;
+                    let block = (c - cells::key_count(schema)) * domain.len();
+                    for i in flag {
+                        sum[block + i] = 1;
+                    }
+                }
+                Ok(keep)
+            });
             let named = match chosen {
                 Ok(chosen) if cells::key_count(schema) == 0 => Ok(chosen
                     .into_iter()
@@ -302,6 +319,12 @@ where
             };
             named.and_then(|keys| {
                 cells::from_vector(&sum, schema, domain.len(), &keys, &fixed, &centres)
+                    .and_then(|t| {
+                        let keep: Vec<usize> = (0..released_schema.fields().len()).collect();
+                        t.project(&keep).map_err(|e| {
+                            medfed_privacy::secagg::SecAggError::Protocol(e.to_string())
+                        })
+                    })
                     .map_err(|e| e.to_string())
             })
         }
@@ -334,37 +357,82 @@ where
     out
 }
 
+/// `schema` with the dominance-input columns the sites announced in `fixed` appended, in the
+/// order the sites append them ([`medfed_privacy::release::dominance_fields`]).
+fn with_dominance(schema: &SchemaRef, fixed: &std::collections::BTreeSet<String>) -> SchemaRef {
+    let sums = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|c| fixed.contains(&format!("{DOMINANCE_TOP}{c}")));
+    let extra = medfed_privacy::release::dominance_fields(sums);
+    if extra.is_empty() {
+        return schema.clone();
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = schema.fields().iter().cloned().collect();
+    fields.extend(extra.into_iter().map(std::sync::Arc::new));
+    std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
 /// The positions of the domain the hub releases under `reveal`, counting the rest in `withheld`.
 /// The keyless cell of a table without GROUP BY is always kept (the airlock judges it).
 fn choose(
     sum: &[u64],
     schema: &SchemaRef,
+    fixed: &std::collections::BTreeSet<String>,
     domain: &[String],
     reveal: Reveal,
     withheld: &mut BTreeMap<Suppression, usize>,
-) -> Result<Vec<usize>, String> {
+) -> Result<(Vec<usize>, Vec<usize>), String> {
     let m = domain.len();
     // A kernel step's answer, or a query without GROUP BY: one cell, judged by its caller.
-    if cells::key_count(schema) == 0 {
-        return Ok((0..m).collect());
+    let mut flag = Vec::new();
+    // A kernel step's answer: one cell, judged by its caller.
+    if schema.index_of(CONTRIBUTORS).is_err() {
+        return Ok(((0..m).collect(), flag));
     }
     let n = cells::column(sum, schema, m, CONTRIBUTORS).map_err(|e| e.to_string())?;
-    let dominated = cells::column(sum, schema, m, CELL_STATUS).map_err(|e| e.to_string())?;
+    let n = n.to_vec();
+    let flagged = cells::column(sum, schema, m, CELL_STATUS).map_err(|e| e.to_string())?;
+    // (Σ top-n, Σ|x|) of every sum with dominance inputs.
+    let mut inputs = Vec::new();
+    for f in schema.fields() {
+        if let Some(c) = f.name().strip_prefix(DOMINANCE_TOP) {
+            let column = |name: String| {
+                cells::fixed_column(sum, schema, fixed, m, &name).map_err(|e| e.to_string())
+            };
+            inputs.push((
+                column(f.name().clone())?,
+                column(format!("{DOMINANCE_ABS}{c}"))?,
+            ));
+        }
+    }
+    let dominated = |rules: &DisclosureRules, i: usize| {
+        flagged[i] != 0
+            || inputs
+                .iter()
+                .any(|(top, abs)| rules.dominance.dominated(top[i], abs[i]))
+    };
     let mut keep = Vec::with_capacity(m);
     for i in 0..m {
         let why = match reveal {
+            // The one cell of a keyless table is kept; the merge suppresses it by its flag.
+            Reveal::Rules(r) if domain[i].is_empty() && dominated(&r, i) => {
+                flag.push(i);
+                None
+            }
             _ if domain[i].is_empty() => None,
             Reveal::Announced => None,
-            Reveal::AtLeast(k) if (n[i] as i64) < k as i64 => Some(Suppression::SmallCell),
-            Reveal::AtLeast(_) if dominated[i] != 0 => Some(Suppression::Dominance),
-            Reveal::AtLeast(_) => None,
+            Reveal::Rules(r) if r.too_small(n[i] as i64) => Some(Suppression::SmallCell),
+            Reveal::Rules(r) if dominated(&r, i) => Some(Suppression::Dominance),
+            Reveal::Rules(_) => None,
         };
         match why {
             Some(why) => *withheld.entry(why).or_default() += 1,
             None => keep.push(i),
         }
     }
-    Ok(keep)
+    Ok((keep, flag))
 }
 
 /// Asks the sites that masked to name the released tokens; every token must be named by some
@@ -415,5 +483,6 @@ where
     Ok(named)
 }
 
+mod sql;
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,9 @@
 //! people contributed" gets the same treatment by describing its columns with [`ColumnRole`]s.
 //! The output keeps the keys and statistics and appends two columns the hub merges:
 //! [`CONTRIBUTORS`] (people per group, null when suppressed) and [`CELL_STATUS`]
-//! (0 released, else a [`Suppression`] code). Dominance inputs never leave the site.
+//! (0 released, else a [`Suppression`] code). Dominance inputs never leave the site in the
+//! clear: under secure aggregation they travel masked ([`DOMINANCE_TOP`], [`DOMINANCE_ABS`]), so
+//! the hub judges dominance on the network's sums, never on one site's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,12 @@ use crate::rules::{DisclosureRules, Suppression};
 pub const CONTRIBUTORS: &str = "__n";
 /// Column appended to every protected partial: 0 when released, else a [`Suppression`] code.
 pub const CELL_STATUS: &str = "__cell";
+/// Prefix of a column appended under secure aggregation (exact studies): for the sum in column
+/// `c`, `__top:c` holds the sum of the site's n largest |x|. Summed over sites it bounds the
+/// network's n largest from above, so a dominance check on it never under-protects.
+pub const DOMINANCE_TOP: &str = "__top:";
+/// Prefix of a column appended under secure aggregation (exact studies): Σ|x| of the sum in `c`.
+pub const DOMINANCE_ABS: &str = "__abs:";
 /// Arrow schema metadata key under which a site attaches its [`PartialReport`] (JSON).
 pub const REPORT_METADATA_KEY: &str = "medfed.privacy";
 
@@ -36,8 +44,8 @@ pub struct Protection {
     /// Present for studies under differential privacy.
     pub dp: Option<DpRelease>,
     /// The partial is summed under secure aggregation ([`crate::secagg::cells`]): the hub sees
-    /// only the network's sum, so the minimum cell count is applied to that sum instead of to
-    /// each site's groups (dominance is still judged at each site and travels as a flag).
+    /// only the network's sum, so the minimum cell count and the dominance rule are applied to
+    /// that sum instead of to each site's groups (DP studies: dominance is not judged).
     pub secure_aggregation: bool,
 }
 
@@ -143,9 +151,15 @@ pub fn protect(
     site_rules: &DisclosureRules,
 ) -> Result<(RecordBatch, PartialReport), ReleaseError> {
     let rules = protection.rules.stricter(site_rules);
-    if protection.secure_aggregation && roles.contains(&ColumnRole::ExactOnly) {
+    // Exact studies sum VAR/STDDEV securely in two steps around the pooled mean (the site's
+    // caller reshapes the within-site column); DP has no mechanism for them.
+    if protection.secure_aggregation
+        && protection.dp.is_some()
+        && roles.contains(&ColumnRole::ExactOnly)
+    {
         return Err(ReleaseError::Unsupported(
-            "a within-site statistic (VAR/STDDEV) cannot be summed under secure aggregation".into(),
+            "a within-site statistic (VAR/STDDEV) cannot be released under differential privacy"
+                .into(),
         ));
     }
     let n_col = roles
@@ -180,8 +194,8 @@ pub fn protect(
         .collect();
     let (n, status, keep) = match &protection.dp {
         None => {
-            let local_k = !protection.secure_aggregation;
-            let status = exact_status(batch, roles, &contributors, &rules, local_k, &mut report);
+            let local = !protection.secure_aggregation;
+            let status = exact_status(batch, roles, &contributors, &rules, local, &mut report);
             (
                 contributors.as_primitive::<Int64Type>().clone(),
                 status,
@@ -256,6 +270,19 @@ pub fn protect(
     arrays.push(nullif(&n, &suppressed)?);
     fields.push(Field::new(CELL_STATUS, DataType::UInt8, false));
     arrays.push(Arc::new(status));
+    if protection.secure_aggregation && protection.dp.is_none() {
+        for (of, total, top) in dominance_inputs(roles) {
+            let name = schema.field(of).name();
+            for (prefix, i) in [(DOMINANCE_TOP, top), (DOMINANCE_ABS, total)] {
+                fields.push(Field::new(
+                    format!("{prefix}{name}"),
+                    DataType::Float64,
+                    true,
+                ));
+                arrays.push(cast(batch.column(i), &DataType::Float64)?);
+            }
+        }
+    }
     let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
     let out = match keep {
         Some(mask) => filter_record_batch(&out, &mask)?,
@@ -264,13 +291,46 @@ pub fn protect(
     Ok((out, report))
 }
 
-/// Exact mode: per group, small-cell (when `local_k`) and dominance checks.
+/// (sum column, its Σ|x| column, its top-n column) for every sum with dominance inputs, in the
+/// order of the sums.
+fn dominance_inputs(roles: &[ColumnRole]) -> Vec<(usize, usize, usize)> {
+    let mut out: Vec<(usize, usize, usize)> = roles
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            ColumnRole::DominanceTotal(of) => {
+                let top = roles
+                    .iter()
+                    .position(|r| *r == ColumnRole::DominanceTop(*of))?;
+                Some((*of, i, top))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The dominance-input columns a secure partial carries for the sums among `columns` (in the
+/// order [`protect`] appends them): what the hub adds to the partial's schema to sum them.
+pub fn dominance_fields<'a>(columns: impl IntoIterator<Item = &'a str>) -> Vec<Field> {
+    columns
+        .into_iter()
+        .flat_map(|c| {
+            [DOMINANCE_TOP, DOMINANCE_ABS]
+                .map(|prefix| Field::new(format!("{prefix}{c}"), DataType::Float64, true))
+        })
+        .collect()
+}
+
+/// Exact mode: per group, small-cell and dominance checks (when `local`: without secure
+/// aggregation; under it both are judged on the network's sums).
 fn exact_status(
     batch: &RecordBatch,
     roles: &[ColumnRole],
     contributors: &ArrayRef,
     rules: &DisclosureRules,
-    local_k: bool,
+    local: bool,
     report: &mut PartialReport,
 ) -> UInt8Array {
     let n = contributors.as_primitive::<Int64Type>();
@@ -279,22 +339,14 @@ fn exact_status(
             .map(|a| a.as_primitive::<Float64Type>().clone())
             .ok()
     };
-    let dominance: Vec<(Float64Array, Float64Array)> = roles
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match r {
-            ColumnRole::DominanceTotal(of) => {
-                let top = roles
-                    .iter()
-                    .position(|r| *r == ColumnRole::DominanceTop(*of))?;
-                Some((float(i)?, float(top)?))
-            }
-            _ => None,
-        })
+    let dominance: Vec<(Float64Array, Float64Array)> = dominance_inputs(roles)
+        .into_iter()
+        .filter(|_| local)
+        .filter_map(|(_, total, top)| Some((float(total)?, float(top)?)))
         .collect();
     (0..batch.num_rows())
         .map(|row| {
-            let code = if local_k && rules.too_small(n.value(row)) {
+            let code = if local && rules.too_small(n.value(row)) {
                 Suppression::SmallCell.code()
             } else if dominance.iter().any(|(total, top)| {
                 !total.is_null(row)

@@ -102,6 +102,40 @@ impl Round {
     }
 }
 
+/// VAR/STDDEV under secure aggregation: two secure sums, because the pooled variance needs each
+/// site's spread around the *pooled* mean, which exists only after the first sum.
+///
+/// Each variance aggregate has three partial columns, `[n, s, v]`: its count, its sum and the
+/// site's own population variance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Spread {
+    /// First sum: n and Σx; every `v` column is sent as 0.
+    Sums {
+        /// `[n, s, v]` of each variance aggregate.
+        columns: Vec<[String; 3]>,
+    },
+    /// Second sum: in each `v` column the site's Σ(x − x̄)² around the pooled mean x̄ of the
+    /// group, for the groups the first sum `after` released and this site named there.
+    Centred {
+        /// Request id of the first sum.
+        after: String,
+        /// `[n, s, v]` of each variance aggregate.
+        columns: Vec<[String; 3]>,
+        /// Row-format group key → pooled mean of each variance aggregate (None where n = 0).
+        means: BTreeMap<String, Vec<Option<f64>>>,
+    },
+}
+
+impl Spread {
+    /// `[n, s, v]` of each variance aggregate.
+    pub fn columns(&self) -> &[[String; 3]] {
+        match self {
+            Self::Sums { columns } | Self::Centred { columns, .. } => columns,
+        }
+    }
+}
+
 /// A site's answer to a [`Round`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

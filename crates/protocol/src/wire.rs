@@ -11,7 +11,7 @@ use medfed_privacy::Protection;
 use serde::{Deserialize, Serialize};
 
 /// Version of the request envelope; a site refuses versions it does not know.
-pub const WIRE_VERSION: u32 = 7;
+pub const WIRE_VERSION: u32 = 8;
 
 /// How far a request's issue time may be from the site's clock.
 pub const MAX_SKEW_US: i64 = 5 * 60 * 1_000_000;
@@ -86,6 +86,9 @@ pub enum Work {
         sql: String,
         /// Which round.
         round: crate::rounds::Round,
+        /// VAR/STDDEV: which of the two sums this is (absent: the partial as it is).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spread: Option<crate::rounds::Spread>,
     },
     /// A site kernel ([`medfed_core::kernel`]): checked rows, one step over them, its sums back.
     Kernel {
@@ -304,6 +307,7 @@ mod tests {
             base.with_work(Work::SecureSql {
                 sql: "SELECT COUNT(*) AS p0 FROM person".into(),
                 round,
+                spread: None,
             })
         };
         let advertise = |attempt| {

@@ -7,15 +7,16 @@
 //! the sites share and the hub does not), a vector indistinguishable from random, shares that
 //! remove masks only in the sum, and the keys of the groups the network releases.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use medfed_analysis::sql::spread;
 use medfed_core::kernel::KernelTask;
 use medfed_privacy::PartialReport;
 use medfed_privacy::secagg::{Participant, SecAggError, cells};
-use medfed_protocol::rounds::{Reply, Round};
+use medfed_protocol::rounds::{Reply, Round, Spread};
 use medfed_protocol::wire::SiteRequest;
 use tonic::Status;
 
@@ -28,13 +29,23 @@ const ROUND_TTL: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub(crate) struct Rounds {
     open: Mutex<HashMap<String, Held>>,
+    /// The groups this site named in the first sum of a VAR/STDDEV, by its request id: the
+    /// only groups the second sum may centre ([`Spread::Centred`]).
+    named: Mutex<HashMap<String, Named>>,
+}
+
+/// What a first sum of VAR/STDDEV released of this site's groups.
+struct Named {
+    sql: String,
+    groups: BTreeSet<String>,
+    since: Instant,
 }
 
 /// What a secure aggregation sums: a partial-aggregate query or a kernel step.
 #[derive(Clone, Copy)]
 pub(crate) enum Secured<'a> {
-    /// The partial of this SQL.
-    Sql(&'a str),
+    /// The partial of this SQL (for VAR/STDDEV, one of its two sums).
+    Sql(&'a str, Option<&'a Spread>),
     /// The answer of this kernel step.
     Kernel(&'a KernelTask),
 }
@@ -43,7 +54,12 @@ impl Secured<'_> {
     /// What every round must repeat to belong to the prepared partial.
     fn key(&self) -> String {
         match self {
-            Self::Sql(sql) => (*sql).to_string(),
+            Self::Sql(sql, None) => (*sql).to_string(),
+            Self::Sql(sql, Some(spread)) => {
+                use sha2::{Digest, Sha256};
+                let json = serde_json::to_vec(spread).expect("spread serialises");
+                format!("{sql}\n{}", hex::encode(Sha256::digest(json)))
+            }
             Self::Kernel(task) => serde_json::to_string(task).expect("task serialises"),
         }
     }
@@ -53,6 +69,8 @@ impl Secured<'_> {
 struct Held {
     /// The SQL or the kernel task (as JSON) it was prepared for.
     sql: String,
+    /// The first sum of a VAR/STDDEV, with its SQL: the groups named are remembered.
+    first_sum: Option<String>,
     study: String,
     table: RecordBatch,
     /// Under DP: the σ the network's sum must carry on each column (this site adds a share).
@@ -77,13 +95,21 @@ impl From<SecAggError> for Stop {
 }
 
 impl Rounds {
-    fn hold(&self, req: &SiteRequest, sql: &str, table: RecordBatch, sigma: BTreeMap<String, f64>) {
+    fn hold(
+        &self,
+        req: &SiteRequest,
+        sql: &str,
+        table: RecordBatch,
+        sigma: BTreeMap<String, f64>,
+        first_sum: Option<String>,
+    ) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, h| h.since.elapsed() < ROUND_TTL);
         open.insert(
             req.request_id.clone(),
             Held {
                 sql: sql.to_string(),
+                first_sum,
                 study: req.context.study.id.clone(),
                 table,
                 sigma,
@@ -94,6 +120,31 @@ impl Rounds {
                 since: Instant::now(),
             },
         );
+    }
+
+    /// Remembers the groups a first sum of VAR/STDDEV named (for its second sum).
+    fn remember(&self, request_id: &str, sql: &str, groups: BTreeSet<String>) {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        named.retain(|_, n| n.since.elapsed() < ROUND_TTL);
+        named.insert(
+            request_id.to_string(),
+            Named {
+                sql: sql.to_string(),
+                groups,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// The groups the first sum `after` of `sql` named here; each first sum serves one second.
+    fn named(&self, after: &str, sql: &str) -> Result<BTreeSet<String>, Stop> {
+        let mut named = self.named.lock().unwrap_or_else(|p| p.into_inner());
+        match named.remove(after) {
+            Some(n) if n.sql == sql && n.since.elapsed() < ROUND_TTL => Ok(n.groups),
+            _ => Err(Stop::Invalid(format!(
+                "no first sum {after} of this query to centre the second on"
+            ))),
+        }
     }
 
     /// Runs a key-handling round on the held state. Returns the reply and, for the masked
@@ -192,6 +243,9 @@ impl Rounds {
                 let shares = p.unmask(request);
                 // A table with group keys waits for the reveal; a keyless one is done.
                 if cells::key_count(&held.table.schema()) == 0 {
+                    if let (Some(sql), true) = (&held.first_sum, shares.is_ok()) {
+                        self.remember(&req.request_id, sql, BTreeSet::from([String::new()]));
+                    }
                     open.remove(&req.request_id);
                 } else {
                     held.unmasked = shares.is_ok();
@@ -207,6 +261,9 @@ impl Rounds {
                 }
                 let named = cells::reveal(&held.table, tokens, &key)
                     .map_err(|e| Stop::Failed(e.to_string()))?;
+                if let Some(sql) = &held.first_sum {
+                    self.remember(&req.request_id, sql, named.values().cloned().collect());
+                }
                 open.remove(&req.request_id);
                 let audited = Audited {
                     reason: format!(
@@ -240,14 +297,22 @@ impl SiteService {
         }
         let key = what.key();
         let outcome = match (round, what) {
-            (Round::Prepare, Secured::Sql(sql)) => match self.protected_partial(req, sql).await {
-                Ok((table, report)) => self.hold(req, &key, table, report),
-                Err(stop) => Err(stop),
-            },
+            (Round::Prepare, Secured::Sql(sql, spread)) => {
+                match self.protected_partial(req, sql).await {
+                    Ok((table, report)) => match self.reshape(table, sql, spread) {
+                        Ok(table) => {
+                            let first = matches!(spread, Some(Spread::Sums { .. }));
+                            self.hold(req, &key, table, report, first.then(|| sql.to_string()))
+                        }
+                        Err(stop) => Err(stop),
+                    },
+                    Err(stop) => Err(stop),
+                }
+            }
             (Round::Prepare, Secured::Kernel(task)) => match self.kernel_partial(req, task).await {
                 Ok((table, report, audited)) => {
                     let fixed = cells::fixed_point(&table.schema());
-                    self.rounds.hold(req, &key, table, Default::default());
+                    self.rounds.hold(req, &key, table, Default::default(), None);
                     Ok((Reply::Prepared { report, fixed }, Some(audited)))
                 }
                 Err(stop) => Err(stop),
@@ -260,6 +325,29 @@ impl SiteService {
         self.settle(req, outcome).await
     }
 
+    /// A VAR/STDDEV partial reshaped for the sum it enters ([`spread`]): the first carries n and
+    /// Σx only; the second each named group's spread around the pooled mean.
+    fn reshape(
+        &self,
+        table: RecordBatch,
+        sql: &str,
+        spread: Option<&Spread>,
+    ) -> Result<RecordBatch, Stop> {
+        let shaped = match spread {
+            None => return Ok(table),
+            Some(Spread::Sums { columns }) => spread::zero_within(&table, columns),
+            Some(Spread::Centred {
+                after,
+                columns,
+                means,
+            }) => {
+                let named = self.rounds.named(after, sql)?;
+                spread::centre(&table, columns, means, &named)
+            }
+        };
+        shaped.map_err(|e| Stop::Failed(e.to_string()))
+    }
+
     /// Keeps a prepared partial for the next rounds. Its groups are named only later, as tokens
     /// (exact studies: every group, small ones too, since k applies to the network's sum; DP
     /// studies: the noisy partition selection).
@@ -269,6 +357,7 @@ impl SiteService {
         sql: &str,
         table: RecordBatch,
         report: PartialReport,
+        first_sum: Option<String>,
     ) -> Result<(Reply, Option<Audited>), Stop> {
         let dp = req.context.privacy.dp.is_some();
         let groups = cells::announce(&table).map_err(|e| Stop::Failed(e.to_string()))?;
@@ -289,7 +378,8 @@ impl SiteService {
             epsilon: dp.then_some(report.epsilon),
         };
         let fixed = cells::fixed_point(&table.schema());
-        self.rounds.hold(req, sql, table, report.sigma.clone());
+        self.rounds
+            .hold(req, sql, table, report.sigma.clone(), first_sum);
         Ok((Reply::Prepared { report, fixed }, Some(audited)))
     }
 }

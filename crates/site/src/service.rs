@@ -195,6 +195,26 @@ impl SiteService {
             .clamp(1, 2);
         let plan =
             prepare_site_partial(ctx, Some(&self.plans), sql, protection, dominance_n).await?;
+        // A within-site variance is never summed as it is: under secure aggregation the request
+        // must say how to reshape it ([`medfed_analysis::sql::spread`]).
+        let within = plan.within_site();
+        if protection.secure_aggregation && !within.is_empty() {
+            let reshaped: Vec<&String> = match &req.work {
+                Work::SecureSql {
+                    spread: Some(spread),
+                    ..
+                } => spread.columns().iter().map(|[_, _, v]| v).collect(),
+                _ => Vec::new(),
+            };
+            if !within.iter().all(|c| reshaped.contains(&c)) {
+                return Err(Stop::Refused(
+                    "VAR/STDDEV under secure aggregation are summed in two steps around the \
+                     pooled mean, and this request does not say which (is the hub older than \
+                     this site?)"
+                        .into(),
+                ));
+            }
+        }
         let decision = self
             .gate
             .judge(req, &plan.reads)
@@ -317,7 +337,9 @@ impl FlightService for SiteService {
             medfed_protocol::rounds::ACTION_SECAGG => {
                 let req = self.gate.admit(&request.get_ref().body).await?;
                 let (what, round) = match &req.work {
-                    Work::SecureSql { sql, round } => (Secured::Sql(sql), round),
+                    Work::SecureSql { sql, round, spread } => {
+                        (Secured::Sql(sql, spread.as_ref()), round)
+                    }
                     Work::SecureKernel { task, round } => (Secured::Kernel(task), round),
                     _ => return Err(Status::invalid_argument("not a secure aggregation round")),
                 };

@@ -27,12 +27,18 @@ pub enum SqlError {
     Plan(String),
     #[error("execution failed: {0}")]
     Execution(String),
+    /// A release in several steps saw different sites or data between them: nothing released.
+    #[error("abandoned: {0}")]
+    SitesChanged(String),
 }
 
 impl SqlError {
     /// True for refusals (the query is not allowed), false for errors (it could not run).
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, SqlError::Plan(_) | SqlError::Execution(_))
+        !matches!(
+            self,
+            SqlError::Plan(_) | SqlError::Execution(_) | SqlError::SitesChanged(_)
+        )
     }
 }
 

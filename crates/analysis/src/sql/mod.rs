@@ -21,6 +21,7 @@ mod protect;
 mod reads;
 mod rewrite;
 mod site;
+pub mod spread;
 mod top2;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,7 @@ pub struct FederatedSql {
     grouping: String,
     labels: BTreeMap<String, String>,
     additive: bool,
+    spreads: Vec<spread::Columns>,
 }
 
 /// A merged result with, per output row, what the airlock needs to judge it.
@@ -124,6 +126,7 @@ impl FederatedSql {
             grouping,
             labels: split.labels,
             additive: split.additive,
+            spreads: split.spreads,
             plan,
         })
     }
@@ -147,9 +150,16 @@ impl FederatedSql {
     }
 
     /// True when the merge needs only the sum of the sites' partials (every aggregate but
-    /// VAR/STDDEV, whose merge uses each site's own variance): what secure aggregation gives.
+    /// VAR/STDDEV, whose merge uses each site's own variance, or under secure aggregation a
+    /// second sum around the pooled mean: [`spread`]).
     pub fn is_additive(&self) -> bool {
         self.additive
+    }
+
+    /// `[n, s, v]` partial columns of each VAR/STDDEV: what the two secure sums of
+    /// [`spread`] reshape (empty when the query has none).
+    pub fn spreads(&self) -> &[spread::Columns] {
+        &self.spreads
     }
 
     /// The SQL every site runs: group keys `k0..` and partial aggregates `p0..`.

@@ -36,6 +36,8 @@ pub(crate) struct Split {
     /// True when the merge only adds the sites' partials up (so their sum is all it needs, as
     /// under secure aggregation); false when it needs each site's own values (variances).
     pub additive: bool,
+    /// `[n, s, v]` partial columns of each variance aggregate ([`super::spread`]).
+    pub spreads: Vec<super::spread::Columns>,
 }
 
 /// Hidden columns the merge carries up to the result (stripped before release).
@@ -95,6 +97,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         col(format!("m{i}"))
     };
     let mut finals = Vec::new();
+    let mut spreads: Vec<super::spread::Columns> = Vec::new();
     let additive = !shape
         .kinds
         .iter()
@@ -122,6 +125,10 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
                 let n = partials.add(count_udaf(), vec![x.clone()], filter);
                 let s = partials.add(sum_udaf(), vec![x.clone()], filter);
                 let v = partials.add(var_pop_udaf(), vec![x], filter);
+                let triple = [&n, &s, &v].map(|e| e.schema_name().to_string());
+                if !spreads.contains(&triple) {
+                    spreads.push(triple);
+                }
                 let big_n = f64(m(sum(n.clone())));
                 let big_s = f64(m(sum(s.clone())));
                 let within = m(sum(v * f64(n.clone())));
@@ -217,6 +224,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         partial_schema,
         labels,
         additive,
+        spreads,
         merge: MergeParts {
             merged,
             keys,

@@ -82,6 +82,20 @@ pub struct PreparedPartial {
     roles: Vec<ColumnRole>,
 }
 
+impl PreparedPartial {
+    /// Columns holding a within-site statistic (each VAR/STDDEV's own variance): meaningless in
+    /// a sum, so under secure aggregation they must be reshaped by [`super::spread`].
+    pub fn within_site(&self) -> Vec<String> {
+        let schema = self.plan.schema();
+        self.roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r == ColumnRole::ExactOnly)
+            .map(|(i, _)| schema.field(i).name().clone())
+            .collect()
+    }
+}
+
 /// True if every function the plan calls gives the same answer for the same input at any time.
 fn is_time_independent(plan: &LogicalPlan) -> bool {
     let mut ok = true;

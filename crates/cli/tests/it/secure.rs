@@ -142,22 +142,36 @@ async fn a_site_down_leaves_the_others_sum_and_one_site_alone_falls_back_to_site
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn variances_fall_back_to_site_k_and_say_so() {
-    let net = network(2, 5_000).await;
-    let sql = "SELECT STDDEV(year_of_birth) AS sd FROM person";
-    let (status, body) = query(&net, "exact", sql, true).await;
+async fn variances_are_two_secure_sums_equal_to_the_pooled_answer() {
+    let net = network(3, 5_000).await;
+    // Without GROUP BY, and grouped by birth year (many years are small at each site but not in
+    // the network): every released variance equals the pooled one, with k on the network.
+    let keyless = "SELECT STDDEV(year_of_birth) AS sd, VAR_POP(month_of_birth) AS v, \
+                   COUNT(*) AS n FROM person";
+    let (status, body) = query(&net, "exact", keyless, true).await;
     assert_eq!(status, 200, "{body}");
-    let p = &body["privacy"];
-    assert_eq!(p["secure_aggregation"], false, "{body}");
-    assert!(
-        p["notes"][0].as_str().unwrap().contains("VAR/STDDEV"),
-        "{body}"
-    );
+    assert_eq!(body["privacy"]["secure_aggregation"], true, "{body}");
+    assert_eq!(body["privacy"]["k_applied_to"], "network", "{body}");
     assert_rows_eq(
         body["rows"].as_array().unwrap(),
-        &net.pooled(sql).await,
-        sql,
+        &net.pooled(keyless).await,
+        keyless,
     );
+    let grouped = "SELECT year_of_birth, COUNT(*) AS n, VAR_SAMP(month_of_birth) AS v, \
+                   STDDEV_POP(day_of_birth * 1.5) AS sd FROM person GROUP BY year_of_birth";
+    let (status, body) = query(&net, "exact", grouped, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["privacy"]["k_applied_to"], "network", "{body}");
+    let pooled: Vec<Vec<Value>> = net
+        .pooled(grouped)
+        .await
+        .into_iter()
+        .filter(|r| r[1].as_f64().unwrap() >= 10.0)
+        .collect();
+    assert_rows_eq(body["rows"].as_array().unwrap(), &pooled, grouped);
+    for site in ["north", "south", "east"] {
+        assert_eq!(body["sites"][site]["status"], "answered", "{body}");
+    }
     net.net.shutdown().await;
 }
 

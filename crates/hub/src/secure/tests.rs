@@ -123,7 +123,10 @@ async fn run(sites: &[(&str, Arc<Site>)]) -> FanOut {
         .iter()
         .map(|(n, s)| (n.to_string(), s.clone()))
         .collect();
-    let reveal = Reveal::AtLeast(10);
+    let reveal = Reveal::Rules(medfed_privacy::DisclosureRules {
+        min_cell_count: 10,
+        ..Default::default()
+    });
     secure_fan_out(
         &names,
         &schema(),
@@ -281,4 +284,83 @@ async fn a_site_lost_while_sharing_keys_is_simply_not_masked_with() {
     assert_eq!(cells_of(&out), vec![("F".into(), 82, 8200, 0)]);
     assert_eq!(out.sites["b"].status, SiteStatus::Failed);
     assert_eq!(out.threshold, Some(3));
+}
+
+/// The network's sums of a partial with one SUM and its dominance inputs, as `choose` sees them.
+fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>, Vec<String>) {
+    use arrow::array::Float64Array;
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        Field::new("k0", DataType::Utf8, true),
+        Field::new("p0", DataType::Float64, true),
+        Field::new("__n", DataType::Int64, true),
+        Field::new("__cell", DataType::UInt8, false),
+        Field::new("__top:p0", DataType::Float64, true),
+        Field::new("__abs:p0", DataType::Float64, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(UInt8Array::from(vec![0; rows.len()])),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .unwrap();
+    let fixed = cells::fixed_point(&schema);
+    let domain = cells::group_keys(&batch).unwrap();
+    let sum = cells::to_vector(&batch, &domain, None, &fixed).unwrap();
+    (schema, sum, domain)
+}
+
+#[test]
+fn dominance_is_judged_on_the_network_sums_not_on_one_sites_groups() {
+    // (group, people, Σ sites' top-2 |x|, Σ|x|). A site holding one or two people of a group
+    // is "dominated" in its own partial; in the network only a real concentration is.
+    let (schema, sum, domain) = summed_with_dominance(&[
+        ("spread out", 15, 30.0, 100.0),
+        ("concentrated", 15, 90.0, 100.0),
+        ("small", 9, 10.0, 100.0),
+    ]);
+    let fixed = cells::fixed_point(&schema);
+    let rules = medfed_privacy::DisclosureRules {
+        min_cell_count: 10,
+        ..Default::default()
+    };
+    let mut withheld = BTreeMap::new();
+    let (keep, flag) = choose(
+        &sum,
+        &schema,
+        &fixed,
+        &domain,
+        Reveal::Rules(rules),
+        &mut withheld,
+    )
+    .unwrap();
+    assert_eq!(keep, vec![0], "only the spread-out group is released");
+    assert!(flag.is_empty());
+    assert_eq!(withheld[&Suppression::Dominance], 1);
+    assert_eq!(withheld[&Suppression::SmallCell], 1);
+}
+
+#[test]
+fn a_dominated_keyless_total_is_kept_but_flagged_for_the_merge_to_null() {
+    let (schema, sum, domain) = summed_with_dominance(&[("", 40, 95.0, 100.0)]);
+    // A keyless table has no key column: rebuild the sum without one.
+    let keyless: SchemaRef = Arc::new(Schema::new(schema.fields()[1..].to_vec()));
+    let fixed = cells::fixed_point(&keyless);
+    assert_eq!(domain.len(), 1);
+    let rules = medfed_privacy::DisclosureRules::default();
+    let (keep, flag) = choose(
+        &sum,
+        &keyless,
+        &fixed,
+        &[String::new()],
+        Reveal::Rules(rules),
+        &mut BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!((keep, flag), (vec![0], vec![0]));
 }

@@ -140,8 +140,9 @@ fn converter(schema: &Schema) -> Result<RowConverter, SecAggError> {
     RowConverter::new(fields).map_err(|e| protocol(format!("group keys: {e}")))
 }
 
-/// Hex row-format keys of every row of `batch` ("" for a table without keys).
-fn row_keys(batch: &RecordBatch) -> Result<Vec<String>, SecAggError> {
+/// Hex row-format keys of every row of `batch` ("" for a table without keys): how groups are
+/// named in announcements, reveals and [`to_vector`]'s domain.
+pub fn group_keys(batch: &RecordBatch) -> Result<Vec<String>, SecAggError> {
     let keys = key_count(&batch.schema());
     if keys == 0 {
         return Ok(vec![String::new(); batch.num_rows()]);
@@ -176,7 +177,7 @@ pub fn announce(batch: &RecordBatch) -> Result<Vec<String>, SecAggError> {
             s.as_primitive::<UInt8Type>().value(row) == Suppression::SmallCell.code()
         })
     };
-    let keys = row_keys(batch)?;
+    let keys = group_keys(batch)?;
     Ok(keys
         .into_iter()
         .enumerate()
@@ -210,7 +211,7 @@ pub fn reveal(
     key: &[u8; 32],
 ) -> Result<BTreeMap<String, String>, SecAggError> {
     let asked: BTreeSet<&str> = asked.iter().map(String::as_str).collect();
-    Ok(row_keys(batch)?
+    Ok(group_keys(batch)?
         .into_iter()
         .filter_map(|group| {
             let t = token(&group, key);
@@ -232,6 +233,32 @@ pub fn column<'a>(
         .map_err(|_| protocol(format!("the partial has no column {name}")))?;
     sum.get((c - keys) * domain_len..(c - keys + 1) * domain_len)
         .ok_or_else(|| protocol("the sum does not match the partial's shape"))
+}
+
+/// The reals of fixed-point column `name` in a summed vector over `domain_len` cells.
+pub fn fixed_column(
+    sum: &[u64],
+    schema: &Schema,
+    fixed: &BTreeSet<String>,
+    domain_len: usize,
+    name: &str,
+) -> Result<Vec<f64>, SecAggError> {
+    let keys = key_count(schema);
+    let m = domain_len;
+    let c = schema
+        .index_of(name)
+        .map_err(|_| protocol(format!("the partial has no column {name}")))?;
+    if !fixed.contains(name) || sum.len() != vector_len(schema, fixed, m) {
+        return Err(protocol("the sum does not match the partial's shape"));
+    }
+    let l = low_block(schema, fixed, c);
+    let high = &sum[(c - keys) * m..(c - keys + 1) * m];
+    let low = &sum[l * m..(l + 1) * m];
+    Ok(high
+        .iter()
+        .zip(low)
+        .map(|(&h, &l)| decode_limbs(h, l))
+        .collect())
 }
 
 /// Adds each site's share of the release's Gaussian noise to its cell vector: column `c` gets
@@ -308,7 +335,7 @@ pub fn to_vector(
         .enumerate()
         .map(|(i, k)| (k.as_str(), i))
         .collect();
-    let rows: Vec<Option<usize>> = row_keys(batch)?
+    let rows: Vec<Option<usize>> = group_keys(batch)?
         .into_iter()
         .map(|k| match token_key {
             Some(key) => token(&k, key),
@@ -526,7 +553,7 @@ mod limbs {
             -2.718_281_8e-9,
         ];
         let fixed = fixed_point(&schema);
-        let domain = vec![row_keys(&site(0.0)).unwrap()[0].clone()];
+        let domain = vec![group_keys(&site(0.0)).unwrap()[0].clone()];
         let mut sum = vec![0u64; vector_len(&schema, &fixed, 1)];
         for &x in &values {
             for (s, v) in sum
