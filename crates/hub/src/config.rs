@@ -23,7 +23,8 @@
 //!
 //! [privacy]                 # optional; these are the defaults
 //! min_cell_count = 10        # the network's k (sites may only raise it)
-//! dominance = { n = 2, share = 0.85 }
+//! dominance = { n = 2, share = 0.85, p_percent = 0 }   # p% rule when p_percent > 0
+//! models = { min_residual_df = 10, max_parameter_share = 0.37 }
 //! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
 //! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)
 //!
@@ -97,8 +98,10 @@ pub struct Governance {
 pub struct NetworkPrivacy {
     /// Minimum cell count k for every released cell.
     pub min_cell_count: u64,
-    /// The (n, k) dominance rule for sums and means.
+    /// The (n, k) dominance rule (and the p % rule) for sums and means.
     pub dominance: medfed_privacy::Dominance,
+    /// Residual degrees of freedom and saturation for released models.
+    pub models: medfed_privacy::ModelRules,
     /// ε of one DP query at each site when the researcher does not name one.
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
@@ -116,6 +119,7 @@ impl Default for NetworkPrivacy {
         Self {
             min_cell_count: rules.min_cell_count,
             dominance: rules.dominance,
+            models: rules.models,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
             secure_aggregation: true,
@@ -129,6 +133,7 @@ impl NetworkPrivacy {
         medfed_privacy::DisclosureRules {
             min_cell_count: self.min_cell_count,
             dominance: self.dominance,
+            models: self.models,
         }
     }
 }

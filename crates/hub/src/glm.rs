@@ -53,7 +53,7 @@ impl Hub {
                    bounds, so no differential-privacy noise can be calibrated";
         self.exact_study(who, &req.study, "glm", why).await?;
         let state = self.planning_state().await;
-        let k = self.privacy.rules().min_cell_count;
+        let rules = self.privacy.rules();
         let mut steps = Steps::new(self, who, &req.study, req.sites.as_deref(), "glm");
         steps.options.secure_aggregation = req.secure_aggregation;
         let steps = &steps;
@@ -66,7 +66,7 @@ impl Hub {
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
             ))));
         }
-        let fitted = glm::fit(&state, &req.spec, k, run, kernel).await;
+        let fitted = glm::fit(&state, &req.spec, &rules, run, kernel).await;
         let mut fit = self.fitted(who, &req.study, "glm", fitted).await?;
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),

@@ -12,7 +12,7 @@ use medfed_analysis::sql::SqlError;
 use medfed_audit::{Decision as Outcome, Entry};
 use medfed_core::kernel::KernelTask;
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_privacy::Protection;
+use medfed_privacy::{DisclosureRules, Protection};
 use medfed_protocol::wire::{RequestContext, SiteRequest, Work};
 use medfed_protocol::{SiteCallError, SiteClient};
 use sha2::{Digest, Sha256};
@@ -76,9 +76,22 @@ impl Hub {
                     return Err(HubError::Query(SqlError::Unsupported(e.to_string())));
                 }
             };
-            let (mut round, too_few) = self
+            let (mut round, too_few, rules) = self
                 .secure_kernel_fan_out(&id, task, &schema, &targets, &context)
                 .await?;
+            // The sites left k, events and saturation to the network's sum: judged here, by
+            // the strictest rules any site holds the step to.
+            if let Some(sum) = round.answers.get(SECURE_SUM) {
+                let limits = kernel::Limits {
+                    k: rules.min_cell_count,
+                    models: rules.models,
+                    local: false,
+                };
+                if let Err(e) = kernel::network_limits(sum, &task.step, &limits) {
+                    self.record(deny(Outcome::Deny, e.to_string())).await?;
+                    return Err(e.into());
+                }
+            }
             if !too_few.is_empty() {
                 let left: Vec<&SiteClient> = targets
                     .iter()
@@ -107,7 +120,7 @@ impl Hub {
         schema: &SchemaRef,
         targets: &[&SiteClient],
         context: &impl Fn(&str) -> RequestContext,
-    ) -> Result<(KernelRound, Vec<String>), HubError> {
+    ) -> Result<(KernelRound, Vec<String>, DisclosureRules), HubError> {
         let names: Vec<String> = targets.iter().map(|t| t.name().to_string()).collect();
         let fan = secure_fan_out(
             &names,
@@ -130,6 +143,10 @@ impl Hub {
             },
         )
         .await;
+        let rules = fan
+            .reports
+            .values()
+            .fold(self.privacy.rules(), |r, report| r.stricter(&report.rules));
         let mut round = KernelRound {
             sites: fan.sites,
             ..KernelRound::default()
@@ -139,7 +156,7 @@ impl Hub {
                 .map_err(|e| HubError::Transport(e.to_string()))?;
             round.answers.insert(SECURE_SUM.into(), answer);
         }
-        Ok((round, fan.too_few))
+        Ok((round, fan.too_few, rules))
     }
 
     /// Sends `task` to each of `targets` and collects their answers.

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS, DOMINANCE_ABS, DOMINANCE_TOP};
+use medfed_privacy::release::{
+    CELL_STATUS, CONTRIBUTORS, DOMINANCE_ABS, DOMINANCE_FIRST, DOMINANCE_TOP,
+};
 use medfed_privacy::secagg::{Advertisement, Aggregator, Id, cells};
 use medfed_privacy::{DisclosureRules, PartialReport, Suppression};
 use medfed_protocol::SiteCallError;
@@ -117,7 +119,7 @@ where
             Ok(Reply::Prepared { report, fixed: f }) => {
                 fixed.extend(f);
                 fixed.extend(report.centres.keys().cloned());
-                out.reports.insert(site.clone(), report);
+                out.reports.insert(site.clone(), *report);
                 alive.push(site);
             }
             Ok(_) => fail(&mut out, &site, unexpected(&site)),
@@ -388,13 +390,14 @@ fn choose(
     // A kernel step's answer, or a query without GROUP BY: one cell, judged by its caller.
     let mut flag = Vec::new();
     // A kernel step's answer: one cell, judged by its caller.
-    if schema.index_of(CONTRIBUTORS).is_err() {
+    if schema.index_of(CONTRIBUTORS).is_err() || schema.index_of(CELL_STATUS).is_err() {
         return Ok(((0..m).collect(), flag));
     }
     let n = cells::column(sum, schema, m, CONTRIBUTORS).map_err(|e| e.to_string())?;
     let n = n.to_vec();
     let flagged = cells::column(sum, schema, m, CELL_STATUS).map_err(|e| e.to_string())?;
-    // (Σ top-n, Σ|x|) of every sum with dominance inputs.
+    // (Σ largest, Σ top-2, Σ|x|) of every sum with dominance inputs: each an upper bound on the
+    // network's own (and Σ|x| exact), so both rules err towards withholding.
     let mut inputs = Vec::new();
     for f in schema.fields() {
         if let Some(c) = f.name().strip_prefix(DOMINANCE_TOP) {
@@ -402,6 +405,7 @@ fn choose(
                 cells::fixed_column(sum, schema, fixed, m, &name).map_err(|e| e.to_string())
             };
             inputs.push((
+                column(format!("{DOMINANCE_FIRST}{c}"))?,
                 column(f.name().clone())?,
                 column(format!("{DOMINANCE_ABS}{c}"))?,
             ));
@@ -411,7 +415,7 @@ fn choose(
         flagged[i] != 0
             || inputs
                 .iter()
-                .any(|(top, abs)| rules.dominance.dominated(top[i], abs[i]))
+                .any(|(first, top, abs)| rules.dominance.dominated(first[i], top[i], abs[i]))
     };
     let mut keep = Vec::with_capacity(m);
     for i in 0..m {

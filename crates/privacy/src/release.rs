@@ -27,9 +27,12 @@ pub const CONTRIBUTORS: &str = "__n";
 /// Column appended to every protected partial: 0 when released, else a [`Suppression`] code.
 pub const CELL_STATUS: &str = "__cell";
 /// Prefix of a column appended under secure aggregation (exact studies): for the sum in column
-/// `c`, `__top:c` holds the sum of the site's n largest |x|. Summed over sites it bounds the
-/// network's n largest from above, so a dominance check on it never under-protects.
+/// `c`, `__top:c` holds the sum of the site's two largest |x|. Summed over sites it bounds the
+/// network's two largest from above, so a dominance check on it never under-protects.
 pub const DOMINANCE_TOP: &str = "__top:";
+/// Prefix of a column appended under secure aggregation (exact studies): the site's largest |x|
+/// of the sum in `c` (summed: an upper bound on the network's largest).
+pub const DOMINANCE_FIRST: &str = "__first:";
 /// Prefix of a column appended under secure aggregation (exact studies): Σ|x| of the sum in `c`.
 pub const DOMINANCE_ABS: &str = "__abs:";
 /// Arrow schema metadata key under which a site attaches its [`PartialReport`] (JSON).
@@ -94,8 +97,10 @@ pub enum ColumnRole {
     Contributors,
     /// Σ|x| of the sum at this position of the table (dominance input, never released).
     DominanceTotal(usize),
-    /// Sum of the n largest |x| of the sum at this position (dominance input, never released).
+    /// Sum of the two largest |x| of the sum at this position (dominance input, never released).
     DominanceTop(usize),
+    /// The largest |x| of the sum at this position (dominance input, never released).
+    DominanceFirst(usize),
 }
 
 /// What a site did to its partial, attached to it for the hub to report.
@@ -271,9 +276,13 @@ pub fn protect(
     fields.push(Field::new(CELL_STATUS, DataType::UInt8, false));
     arrays.push(Arc::new(status));
     if protection.secure_aggregation && protection.dp.is_none() {
-        for (of, total, top) in dominance_inputs(roles) {
+        for (of, total, top, first) in dominance_inputs(roles) {
             let name = schema.field(of).name();
-            for (prefix, i) in [(DOMINANCE_TOP, top), (DOMINANCE_ABS, total)] {
+            for (prefix, i) in [
+                (DOMINANCE_FIRST, first),
+                (DOMINANCE_TOP, top),
+                (DOMINANCE_ABS, total),
+            ] {
                 fields.push(Field::new(
                     format!("{prefix}{name}"),
                     DataType::Float64,
@@ -291,18 +300,18 @@ pub fn protect(
     Ok((out, report))
 }
 
-/// (sum column, its Σ|x| column, its top-n column) for every sum with dominance inputs, in the
-/// order of the sums.
-fn dominance_inputs(roles: &[ColumnRole]) -> Vec<(usize, usize, usize)> {
-    let mut out: Vec<(usize, usize, usize)> = roles
+/// (sum column, its Σ|x|, top-2 and largest columns) for every sum with dominance inputs, in
+/// the order of the sums.
+fn dominance_inputs(roles: &[ColumnRole]) -> Vec<(usize, usize, usize, usize)> {
+    let mut out: Vec<(usize, usize, usize, usize)> = roles
         .iter()
         .enumerate()
         .filter_map(|(i, r)| match r {
             ColumnRole::DominanceTotal(of) => {
-                let top = roles
-                    .iter()
-                    .position(|r| *r == ColumnRole::DominanceTop(*of))?;
-                Some((*of, i, top))
+                let at = |want: ColumnRole| roles.iter().position(|r| *r == want);
+                let top = at(ColumnRole::DominanceTop(*of))?;
+                let first = at(ColumnRole::DominanceFirst(*of))?;
+                Some((*of, i, top, first))
             }
             _ => None,
         })
@@ -317,7 +326,7 @@ pub fn dominance_fields<'a>(columns: impl IntoIterator<Item = &'a str>) -> Vec<F
     columns
         .into_iter()
         .flat_map(|c| {
-            [DOMINANCE_TOP, DOMINANCE_ABS]
+            [DOMINANCE_FIRST, DOMINANCE_TOP, DOMINANCE_ABS]
                 .map(|prefix| Field::new(format!("{prefix}{c}"), DataType::Float64, true))
         })
         .collect()
@@ -339,20 +348,22 @@ fn exact_status(
             .map(|a| a.as_primitive::<Float64Type>().clone())
             .ok()
     };
-    let dominance: Vec<(Float64Array, Float64Array)> = dominance_inputs(roles)
+    let dominance: Vec<(Float64Array, Float64Array, Float64Array)> = dominance_inputs(roles)
         .into_iter()
         .filter(|_| local)
-        .filter_map(|(_, total, top)| Some((float(total)?, float(top)?)))
+        .filter_map(|(_, total, top, first)| Some((float(total)?, float(top)?, float(first)?)))
         .collect();
     (0..batch.num_rows())
         .map(|row| {
             let code = if local && rules.too_small(n.value(row)) {
                 Suppression::SmallCell.code()
-            } else if dominance.iter().any(|(total, top)| {
+            } else if dominance.iter().any(|(total, top, first)| {
                 !total.is_null(row)
-                    && rules
-                        .dominance
-                        .dominated(top.value(row).abs(), total.value(row))
+                    && rules.dominance.dominated(
+                        first.value(row).abs(),
+                        top.value(row).abs(),
+                        total.value(row),
+                    )
             }) {
                 Suppression::Dominance.code()
             } else {

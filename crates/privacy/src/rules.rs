@@ -9,28 +9,102 @@ use serde::{Deserialize, Serialize};
 /// Default minimum cell count (NVFLARE, SHRINE; DataSHIELD uses 3, OHDSI 5, PCORnet 11).
 pub const DEFAULT_MIN_CELL_COUNT: u64 = 10;
 
-/// The (n, k) dominance rule: a SUM or MEAN is suppressed when its `n` largest contributions
-/// make up more than `share` of the total (statistical agencies' concentration rule).
+/// The concentration rules for a SUM or MEAN (statistical agencies', τ-Argus's, ACRO's):
+///
+/// - (n, k) dominance: suppressed when its `n` largest contributions make up more than `share`
+///   of the total;
+/// - the p % rule (off at 0): suppressed when the total less the two largest contributions is
+///   below `p_percent` % of the largest, i.e. when the second largest contributor could estimate
+///   the largest to within p %. Set `share = 1` to use the p % rule alone.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Dominance {
     /// How many of the largest contributions are added up: 1 or 2.
     pub n: u8,
     /// The largest share of the total (0..1] those contributions may hold.
     pub share: f64,
+    /// p of the p % rule (0: off).
+    #[serde(default)]
+    pub p_percent: f64,
 }
 
 impl Default for Dominance {
     /// (2, 0.85): the two largest contributors may hold at most 85 % of a released total.
     fn default() -> Self {
-        Self { n: 2, share: 0.85 }
+        Self {
+            n: 2,
+            share: 0.85,
+            p_percent: 0.0,
+        }
     }
 }
 
 impl Dominance {
-    /// True when `top` (the sum of the `n` largest absolute contributions) dominates `total`
-    /// (the sum of absolute contributions).
-    pub fn dominated(&self, top: f64, total: f64) -> bool {
-        total > 0.0 && top > self.share * total
+    /// True when a cell whose largest absolute contribution is `first`, whose two largest sum
+    /// to `top2` and whose absolute contributions sum to `total` breaks either rule.
+    pub fn dominated(&self, first: f64, top2: f64, total: f64) -> bool {
+        let top = if self.n >= 2 { top2 } else { first };
+        let nk = top > self.share * total;
+        let p = self.p_percent > 0.0 && total - top2 < self.p_percent / 100.0 * first;
+        total > 0.0 && (nk || p)
+    }
+
+    /// The name of the rule that `dominated` applied, for results and the audit trail.
+    pub fn describe(&self) -> String {
+        let nk = format!(
+            "the {} largest contribution(s) may hold at most {:.0}% of a total",
+            self.n,
+            self.share * 100.0
+        );
+        if self.p_percent > 0.0 {
+            format!(
+                "{nk}; p% rule: the rest must be at least {}% of the largest",
+                self.p_percent
+            )
+        } else {
+            nk
+        }
+    }
+}
+
+/// The rules a released model is held to (DataSHIELD's and ACRO's for regressions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelRules {
+    /// Observations − coefficients must be at least this (ACRO, OpenSAFELY: 10).
+    pub min_residual_df: u64,
+    /// Coefficients may be at most this share of the observations (DataSHIELD's saturation
+    /// rule: 0.37); a saturated model reproduces its data.
+    pub max_parameter_share: f64,
+}
+
+impl Default for ModelRules {
+    fn default() -> Self {
+        Self {
+            min_residual_df: 10,
+            max_parameter_share: 0.37,
+        }
+    }
+}
+
+impl ModelRules {
+    /// Why a model with `p` coefficients on `n` observations may not be released (`whose`:
+    /// "this site's" or "the network's"), or None. The count itself is never stated.
+    pub fn refuse(&self, p: usize, n: u64, whose: &str) -> Option<String> {
+        if p as f64 > self.max_parameter_share * n as f64 {
+            return Some(format!(
+                "{p} coefficients are more than {:.0}% of {whose} observations (a saturated \
+                 model reproduces its data)",
+                self.max_parameter_share * 100.0
+            ));
+        }
+        if n < p as u64 + self.min_residual_df {
+            return Some(format!(
+                "{p} coefficients leave fewer than {} residual degrees of freedom (observations \
+                 − coefficients) in {whose} data; fit fewer coefficients or widen the cohort",
+                self.min_residual_df
+            ));
+        }
+        None
     }
 }
 
@@ -42,6 +116,8 @@ pub struct DisclosureRules {
     pub min_cell_count: u64,
     /// The concentration rule for sums and means.
     pub dominance: Dominance,
+    /// The rules for released models.
+    pub models: ModelRules,
 }
 
 impl Default for DisclosureRules {
@@ -49,6 +125,7 @@ impl Default for DisclosureRules {
         Self {
             min_cell_count: DEFAULT_MIN_CELL_COUNT,
             dominance: Dominance::default(),
+            models: ModelRules::default(),
         }
     }
 }
@@ -68,6 +145,17 @@ impl DisclosureRules {
             dominance: Dominance {
                 n: self.dominance.n.max(other.dominance.n).clamp(1, 2),
                 share: self.dominance.share.min(other.dominance.share),
+                p_percent: self.dominance.p_percent.max(other.dominance.p_percent),
+            },
+            models: ModelRules {
+                min_residual_df: self
+                    .models
+                    .min_residual_df
+                    .max(other.models.min_residual_df),
+                max_parameter_share: self
+                    .models
+                    .max_parameter_share
+                    .min(other.models.max_parameter_share),
             },
         }
     }
@@ -110,6 +198,13 @@ impl Suppression {
                 "fewer than {} people (minimum cell count)",
                 rules.min_cell_count
             ),
+            Self::Dominance if rules.dominance.p_percent > 0.0 => format!(
+                "too concentrated: the {} largest contribution(s) exceed {:.0}% of the total, or \
+                 the rest is under {}% of the largest (dominance and p% rules)",
+                rules.dominance.n,
+                rules.dominance.share * 100.0,
+                rules.dominance.p_percent
+            ),
             Self::Dominance => format!(
                 "the {} largest contribution(s) exceed {:.0}% of the total (dominance rule)",
                 rules.dominance.n,
@@ -127,18 +222,54 @@ mod tests {
     fn a_site_can_only_tighten_the_network_rules() {
         let network = DisclosureRules {
             min_cell_count: 10,
-            dominance: Dominance { n: 1, share: 0.9 },
+            dominance: Dominance {
+                n: 1,
+                share: 0.9,
+                p_percent: 0.0,
+            },
+            models: ModelRules::default(),
         };
         let lax_site = DisclosureRules {
             min_cell_count: 3,
-            dominance: Dominance { n: 1, share: 0.99 },
+            dominance: Dominance {
+                n: 1,
+                share: 0.99,
+                p_percent: 0.0,
+            },
+            models: ModelRules {
+                min_residual_df: 5,
+                max_parameter_share: 0.5,
+            },
         };
         assert_eq!(network.stricter(&lax_site), network);
         let strict_site = DisclosureRules {
             min_cell_count: 11,
-            dominance: Dominance { n: 2, share: 0.6 },
+            dominance: Dominance {
+                n: 2,
+                share: 0.6,
+                p_percent: 0.0,
+            },
+            models: ModelRules {
+                min_residual_df: 20,
+                max_parameter_share: 0.2,
+            },
         };
         assert_eq!(network.stricter(&strict_site), strict_site);
+    }
+
+    #[test]
+    fn models_need_residual_degrees_of_freedom_and_no_saturation() {
+        let m = ModelRules::default();
+        assert_eq!(m.refuse(3, 100, "the network's"), None);
+        // 3 coefficients, 12 observations: 25 % of them, but only 9 residual df.
+        let why = m.refuse(3, 12, "the network's").unwrap();
+        assert!(why.contains("10 residual degrees of freedom"), "{why}");
+        assert!(
+            !why.contains("12"),
+            "a refusal never states the count: {why}"
+        );
+        let why = m.refuse(40, 100, "this site's").unwrap();
+        assert!(why.contains("37%"), "{why}");
     }
 
     #[test]
@@ -152,9 +283,35 @@ mod tests {
 
     #[test]
     fn dominance_compares_the_top_contributions_with_the_total() {
-        let d = Dominance { n: 2, share: 0.85 };
-        assert!(d.dominated(90.0, 100.0));
-        assert!(!d.dominated(80.0, 100.0));
-        assert!(!d.dominated(0.0, 0.0));
+        let d = Dominance::default();
+        assert!(d.dominated(50.0, 90.0, 100.0));
+        assert!(!d.dominated(50.0, 80.0, 100.0));
+        assert!(!d.dominated(0.0, 0.0, 0.0));
+        let one = Dominance { n: 1, ..d };
+        assert!(!one.dominated(50.0, 90.0, 100.0));
+        assert!(one.dominated(90.0, 95.0, 100.0));
+    }
+
+    #[test]
+    fn the_p_percent_rule_protects_the_largest_from_the_second_largest() {
+        // τ-Argus's example form: 100 = 50 + 40 + 10. The second largest (40) knows that the
+        // largest is 100 − 40 − (the rest, 10): within 10/50 = 20 %.
+        let p = |p_percent| Dominance {
+            n: 2,
+            share: 1.0,
+            p_percent,
+        };
+        assert!(!p(10.0).dominated(50.0, 90.0, 100.0), "rest 10 ≥ 10% of 50");
+        assert!(p(25.0).dominated(50.0, 90.0, 100.0), "rest 10 < 25% of 50");
+        // Two contributors: the rest is 0, always sensitive; off at p = 0.
+        assert!(p(1.0).dominated(60.0, 100.0, 100.0));
+        assert!(!p(0.0).dominated(60.0, 100.0, 100.0));
+        // Stricter of network and site: the larger p.
+        let net = DisclosureRules::default();
+        let site = DisclosureRules {
+            dominance: p(15.0),
+            ..net
+        };
+        assert_eq!(net.stricter(&site).dominance.p_percent, 15.0);
     }
 }

@@ -143,7 +143,7 @@ pub enum Reply {
     /// To [`Round::Prepare`].
     Prepared {
         /// What the site applied (rules, no values).
-        report: PartialReport,
+        report: Box<PartialReport>,
         /// Columns of its partial that are real-valued ([`medfed_privacy::secagg::cells::fixed_point`]).
         fixed: BTreeSet<String>,
     },

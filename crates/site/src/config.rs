@@ -20,7 +20,8 @@
 //! epsilon_per_study = 0.5                  # this site's budget for each DP study…
 //! delta_per_study = 1e-6
 //! studies = { dp-trial = { epsilon = 1.0, delta = 1e-6 } }   # …or per study
-//! dominance = { n = 2, share = 0.85 }      # the (n, k) concentration rule for sums and means
+//! dominance = { n = 2, share = 0.85, p_percent = 0 }   # (n, k) rule for sums and means; p% rule when p_percent > 0
+//! models = { min_residual_df = 10, max_parameter_share = 0.37 }   # regressions and trained models
 //! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!
 //! [store]
@@ -95,6 +96,8 @@ pub struct PrivacyConfig {
     pub studies: BTreeMap<String, Budget>,
     /// The dominance rule (the stricter of this and the network's applies).
     pub dominance: Dominance,
+    /// Rules for released models (the stricter of these and the network's apply).
+    pub models: medfed_privacy::ModelRules,
     /// Whether the catalogue says how many people each table holds, and how coarsely.
     pub catalog_counts: CountRule,
 }
@@ -108,6 +111,7 @@ impl Default for PrivacyConfig {
             delta_per_study: budget.delta,
             studies: BTreeMap::new(),
             dominance: Dominance::default(),
+            models: Default::default(),
             catalog_counts: CountRule::default(),
         }
     }

@@ -6,8 +6,8 @@
 use arrow::array::RecordBatch;
 use medfed_analysis::kernel::{self, summed};
 use medfed_core::kernel::{KernelAnswer, KernelStep, KernelTask, TrainStep};
-use medfed_privacy::PartialReport;
 use medfed_privacy::ledger::RunTerms;
+use medfed_privacy::{DisclosureRules, PartialReport};
 use medfed_protocol::wire::SiteRequest;
 use sha2::{Digest, Sha256};
 use tonic::Status;
@@ -24,7 +24,7 @@ impl SiteService {
         let outcome = self
             .kernel_answer(req, task, false)
             .await
-            .map(|(answer, spent)| {
+            .map(|(answer, spent, _)| {
                 let json = serde_json::to_vec(&answer).expect("answer serialises");
                 let epsilon = spent.as_ref().map(|s| s.epsilon);
                 let audited = Audited {
@@ -47,12 +47,13 @@ impl SiteService {
         task: &KernelTask,
     ) -> Result<(RecordBatch, PartialReport, Audited), Stop> {
         let schema = summed::schema(&task.step).map_err(|e| Stop::Refused(e.to_string()))?;
-        let (answer, spent) = self.kernel_answer(req, task, true).await?;
+        let (answer, spent, rules) = self.kernel_answer(req, task, true).await?;
         let row = summed::to_row(&task.step, &answer, &schema)
             .map_err(|e| Stop::Failed(e.to_string()))?;
         let protection = &req.context.privacy;
+        // The rules this site holds the step to: the hub judges the network's sum by them.
         let report = PartialReport {
-            rules: protection.rules,
+            rules,
             epsilon: spent.as_ref().map_or(0.0, |s| s.epsilon),
             delta: protection.dp.as_ref().map_or(0.0, |d| d.delta),
             ..PartialReport::default()
@@ -68,14 +69,15 @@ impl SiteService {
         Ok((row, report, audited))
     }
 
-    /// The answer and, in a DP study, what it charged to the study's ledger here; `secure`
-    /// says whether it is for a secure sum (which the request's terms must agree with).
+    /// The answer, in a DP study what it charged to the study's ledger here, and the rules it
+    /// was held to; `secure` says whether it is for a secure sum (which the request's terms
+    /// must agree with).
     async fn kernel_answer(
         &self,
         req: &SiteRequest,
         task: &KernelTask,
         secure: bool,
-    ) -> Result<(KernelAnswer, Option<Spent>), Stop> {
+    ) -> Result<(KernelAnswer, Option<Spent>, DisclosureRules), Stop> {
         let protection = &req.context.privacy;
         if protection.secure_aggregation != secure {
             return Err(Stop::Invalid(
@@ -98,14 +100,19 @@ impl SiteService {
             .judge(req, &rows.reads)
             .await
             .map_err(Stop::Judged)?;
-        let k = protection
-            .rules
-            .stricter(&self.privacy.rules(&decision))
-            .min_cell_count;
+        let rules = protection.rules.stricter(&self.privacy.rules(&decision));
         let dp = protection.dp.as_ref();
-        let answer = kernel::run_cached(ctx, &rows, &task.step, k, dp, Some(&self.rows)).await?;
+        // Under secure aggregation (exact studies) the answer leaves only inside the network's
+        // sum, so k, events and saturation are judged on that sum, at the hub.
+        let limits = kernel::Limits {
+            k: rules.min_cell_count,
+            models: rules.models,
+            local: !(protection.secure_aggregation && dp.is_none()),
+        };
+        let answer =
+            kernel::run_cached(ctx, &rows, &task.step, limits, dp, Some(&self.rows)).await?;
         let Some(release) = dp else {
-            return Ok((answer, None));
+            return Ok((answer, None, rules));
         };
         // Only training runs reach here in a DP study (the kernel refuses the rest).
         let Some(run) = run else {
@@ -129,7 +136,7 @@ impl SiteService {
             round,
             terms,
         };
-        Ok((answer, Some(spent)))
+        Ok((answer, Some(spent), rules))
     }
 }
 

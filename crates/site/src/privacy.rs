@@ -32,17 +32,13 @@ impl SitePrivacy {
         DisclosureRules {
             min_cell_count: k,
             dominance: self.cfg.dominance,
+            models: self.cfg.models,
         }
     }
 
     /// How the catalogue publishes person counts.
     pub(crate) fn count_rule(&self) -> medfed_core::catalog::CountRule {
         self.cfg.catalog_counts
-    }
-
-    /// The site's own dominance rule (known before its policy is asked, unlike k).
-    pub(crate) fn dominance(&self) -> medfed_privacy::Dominance {
-        self.cfg.dominance
     }
 
     /// The request's study budget here.

@@ -313,7 +313,13 @@ impl SiteService {
                 Ok((table, report, audited)) => {
                     let fixed = cells::fixed_point(&table.schema());
                     self.rounds.hold(req, &key, table, Default::default(), None);
-                    Ok((Reply::Prepared { report, fixed }, Some(audited)))
+                    Ok((
+                        Reply::Prepared {
+                            report: Box::new(report),
+                            fixed,
+                        },
+                        Some(audited),
+                    ))
                 }
                 Err(stop) => Err(stop),
             },
@@ -380,6 +386,12 @@ impl SiteService {
         let fixed = cells::fixed_point(&table.schema());
         self.rounds
             .hold(req, sql, table, report.sigma.clone(), first_sum);
-        Ok((Reply::Prepared { report, fixed }, Some(audited)))
+        Ok((
+            Reply::Prepared {
+                report: Box::new(report),
+                fixed,
+            },
+            Some(audited),
+        ))
     }
 }

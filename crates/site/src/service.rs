@@ -187,14 +187,7 @@ impl SiteService {
     ) -> Result<(RecordBatch, PartialReport), Stop> {
         let ctx = self.store.context();
         let protection = &req.context.privacy;
-        let dominance_n = protection
-            .rules
-            .dominance
-            .n
-            .max(self.privacy.dominance().n)
-            .clamp(1, 2);
-        let plan =
-            prepare_site_partial(ctx, Some(&self.plans), sql, protection, dominance_n).await?;
+        let plan = prepare_site_partial(ctx, Some(&self.plans), sql, protection).await?;
         // A within-site variance is never summed as it is: under secure aggregation the request
         // must say how to reshape it ([`medfed_analysis::sql::spread`]).
         let within = plan.within_site();

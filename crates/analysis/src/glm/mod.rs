@@ -44,12 +44,9 @@ pub use family::Family;
 use family::FamilySql;
 pub use formula::{Formula, Term, Var, parse_formula};
 
-/// DataSHIELD's `nfilter.glm`: a model may have at most this share of n as coefficients.
+/// DataSHIELD's `nfilter.glm` default: a model may have at most this share of n as
+/// coefficients (configurable: [`medfed_privacy::ModelRules`]).
 pub const MAX_PARAMETER_SHARE: f64 = 0.37;
-
-/// Fewest residual degrees of freedom (n − p) a released model may have: with fewer, the fit
-/// comes close to reproducing its rows (the output-checking rule of ACRO and OpenSAFELY).
-pub const MIN_RESIDUAL_DF: u64 = 10;
 
 /// R's `glm.control(maxit = 25)`.
 pub const MAX_ITERATIONS: u32 = 25;
@@ -130,12 +127,13 @@ impl<E> From<GlmError> for FitError<E> {
 /// given `kernel`, each IRLS iteration as a GLM site kernel instead (the same sums computed
 /// natively at the sites: one pass over the rows rather than p² SQL aggregates).
 ///
-/// `state` resolves the table's columns (the hub's catalogue); `min_cell_count` is the network's
-/// k, which the hub also applies to every answer.
+/// `state` resolves the table's columns (the hub's catalogue); `rules` are the network's: k,
+/// which the hub also applies to every answer, and the model rules (saturation, residual
+/// degrees of freedom) judged on the network's n.
 pub async fn fit<E, F, Fut, K, KFut>(
     state: &SessionState,
     spec: &GlmSpec,
-    min_cell_count: u64,
+    rules: &medfed_privacy::DisclosureRules,
     mut run: F,
     mut kernel: Option<K>,
 ) -> Result<GlmFit, FitError<E>>
@@ -150,6 +148,7 @@ where
         design,
         reference_levels,
     } = plan(state, spec, &mut run).await?;
+    let min_cell_count = rules.min_cell_count;
     let family = spec.family;
     let summary = run(
         Step::Summary,
@@ -200,20 +199,8 @@ where
         }
     }
     let p = design.columns.len();
-    if p as f64 > MAX_PARAMETER_SHARE * n as f64 {
-        return Err(GlmError::Disclosive(format!(
-            "{p} coefficients for {n} observations: a model may have at most {:.0}% as many \
-             coefficients as observations (a saturated model reproduces its data)",
-            MAX_PARAMETER_SHARE * 100.0
-        ))
-        .into());
-    }
-    if n < p as u64 + MIN_RESIDUAL_DF {
-        return Err(GlmError::Disclosive(format!(
-            "{p} coefficients leave fewer than {MIN_RESIDUAL_DF} residual degrees of freedom \
-             (observations − coefficients); fit fewer coefficients or widen the cohort"
-        ))
-        .into());
+    if let Some(why) = rules.models.refuse(p, n, "the network's") {
+        return Err(GlmError::Disclosive(why).into());
     }
     let (sw, swy, swo) = (s.number("sw")?, s.number("swy")?, s.number("swo")?);
     let mean_y = swy / sw;

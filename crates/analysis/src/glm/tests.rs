@@ -90,12 +90,18 @@ type NoKernel<E> = fn(Step, KernelTask) -> std::future::Ready<Result<KernelRound
 
 async fn fitted(ctx: &SessionContext, spec: &GlmSpec) -> Result<GlmFit, GlmError> {
     let run = |_: Step, sql: String| async move { run_local(ctx, &sql).await };
-    fit(&ctx.state(), spec, 10, run, None::<NoKernel<_>>)
-        .await
-        .map_err(|e| match e {
-            FitError::Glm(e) => e,
-            FitError::Run(e) => panic!("query failed: {e}"),
-        })
+    fit(
+        &ctx.state(),
+        spec,
+        &Default::default(),
+        run,
+        None::<NoKernel<_>>,
+    )
+    .await
+    .map_err(|e| match e {
+        FitError::Glm(e) => e,
+        FitError::Run(e) => panic!("query failed: {e}"),
+    })
 }
 
 /// The same fit with every iteration a GLM kernel over `ctx` as one site.
@@ -113,7 +119,7 @@ async fn fitted_by_kernel(ctx: &SessionContext, spec: &GlmSpec) -> Result<GlmFit
         Ok(round)
     };
     // The summary's site set is empty (run_local names no sites): so is the kernel round's.
-    fit(&ctx.state(), spec, 10, run, Some(kernel))
+    fit(&ctx.state(), spec, &Default::default(), run, Some(kernel))
         .await
         .map_err(|e| match e {
             FitError::Glm(e) => e,
@@ -366,7 +372,7 @@ async fn a_site_lost_mid_fit_abandons_it() {
     let e = fit(
         &ctx.state(),
         &spec("yb ~ age + sex", Family::Binomial),
-        10,
+        &Default::default(),
         run,
         None::<NoKernel<_>>,
     )

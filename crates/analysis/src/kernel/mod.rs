@@ -45,9 +45,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use medfed_core::kernel::{KernelAnswer, KernelStep, MAX_KERNEL_COLUMNS, RowSource, UpdateDp};
 use medfed_core::result::{SiteOutcome, SiteStatus};
-use medfed_privacy::DpRelease;
+use medfed_privacy::{DpRelease, ModelRules};
 
-use crate::glm::MAX_PARAMETER_SHARE;
 use crate::sql::{SqlError, read_only, reads};
 use crate::survival::cox::CoxRows;
 
@@ -294,9 +293,65 @@ pub async fn collect(ctx: &SessionContext, rows: &PreparedRows) -> Result<Vec<Ve
     Ok(out)
 }
 
+/// What a site holds a kernel step to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// At least k rows (and k events for a survival model).
+    pub k: u64,
+    /// Saturation and residual degrees of freedom.
+    pub models: ModelRules,
+    /// Judge this site's own rows (the answer leaves on its own). False under secure
+    /// aggregation: the answer leaves only inside the network's sum, and the hub judges that
+    /// sum ([`network_limits`]).
+    pub local: bool,
+}
+
+impl Limits {
+    /// k and the default model rules, judged on this site's rows.
+    pub fn local(k: u64) -> Self {
+        Self {
+            k,
+            models: ModelRules::default(),
+            local: true,
+        }
+    }
+}
+
+/// The hub's check of a summed kernel answer (secure aggregation): the rules a site applies to
+/// its own rows, applied to the network's. A refusal never states a count.
+pub fn network_limits(
+    answer: &KernelAnswer,
+    step: &KernelStep,
+    limits: &Limits,
+) -> Result<(), SqlError> {
+    let k = limits.k.max(1);
+    let refuse = |why: String| Err(SqlError::Disclosive(why));
+    let (n, p) = match (answer, step) {
+        (KernelAnswer::Glm(s), KernelStep::Glm { beta, .. }) => (s.n, beta.len()),
+        (KernelAnswer::Cox(s), KernelStep::Cox { beta, .. }) => {
+            if s.events < k {
+                return refuse(format!("fewer than k = {k} events in the network"));
+            }
+            (s.n, beta.len())
+        }
+        (KernelAnswer::Update(u), KernelStep::Train(t)) if t.dp.is_none() => {
+            (u.n, t.model.parameters())
+        }
+        _ => return Ok(()),
+    };
+    if n < k {
+        return refuse(format!("fewer than k = {k} complete rows in the network"));
+    }
+    match limits.models.refuse(p, n, "the network's") {
+        Some(why) => refuse(why),
+        None => Ok(()),
+    }
+}
+
 /// Collects the rows and runs `step` over them, refusing unless at least `k` rows (and, for a
-/// survival model, `k` events) take part and the model has no more coefficients than
-/// [`MAX_PARAMETER_SHARE`] of them (DataSHIELD's saturation rule).
+/// survival model, `k` events) take part and the model is neither saturated nor short of
+/// residual degrees of freedom ([`ModelRules`]) — on this site's rows unless `limits.local` is
+/// false (secure aggregation: the hub judges the network's sum).
 ///
 /// `dp` is the request's DP release in a DP study: only training steps run there, as DP
 /// gradient descent (each row's gradient clipped, Gaussian noise on their sum, see
@@ -308,7 +363,7 @@ pub async fn run(
     k: u64,
     dp: Option<&DpRelease>,
 ) -> Result<KernelAnswer, SqlError> {
-    run_cached(ctx, rows, step, k, dp, None).await
+    run_cached(ctx, rows, step, Limits::local(k), dp, None).await
 }
 
 /// [`run`], reading the rows through `cache` when given (a site keeps one).
@@ -316,7 +371,7 @@ pub async fn run_cached(
     ctx: &SessionContext,
     rows: &PreparedRows,
     step: &KernelStep,
-    k: u64,
+    limits: Limits,
     dp: Option<&DpRelease>,
     cache: Option<&RowCache>,
 ) -> Result<KernelAnswer, SqlError> {
@@ -333,7 +388,8 @@ pub async fn run_cached(
     };
     let columns: &[Vec<f64>] = &columns;
     let n = columns.first().map_or(0, Vec::len);
-    let k = k.max(1);
+    let k = if limits.local { limits.k.max(1) } else { 0 };
+    let saturation = |p: usize, n: usize| saturation(&limits, p, n);
     if (n as u64) < k {
         return Err(SqlError::Disclosive(format!(
             "fewer than k = {k} complete rows at this site"
@@ -413,16 +469,14 @@ pub fn update_sigma(dp: &UpdateDp, release: &DpRelease, epochs: u32) -> f64 {
     2.0 * dp.clip / (2.0 * rho / steps).sqrt()
 }
 
-/// DataSHIELD's saturation rule at the site: at most [`MAX_PARAMETER_SHARE`] of its rows as
-/// coefficients.
-fn saturation(p: usize, n: usize) -> Result<(), SqlError> {
-    if p as f64 > MAX_PARAMETER_SHARE * n as f64 {
-        // The site's row count is not stated: a refusal never carries a small count.
-        return Err(SqlError::Disclosive(format!(
-            "{p} coefficients are more than {:.0}% of this site's rows (a saturated model \
-             reproduces its data)",
-            MAX_PARAMETER_SHARE * 100.0
-        )));
+/// DataSHIELD's saturation rule and the residual degrees of freedom at the site, when it
+/// judges its own rows. The row count is never stated: a refusal never carries a small count.
+fn saturation(limits: &Limits, p: usize, n: usize) -> Result<(), SqlError> {
+    if !limits.local {
+        return Ok(());
     }
-    Ok(())
+    match limits.models.refuse(p, n as u64, "this site's") {
+        Some(why) => Err(SqlError::Disclosive(why)),
+        None => Ok(()),
+    }
 }

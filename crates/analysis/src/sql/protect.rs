@@ -43,7 +43,6 @@ fn person_column(schema: &DFSchema) -> Option<Column> {
 pub(crate) fn augment(
     plan: &LogicalPlan,
     dp: Option<&DpRelease>,
-    dominance_n: u8,
 ) -> Result<(LogicalPlan, Vec<ColumnRole>)> {
     let shape = check::analyse(plan)?;
     let unexpected = || SqlError::Unsupported("unexpected partial shape".into());
@@ -109,11 +108,11 @@ pub(crate) fn augment(
     }
     for (i, x) in dominance.into_iter().enumerate() {
         let x = abs(cast(x, arrow::datatypes::DataType::Float64));
-        let top = if dominance_n >= 2 {
-            super::top2::top2(x.clone())
-        } else {
-            max(x.clone())
-        };
+        extras.push((
+            max(x.clone()).alias(format!("__dom_first{i}")),
+            ColumnRole::DominanceFirst(i),
+        ));
+        let top = super::top2::top2(x.clone());
         extras.push((
             sum(x).alias(format!("__dom_total{i}")),
             ColumnRole::DominanceTotal(i),
@@ -167,6 +166,7 @@ pub(crate) fn augment(
         roles.push(match role {
             ColumnRole::DominanceTotal(i) => ColumnRole::DominanceTotal(sums[*i]),
             ColumnRole::DominanceTop(i) => ColumnRole::DominanceTop(sums[*i]),
+            ColumnRole::DominanceFirst(i) => ColumnRole::DominanceFirst(sums[*i]),
             other => *other,
         });
     }

@@ -129,8 +129,7 @@ pub async fn run_site_partial(
     protection: &Protection,
     site_rules: &DisclosureRules,
 ) -> Result<(RecordBatch, PartialReport)> {
-    let dominance_n = protection.rules.stricter(site_rules).dominance.n;
-    let plan = prepare_site_partial(ctx, cache, sql, protection, dominance_n).await?;
+    let plan = prepare_site_partial(ctx, cache, sql, protection).await?;
     execute_partial(ctx, &plan, protection, site_rules).await
 }
 
@@ -143,10 +142,9 @@ pub async fn prepare_site_partial(
     cache: Option<&PartialPlanCache>,
     sql: &str,
     protection: &Protection,
-    dominance_n: u8,
 ) -> Result<Arc<PreparedPartial>> {
     let key = format!(
-        "{}\n{}\n{dominance_n}",
+        "{}\n{}",
         serde_json::to_string(&protection.dp).unwrap_or_default(),
         sql
     );
@@ -158,7 +156,7 @@ pub async fn prepare_site_partial(
     read_only().verify_plan(&plan)?;
     check::analyse(&plan)?;
     let reads = reads(&state.optimize(&plan)?);
-    let (protected, roles) = protect::augment(&plan, protection.dp.as_ref(), dominance_n)?;
+    let (protected, roles) = protect::augment(&plan, protection.dp.as_ref())?;
     let prepared = Arc::new(PreparedPartial {
         reads,
         plan: state.optimize(&protected)?,

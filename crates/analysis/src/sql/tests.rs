@@ -104,7 +104,12 @@ fn no_limits() -> Protection {
     Protection {
         rules: DisclosureRules {
             min_cell_count: 1,
-            dominance: medfed_privacy::Dominance { n: 1, share: 1.0 },
+            dominance: medfed_privacy::Dominance {
+                n: 1,
+                share: 1.0,
+                p_percent: 0.0,
+            },
+            models: Default::default(),
         },
         dp: None,
         secure_aggregation: false,

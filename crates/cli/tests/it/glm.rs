@@ -333,16 +333,27 @@ async fn cnsim_glms_equal_the_pooled_fit() {
         assert_equal(&fed, &pool, 1e-8);
     }
     // A rare outcome (one site has two strokes among its complete cases): the sum of the
-    // outcome there is a count of two, which the sites' dominance rule withholds.
+    // outcome there is a count of two, which that site's own dominance rule withholds; in the
+    // network's sum (secure aggregation, the default) the strokes are not concentrated.
     let rare = medfed_hub::GlmRequest {
         study: net.studies["exact"].clone(),
         spec: spec("cnsim", "DIS_CVA ~ LAB_HDL + GENDER", Family::Poisson),
         sites: None,
-        secure_aggregation: None,
+        secure_aggregation: Some(false),
         register: None,
     };
     let e = net.hub.glm(&rita, &rare).await.unwrap_err().to_string();
     assert!(e.contains("dominance"), "{e}");
+    let network = medfed_hub::GlmRequest {
+        secure_aggregation: None,
+        ..rare
+    };
+    let fit = net.hub.glm(&rita, &network).await.unwrap();
+    let pool = pooled::fit(store.context(), &network.spec)
+        .await
+        .map_err(|_| "pooled")
+        .unwrap();
+    assert_equal(&fit, &pool, 1e-5);
     net.shutdown().await;
 }
 
@@ -409,5 +420,42 @@ async fn cnsim_logistic_regression_matches_statsmodels() {
     assert_eq!(fit.n, 7501);
     assert!((fit.deviance - 1052.80959005437).abs() < 1e-7);
     assert!((fit.aic - 1066.80959005437).abs() < 1e-7);
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_secure_aggregation_k_and_saturation_count_the_networks_rows() {
+    // A cohort (x > 2.25) that one site holds none of, another a handful, the third most:
+    // per site, the handful is too few rows for six coefficients; in the network it is not.
+    let dir = tempfile::tempdir().unwrap();
+    let files = simulated_sites(dir.path());
+    let net = start(&dir.path().join("net"), "sim", files.clone()).await;
+    let store = pooled_extract(&net, &files, "sim", dir.path()).await;
+    let rita = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap();
+    let s = GlmSpec {
+        filter: Some("x > 2.25".into()),
+        ..spec("sim", "yg ~ x * sex + grp", Family::Gaussian)
+    };
+    let req = |secure| medfed_hub::GlmRequest {
+        study: net.studies["exact"].clone(),
+        spec: s.clone(),
+        sites: None,
+        secure_aggregation: Some(secure),
+        register: None,
+    };
+    let fit = net.hub.glm(&rita, &req(true)).await.unwrap();
+    let pool = pooled::fit(store.context(), &s)
+        .await
+        .map_err(|_| "pooled")
+        .unwrap();
+    assert_equal(&fit, &pool, 1e-5);
+    assert!(fit.privacy.secure_aggregation);
+    // Without secure aggregation each site judges its own rows, and the small ones say no.
+    let plain = net.hub.glm(&rita, &req(false)).await;
+    assert!(plain.is_err(), "{plain:?}");
     net.shutdown().await;
 }

@@ -75,7 +75,7 @@ impl Site {
         let err = |e: medfed_privacy::secagg::SecAggError| SiteCallError::Refused(e.to_string());
         Ok(match round {
             Round::Prepare => Reply::Prepared {
-                report: PartialReport::default(),
+                report: Box::default(),
                 fixed: cells::fixed_point(&self.table.schema()),
             },
             Round::Advertise {
@@ -294,6 +294,7 @@ fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>
         Field::new("p0", DataType::Float64, true),
         Field::new("__n", DataType::Int64, true),
         Field::new("__cell", DataType::UInt8, false),
+        Field::new("__first:p0", DataType::Float64, true),
         Field::new("__top:p0", DataType::Float64, true),
         Field::new("__abs:p0", DataType::Float64, true),
     ]));
@@ -304,6 +305,9 @@ fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
             Arc::new(UInt8Array::from(vec![0; rows.len()])),
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.2 / 2.0),
+            )),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
         ],

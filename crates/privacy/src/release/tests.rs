@@ -10,6 +10,7 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
         Field::new("__n", DataType::Int64, false),
         Field::new("__t1", DataType::Float64, true),
         Field::new("__top1", DataType::Float64, true),
+        Field::new("__first1", DataType::Float64, true),
     ]));
     let batch = RecordBatch::try_new(
         schema,
@@ -20,6 +21,7 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
             Arc::new(Int64Array::from(vec![50, 3, 0, 40])),
             Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0])),
             Arc::new(Float64Array::from(vec![25.0, 20.0, 0.0, 950.0])),
+            Arc::new(Float64Array::from(vec![13.0, 10.0, 0.0, 900.0])),
         ],
     )
     .unwrap();
@@ -30,6 +32,7 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
         ColumnRole::Contributors,
         ColumnRole::DominanceTotal(2),
         ColumnRole::DominanceTop(2),
+        ColumnRole::DominanceFirst(2),
     ];
     (batch, roles)
 }
@@ -69,6 +72,58 @@ fn exact_mode_suppresses_small_and_dominated_cells_and_drops_dominance_inputs() 
     assert!(out.column(3).is_null(1));
     assert_eq!(report.suppressed.values().sum::<usize>(), 2);
     assert_eq!(report.epsilon, 0.0);
+}
+
+#[test]
+fn the_p_percent_rule_alone_withholds_what_the_second_largest_could_estimate() {
+    let (batch, roles) = table();
+    let p = |p_percent| DisclosureRules {
+        min_cell_count: 1,
+        dominance: crate::Dominance {
+            n: 2,
+            share: 1.0,
+            p_percent,
+        },
+        models: Default::default(),
+    };
+    let run = |site: DisclosureRules| {
+        let network = Protection {
+            rules: p(0.0),
+            ..Default::default()
+        };
+        status(&protect(&batch, &roles, &network, &site).unwrap().0)
+    };
+    // d: 1000 = 900 + 50 + 50 more; the rest (50) is under 10% of the largest (90).
+    assert_eq!(run(p(10.0)), [0, 0, 0, 2]);
+    assert_eq!(run(p(0.0)), [0, 0, 0, 0], "both rules off");
+}
+
+#[test]
+fn under_secure_aggregation_dominance_inputs_leave_masked_for_the_network_to_judge() {
+    let (batch, roles) = table();
+    let secure = Protection {
+        secure_aggregation: true,
+        ..Default::default()
+    };
+    let (out, _) = protect(&batch, &roles, &secure, &DisclosureRules::default()).unwrap();
+    let names: Vec<String> = out
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let tail: Vec<&str> = names[names.len() - 3..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(tail, ["__first:p1", "__top:p1", "__abs:p1"]);
+    // Nothing is judged at the site: small and dominated groups travel, to be summed.
+    assert_eq!(status(&out), [0, 0, 0, 0]);
+    let expected: Vec<String> = dominance_fields(["p1"])
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(tail, expected);
 }
 
 #[test]

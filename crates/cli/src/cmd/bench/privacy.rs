@@ -168,7 +168,12 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
     let none = Protection {
         rules: DisclosureRules {
             min_cell_count: 1,
-            dominance: Dominance { n: 1, share: 1.0 },
+            dominance: Dominance {
+                n: 1,
+                share: 1.0,
+                p_percent: 0.0,
+            },
+            models: Default::default(),
         },
         dp: None,
         secure_aggregation: false,
