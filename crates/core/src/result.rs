@@ -56,6 +56,9 @@ pub struct PrivacySummary {
     /// per-site k because secure aggregation is off or too few sites answered).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// How released counts were rounded, when they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounding: Option<String>,
 }
 
 /// A row whose statistics were withheld.

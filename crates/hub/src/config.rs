@@ -25,6 +25,7 @@
 //! min_cell_count = 10        # the network's k (sites may only raise it)
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }
+//! rounding = { base = 0, midpoint = false }   # e.g. { base = 5 }: released counts rounded
 //! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
 //! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)
 //!
@@ -102,6 +103,8 @@ pub struct NetworkPrivacy {
     pub dominance: medfed_privacy::Dominance,
     /// Residual degrees of freedom and saturation for released models.
     pub models: medfed_privacy::ModelRules,
+    /// Rounding of released counts (a site may ask for a coarser base).
+    pub rounding: medfed_privacy::Rounding,
     /// ε of one DP query at each site when the researcher does not name one.
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
@@ -120,6 +123,7 @@ impl Default for NetworkPrivacy {
             min_cell_count: rules.min_cell_count,
             dominance: rules.dominance,
             models: rules.models,
+            rounding: rules.rounding,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
             secure_aggregation: true,
@@ -134,6 +138,7 @@ impl NetworkPrivacy {
             min_cell_count: self.min_cell_count,
             dominance: self.dominance,
             models: self.models,
+            rounding: self.rounding,
         }
     }
 }

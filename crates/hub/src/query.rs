@@ -173,7 +173,12 @@ impl Hub {
             return Err(HubError::NoSiteAnswered(sites));
         }
         let rules = protection.rules;
-        let merged = plan.merge(partials, rules.min_cell_count).await?;
+        // Counts are rounded to the coarsest base the network or any answering site asks for.
+        let rounding = reports
+            .values()
+            .fold(rules, |r, report| r.stricter(&report.rules))
+            .rounding;
+        let merged = plan.merge(partials, rules.min_cell_count, rounding).await?;
         // The airlock: a query whose every group is too small selects too few people to
         // release anything (minimum subset size) — refused, not answered with blanks.
         let every_group_small = if merged.cells.is_empty() {
@@ -208,11 +213,11 @@ impl Hub {
                 .differencing(study_id, plan.grouping(), &cells, rules.min_cell_count)
                 .await?
         {
+            // The difference itself is a small count: never stated.
             return deny(format!(
-                "differencing: group [{}] would differ by {} people (fewer than k = {}) from \
+                "differencing: group [{}] would differ by fewer than k = {} people from \
                  release {} of study {study_id}",
                 d.key.replace('\u{1f}', ", "),
-                (d.people - d.earlier).abs(),
                 rules.min_cell_count,
                 d.request_id
             ))
@@ -237,6 +242,7 @@ impl Hub {
             .map(|(why, n)| (why.explain(&protection.rules), *n))
             .collect();
         privacy.notes = notes;
+        privacy.rounding = rounding.describe();
         let result = QueryResult {
             columns,
             rows,

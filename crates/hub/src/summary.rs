@@ -119,5 +119,6 @@ pub(crate) fn summary(
         .into(),
         withheld_groups: BTreeMap::new(),
         notes: Vec::new(),
+        rounding: None,
     }
 }

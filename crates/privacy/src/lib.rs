@@ -16,4 +16,4 @@ pub mod rules;
 pub mod secagg;
 
 pub use release::{ColumnRole, DpRelease, PartialReport, Protection};
-pub use rules::{DisclosureRules, Dominance, ModelRules, Suppression};
+pub use rules::{DisclosureRules, Dominance, ModelRules, Rounding, Suppression};

@@ -87,15 +87,23 @@ impl Default for ModelRules {
 }
 
 impl ModelRules {
-    /// Why a model with `p` coefficients on `n` observations may not be released (`whose`:
-    /// "this site's" or "the network's"), or None. The count itself is never stated.
-    pub fn refuse(&self, p: usize, n: u64, whose: &str) -> Option<String> {
-        if p as f64 > self.max_parameter_share * n as f64 {
-            return Some(format!(
+    /// The saturation rule alone (what a site applies to its own rows: the residual degrees
+    /// of freedom are a property of the released, network-wide model).
+    pub fn saturated(&self, p: usize, n: u64, whose: &str) -> Option<String> {
+        (p as f64 > self.max_parameter_share * n as f64).then(|| {
+            format!(
                 "{p} coefficients are more than {:.0}% of {whose} observations (a saturated \
                  model reproduces its data)",
                 self.max_parameter_share * 100.0
-            ));
+            )
+        })
+    }
+
+    /// Why a model with `p` coefficients on `n` observations may not be released (`whose`:
+    /// "this site's" or "the network's"), or None. The count itself is never stated.
+    pub fn refuse(&self, p: usize, n: u64, whose: &str) -> Option<String> {
+        if let Some(why) = self.saturated(p, n, whose) {
+            return Some(why);
         }
         if n < p as u64 + self.min_residual_df {
             return Some(format!(
@@ -105,6 +113,60 @@ impl ModelRules {
             ));
         }
         None
+    }
+}
+
+/// Rounding of released counts (after suppression), as statistical agencies and OpenSAFELY do:
+/// to the nearest multiple of `base` (0 or 1: off), or with `midpoint` to the midpoint of the
+/// base-wide interval the count falls in (OpenSAFELY's midpoint-6: 1–6 → 3.5 is shown as
+/// `base·⌈x/base⌉ − ⌊base/2⌋`, so 1–6 → 3, 7–12 → 9). Zero stays zero. Expressions over counts
+/// (rates, shares) are computed from the rounded counts, so they agree with the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rounding {
+    /// The base (0 or 1: no rounding).
+    pub base: u64,
+    /// Midpoint rounding instead of nearest.
+    pub midpoint: bool,
+}
+
+impl Rounding {
+    /// True when counts are rounded.
+    pub fn is_on(&self) -> bool {
+        self.base > 1
+    }
+
+    /// `count` rounded.
+    pub fn apply(&self, count: i64) -> i64 {
+        if !self.is_on() || count == 0 {
+            return count;
+        }
+        let (b, x) = (self.base as i64, count.abs());
+        let r = if self.midpoint {
+            b * ((x + b - 1) / b) - b / 2
+        } else {
+            b * ((x + b / 2) / b)
+        };
+        r * count.signum()
+    }
+
+    /// What the result says about it.
+    pub fn describe(&self) -> Option<String> {
+        self.is_on().then(|| {
+            if self.midpoint {
+                format!(
+                    "counts shown as the midpoint of their {}-wide interval (midpoint-{} \
+                     rounding, after suppression); expressions over counts use them",
+                    self.base, self.base
+                )
+            } else {
+                format!(
+                    "counts rounded to the nearest {} (after suppression); expressions over \
+                     counts use the rounded counts",
+                    self.base
+                )
+            }
+        })
     }
 }
 
@@ -118,6 +180,8 @@ pub struct DisclosureRules {
     pub dominance: Dominance,
     /// The rules for released models.
     pub models: ModelRules,
+    /// Rounding of released counts.
+    pub rounding: Rounding,
 }
 
 impl Default for DisclosureRules {
@@ -126,6 +190,7 @@ impl Default for DisclosureRules {
             min_cell_count: DEFAULT_MIN_CELL_COUNT,
             dominance: Dominance::default(),
             models: ModelRules::default(),
+            rounding: Rounding::default(),
         }
     }
 }
@@ -156,6 +221,11 @@ impl DisclosureRules {
                     .models
                     .max_parameter_share
                     .min(other.models.max_parameter_share),
+            },
+            // The coarser base; midpoint rounding if either asks for it.
+            rounding: Rounding {
+                base: self.rounding.base.max(other.rounding.base),
+                midpoint: self.rounding.midpoint || other.rounding.midpoint,
             },
         }
     }
@@ -228,6 +298,7 @@ mod tests {
                 p_percent: 0.0,
             },
             models: ModelRules::default(),
+            rounding: Rounding::default(),
         };
         let lax_site = DisclosureRules {
             min_cell_count: 3,
@@ -240,6 +311,7 @@ mod tests {
                 min_residual_df: 5,
                 max_parameter_share: 0.5,
             },
+            rounding: Rounding::default(),
         };
         assert_eq!(network.stricter(&lax_site), network);
         let strict_site = DisclosureRules {
@@ -253,8 +325,33 @@ mod tests {
                 min_residual_df: 20,
                 max_parameter_share: 0.2,
             },
+            rounding: Rounding {
+                base: 5,
+                midpoint: false,
+            },
         };
         assert_eq!(network.stricter(&strict_site), strict_site);
+    }
+
+    #[test]
+    fn counts_round_to_the_nearest_base_or_to_the_interval_midpoint() {
+        let five = Rounding {
+            base: 5,
+            midpoint: false,
+        };
+        let r: Vec<i64> = [0, 1, 2, 3, 12, 13, 15, 17, 18]
+            .map(|x| five.apply(x))
+            .to_vec();
+        assert_eq!(r, [0, 0, 0, 5, 10, 15, 15, 15, 20]);
+        let six = Rounding {
+            base: 6,
+            midpoint: true,
+        };
+        let r: Vec<i64> = [0, 1, 6, 7, 12, 13].map(|x| six.apply(x)).to_vec();
+        assert_eq!(r, [0, 3, 3, 9, 9, 15]);
+        assert_eq!(Rounding::default().apply(7), 7);
+        assert!(Rounding::default().describe().is_none());
+        assert!(six.describe().unwrap().contains("midpoint-6"));
     }
 
     #[test]

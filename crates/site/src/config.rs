@@ -22,6 +22,7 @@
 //! studies = { dp-trial = { epsilon = 1.0, delta = 1e-6 } }   # …or per study
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # (n, k) rule for sums and means; p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }   # regressions and trained models
+//! rounding = { base = 0, midpoint = false }  # e.g. { base = 5 } or { base = 6, midpoint = true }
 //! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!
 //! [store]
@@ -98,6 +99,8 @@ pub struct PrivacyConfig {
     pub dominance: Dominance,
     /// Rules for released models (the stricter of these and the network's apply).
     pub models: medfed_privacy::ModelRules,
+    /// Rounding of released counts (the coarser of this and the network's applies).
+    pub rounding: medfed_privacy::Rounding,
     /// Whether the catalogue says how many people each table holds, and how coarsely.
     pub catalog_counts: CountRule,
 }
@@ -112,6 +115,7 @@ impl Default for PrivacyConfig {
             studies: BTreeMap::new(),
             dominance: Dominance::default(),
             models: Default::default(),
+            rounding: Default::default(),
             catalog_counts: CountRule::default(),
         }
     }

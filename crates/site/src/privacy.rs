@@ -33,6 +33,7 @@ impl SitePrivacy {
             min_cell_count: k,
             dominance: self.cfg.dominance,
             models: self.cfg.models,
+            rounding: self.cfg.rounding,
         }
     }
 

@@ -256,7 +256,7 @@ async fn refusals_say_why() {
                 filter: Some("age < 20.6".into()),
                 ..spec("yg ~ age * grp * sex", Family::Gaussian)
             },
-            "coefficients for",
+            "coefficients are more than 37%",
         ),
         (
             GlmSpec {

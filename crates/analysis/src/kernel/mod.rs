@@ -469,13 +469,14 @@ pub fn update_sigma(dp: &UpdateDp, release: &DpRelease, epochs: u32) -> f64 {
     2.0 * dp.clip / (2.0 * rho / steps).sqrt()
 }
 
-/// DataSHIELD's saturation rule and the residual degrees of freedom at the site, when it
-/// judges its own rows. The row count is never stated: a refusal never carries a small count.
+/// DataSHIELD's saturation rule at the site, when it judges its own rows (the residual degrees
+/// of freedom are judged on the network's model, at the hub). The row count is never stated:
+/// a refusal never carries a small count.
 fn saturation(limits: &Limits, p: usize, n: usize) -> Result<(), SqlError> {
     if !limits.local {
         return Ok(());
     }
-    match limits.models.refuse(p, n as u64, "this site's") {
+    match limits.models.saturated(p, n as u64, "this site's") {
         Some(why) => Err(SqlError::Disclosive(why)),
         None => Ok(()),
     }

@@ -197,15 +197,21 @@ impl FederatedSql {
     }
 
     /// Combines the partials of all answering sites into the result, suppressing every group
-    /// a site suppressed or that has fewer than `min_cell_count` people network-wide.
+    /// a site suppressed or that has fewer than `min_cell_count` people network-wide, and
+    /// rounding released counts as `rounding` says.
     ///
     /// Each batch must have [`Self::partial_schema`] (cast site answers first).
-    pub async fn merge(&self, partials: Vec<RecordBatch>, min_cell_count: u64) -> Result<Merged> {
+    pub async fn merge(
+        &self,
+        partials: Vec<RecordBatch>,
+        min_cell_count: u64,
+        rounding: medfed_privacy::Rounding,
+    ) -> Result<Merged> {
         let table = Arc::new(MemTable::try_new(
             self.partial_schema.clone(),
             vec![partials],
         )?);
-        let replacement = self.merge.subplan(min_cell_count)?;
+        let replacement = self.merge.subplan(min_cell_count, rounding)?;
         let target = &self.target;
         let plan = self
             .plan

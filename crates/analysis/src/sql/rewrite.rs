@@ -16,8 +16,8 @@ use datafusion::logical_expr::expr::AggregateFunction;
 use datafusion::logical_expr::{
     AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, cast, col, lit, when,
 };
-use medfed_privacy::Suppression;
 use medfed_privacy::release::{CELL_STATUS, CONTRIBUTORS};
+use medfed_privacy::{Rounding, Suppression};
 
 use super::PARTIALS;
 use super::check::{AggKind, Shape, strip_alias};
@@ -97,6 +97,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
         col(format!("m{i}"))
     };
     let mut finals = Vec::new();
+    let mut counts = Vec::new();
     let mut spreads: Vec<super::spread::Columns> = Vec::new();
     let additive = !shape
         .kinds
@@ -148,6 +149,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
             }
         };
         finals.push(fin);
+        counts.push(matches!(kind, AggKind::Count | AggKind::CountDistinctId));
     }
 
     // Site plan: aggregate, then name outputs positionally so the wire schema is k0.., p0...
@@ -229,6 +231,7 @@ pub(crate) fn split(shape: &Shape<'_>) -> Result<Split> {
             merged,
             keys,
             finals,
+            counts,
             names,
         },
     })
@@ -242,14 +245,17 @@ pub(crate) struct MergeParts {
     keys: Vec<Expr>,
     /// Each original aggregate, finished from the merged sums.
     finals: Vec<Expr>,
+    /// Which of them are counts (rounded when the rules say so).
+    counts: Vec<bool>,
     /// (qualifier, name) of the original Aggregate's outputs, keys first.
     names: Vec<(Option<TableReference>, String)>,
 }
 
 impl MergeParts {
     /// Replaces the original Aggregate: same output columns and names, each statistic null
-    /// unless its group is released, plus [`CELL`], [`MERGED_N`] and [`GROUP_KEY`].
-    pub(crate) fn subplan(&self, min_cell_count: u64) -> Result<LogicalPlan> {
+    /// unless its group is released (counts rounded by `rounding`), plus [`CELL`],
+    /// [`MERGED_N`] and [`GROUP_KEY`].
+    pub(crate) fn subplan(&self, min_cell_count: u64, rounding: Rounding) -> Result<LogicalPlan> {
         let n = col(MERGED_N);
         let flag = col(MERGED_FLAG);
         let status = when(flag.clone().gt(lit(0u8)), cast(flag, DataType::UInt8))
@@ -265,8 +271,18 @@ impl MergeParts {
         for (e, (qualifier, name)) in self.keys.iter().cloned().zip(&self.names) {
             outputs.push(e.alias_qualified(qualifier.clone(), name));
         }
-        for (e, (qualifier, name)) in self.finals.iter().zip(&self.names[self.keys.len()..]) {
-            let e = when(released.clone(), e.clone()).end()?;
+        for ((e, count), (qualifier, name)) in self
+            .finals
+            .iter()
+            .zip(&self.counts)
+            .zip(&self.names[self.keys.len()..])
+        {
+            let e = if *count {
+                rounded(e.clone(), rounding)?
+            } else {
+                e.clone()
+            };
+            let e = when(released.clone(), e).end()?;
             outputs.push(e.alias_qualified(qualifier.clone(), name));
         }
         outputs.push(status.alias(CELL));
@@ -285,4 +301,21 @@ impl MergeParts {
             .project(outputs)?
             .build()?)
     }
+}
+
+/// `count` rounded as `rounding` says ([`Rounding::apply`]), as an expression.
+fn rounded(count: Expr, rounding: Rounding) -> Result<Expr> {
+    use datafusion::functions::math::expr_fn::{ceil, round};
+    if !rounding.is_on() {
+        return Ok(count);
+    }
+    let b = rounding.base as f64;
+    let x = f64(count.clone());
+    let r = if rounding.midpoint {
+        when(count.clone().eq(lit(0i64)), lit(0.0))
+            .otherwise(ceil(x / lit(b)) * lit(b) - lit((rounding.base / 2) as f64))?
+    } else {
+        round(vec![x / lit(b)]) * lit(b)
+    };
+    Ok(cast(r, DataType::Int64))
 }

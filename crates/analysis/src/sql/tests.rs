@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use medfed_store::{SiteStore, StoreConfig};
@@ -73,6 +73,13 @@ async fn net() -> &'static Net {
 }
 
 async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
+    federated_rounded(sql, Default::default()).await
+}
+
+async fn federated_rounded(
+    sql: &str,
+    rounding: medfed_privacy::Rounding,
+) -> Result<Vec<RecordBatch>> {
     let net = net().await;
     let q = FederatedSql::plan(&net.sites[0].context().state(), sql).await?;
     let mut partials = Vec::new();
@@ -87,7 +94,52 @@ async fn federated(sql: &str) -> Result<Vec<RecordBatch>> {
         .await?;
         partials.push(q.conform(&b)?);
     }
-    Ok(q.merge(partials, 1).await?.batches)
+    Ok(q.merge(partials, 1, rounding).await?.batches)
+}
+
+#[tokio::test]
+async fn rounded_counts_feed_the_rates_computed_from_them_and_sums_stay_exact() {
+    let sql = "SELECT gender_concept_id AS g, COUNT(*) AS n, \
+               COUNT(*) * 100.0 / 7 AS rate, SUM(year_of_birth) AS s \
+               FROM person GROUP BY gender_concept_id ORDER BY g";
+    let exact = federated(sql).await.unwrap();
+    let base = medfed_privacy::Rounding {
+        base: 5,
+        midpoint: false,
+    };
+    let rounded = federated_rounded(sql, base).await.unwrap();
+    let ints = |b: &[RecordBatch], c: usize| -> Vec<i64> {
+        b.iter()
+            .flat_map(|b| {
+                let a =
+                    arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Int64).unwrap();
+                a.as_primitive::<arrow::datatypes::Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    let floats = |b: &[RecordBatch], c: usize| -> Vec<f64> {
+        b.iter()
+            .flat_map(|b| {
+                let a = arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Float64)
+                    .unwrap();
+                a.as_primitive::<arrow::datatypes::Float64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    let want: Vec<i64> = ints(&exact, 1).into_iter().map(|n| base.apply(n)).collect();
+    assert_eq!(ints(&rounded, 1), want);
+    assert!(want.iter().all(|n| n % 5 == 0));
+    let rates: Vec<f64> = want.iter().map(|n| *n as f64 * 100.0 / 7.0).collect();
+    assert_eq!(
+        floats(&rounded, 2),
+        rates,
+        "the rate uses the rounded count"
+    );
+    assert_eq!(ints(&rounded, 3), ints(&exact, 3), "sums are not counts");
 }
 
 /// A column of a site's partial, by name and type.
@@ -110,6 +162,7 @@ fn no_limits() -> Protection {
                 p_percent: 0.0,
             },
             models: Default::default(),
+            rounding: Default::default(),
         },
         dp: None,
         secure_aggregation: false,

@@ -85,6 +85,7 @@ fn the_p_percent_rule_alone_withholds_what_the_second_largest_could_estimate() {
             p_percent,
         },
         models: Default::default(),
+        rounding: Default::default(),
     };
     let run = |site: DisclosureRules| {
         let network = Protection {

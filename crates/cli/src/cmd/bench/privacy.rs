@@ -174,6 +174,7 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
                 p_percent: 0.0,
             },
             models: Default::default(),
+            rounding: Default::default(),
         },
         dp: None,
         secure_aggregation: false,
