@@ -60,7 +60,15 @@ impl Hub {
         let run = |step: Step, sql: String| steps.sql(step, sql);
         // Iterations as site kernels (summed under secure aggregation when asked): the same
         // sums as the SQL path, one native pass over each site's rows.
-        let kernel = Some(|_: Step, task| steps.kernel(task, None));
+        // The first kernel step is the sites' check of the model: those that refuse are left
+        // out of every later step (and listed in the result with their reason).
+        let kernel = Some(|step: Step, task| async move {
+            let round = steps.kernel(task, None).await?;
+            if step == Step::Check {
+                steps.leave_out_refusals(&round);
+            }
+            Ok(round)
+        });
         if let Some(name) = req.register.as_deref().filter(|n| !valid_model_name(n)) {
             return Err(HubError::State(StateError::Invalid(format!(
                 "{name:?} is not a model name: 1–64 letters, digits, '_', '-', '.'"
@@ -68,6 +76,7 @@ impl Hub {
         }
         let fitted = glm::fit(&state, &req.spec, &rules, run, kernel).await;
         let mut fit = self.fitted(who, &req.study, "glm", fitted).await?;
+        fit.sites.extend(steps.left_out());
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&fit.coefficients).expect("coefficients serialise"),
         ));

@@ -4,6 +4,7 @@
 //! an audit entry for the step. The hub receives each site's sums (a stratified model needs
 //! exactly those) and nothing row-level.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
@@ -281,6 +282,11 @@ pub(crate) struct Steps<'a> {
     pub only: Option<&'a [String]>,
     pub analysis: &'a str,
     pub options: QueryOptions,
+    /// Sites left out after refusing (or failing) the analysis's first step, with why: every
+    /// later step goes to the others, and the result lists these as they answered then.
+    left_out: std::sync::Mutex<BTreeMap<String, SiteOutcome>>,
+    /// The sites still in the analysis once some were left out.
+    narrowed: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 impl<'a> Steps<'a> {
@@ -303,7 +309,53 @@ impl<'a> Steps<'a> {
             only,
             analysis,
             options,
+            left_out: Default::default(),
+            narrowed: Default::default(),
         }
+    }
+
+    /// The sites the next step goes to (None: all the request's).
+    fn sites(&self) -> Option<Vec<String>> {
+        let narrowed = self.narrowed.lock().unwrap_or_else(|p| p.into_inner());
+        narrowed
+            .clone()
+            .or_else(|| self.only.map(<[String]>::to_vec))
+    }
+
+    /// Leaves out, for every later step, the sites that did not answer `round` (the
+    /// analysis's first step), keeping their outcome (status and reason) for the result.
+    pub(crate) fn leave_out_refusals(&self, round: &KernelRound) {
+        let out: BTreeMap<String, SiteOutcome> = round
+            .sites
+            .iter()
+            .filter(|(_, o)| o.status != SiteStatus::Answered)
+            .map(|(n, o)| (n.clone(), o.clone()))
+            .collect();
+        if out.is_empty() {
+            return;
+        }
+        let answered: Vec<String> = round
+            .sites
+            .iter()
+            .filter(|(_, o)| o.status == SiteStatus::Answered)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for (name, o) in &out {
+            tracing::info!(study = self.study, analysis = self.analysis, site = %name, reason = ?o.message, "site left out of the analysis");
+        }
+        *self.narrowed.lock().unwrap_or_else(|p| p.into_inner()) = Some(answered);
+        self.left_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(out);
+    }
+
+    /// The sites left out after the first step, with their status and reason.
+    pub(crate) fn left_out(&self) -> BTreeMap<String, SiteOutcome> {
+        self.left_out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A planning query (levels, summaries) or, on the SQL path, an iteration.
@@ -313,12 +365,13 @@ impl<'a> Steps<'a> {
         sql: String,
     ) -> Result<medfed_core::result::QueryResult, HubError> {
         tracing::debug!(study = self.study, analysis = self.analysis, ?step, "step");
+        let sites = self.sites();
         self.hub
             .query_as(
                 self.who,
                 self.study,
                 &sql,
-                self.only,
+                sites.as_deref(),
                 &self.options,
                 self.analysis,
             )
@@ -337,12 +390,13 @@ impl<'a> Steps<'a> {
             ?sites,
             "kernel step"
         );
+        let ours = self.sites();
         self.hub
             .kernel_step(
                 self.who,
                 self.study,
                 &task,
-                sites.or(self.only),
+                sites.or(ours.as_deref()),
                 self.analysis,
                 &self.options,
             )

@@ -78,6 +78,9 @@ pub struct GlmSpec {
 pub enum Step {
     /// Levels of a categorical variable (or the binomial outcome's classes).
     Levels(String),
+    /// Every site's say on the model (its rows, its policy) before anything about the cohort
+    /// is released: a site that refuses is left out of every later step, with its reason.
+    Check,
     /// Observation count and starting values.
     Summary,
     /// IRLS iteration (1-based).
@@ -150,15 +153,22 @@ where
     } = plan(state, spec, &mut run).await?;
     let min_cell_count = rules.min_cell_count;
     let family = spec.family;
-    let summary = run(
-        Step::Summary,
-        design.summary_sql(family, spec.weights.is_some()),
-    )
-    .await
-    .map_err(FitError::Run)?;
+    let p = design.columns.len();
+    let rows = design.glm_row_source();
+    let task = |beta: &[f64]| KernelTask {
+        rows: rows.clone(),
+        step: KernelStep::Glm {
+            family,
+            beta: beta.to_vec(),
+            intercept: formula.intercept,
+        },
+    };
+    let summary_sql = design.summary_sql(family, spec.weights.is_some());
+    let mut summary = run(Step::Summary, summary_sql.clone())
+        .await
+        .map_err(FitError::Run)?;
     let s = Answer::read(&summary)?;
     let n = s.count("n")?;
-    let sites = answered(&summary);
     if n < min_cell_count.max(1) {
         return Err(GlmError::Disclosive(format!(
             "fewer than k = {min_cell_count} complete observations"
@@ -198,7 +208,28 @@ where
             .into());
         }
     }
-    let p = design.columns.len();
+    // Every site's say on the model itself (its rows for p coefficients, its policy): a site
+    // that refuses is left out of every later step, and the summary is taken again without it
+    // (a second release, held to the differencing rule like any other).
+    if let Some(k) = kernel.as_mut() {
+        let check = k(Step::Check, task(&vec![0.0; p]))
+            .await
+            .map_err(FitError::Run)?;
+        if check.answered() != answered(&summary) {
+            summary = run(Step::Summary, summary_sql)
+                .await
+                .map_err(FitError::Run)?;
+        }
+    }
+    let s = Answer::read(&summary)?;
+    let n = s.count("n")?;
+    let sites = answered(&summary);
+    if n < min_cell_count.max(1) {
+        return Err(GlmError::Disclosive(format!(
+            "fewer than k = {min_cell_count} complete observations"
+        ))
+        .into());
+    }
     if let Some(why) = rules.models.refuse(p, n, "the network's") {
         return Err(GlmError::Disclosive(why).into());
     }
@@ -215,15 +246,6 @@ where
         b
     };
 
-    let rows = design.glm_row_source();
-    let task = |beta: &[f64]| KernelTask {
-        rows: rows.clone(),
-        step: KernelStep::Glm {
-            family,
-            beta: beta.to_vec(),
-            intercept: formula.intercept,
-        },
-    };
     let mut beta = start(true);
     let mut last: Option<(Released, inference::Sums)> = None;
     let mut converged = false;

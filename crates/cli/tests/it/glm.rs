@@ -459,3 +459,64 @@ async fn under_secure_aggregation_k_and_saturation_count_the_networks_rows() {
     assert!(plain.is_err(), "{plain:?}");
     net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_that_refuses_the_model_is_left_out_from_the_first_step_with_its_reason() {
+    // A cohort (x above a threshold) in which the first site has 14 rows: at least k, but too
+    // few for the model's 8 coefficients (8 > 37 % of 14), judged per site without secure
+    // aggregation. The model is fitted on the other two sites, equal to their pooled fit, and
+    // the result says why north is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let files = simulated_sites(dir.path());
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    let mut xs: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    xs.sort_by(|a, b| b.total_cmp(a));
+    let threshold = (xs[13] + xs[14]) / 2.0;
+    let net = start(&dir.path().join("net"), "sim", files.clone()).await;
+    let store = pooled_extract(&net, &files[1..], "sim", dir.path()).await;
+    let rita = net
+        .hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap();
+    let s = GlmSpec {
+        filter: Some(format!("x > {threshold}")),
+        ..spec("sim", "yg ~ x * sex * t", Family::Gaussian)
+    };
+    let req = medfed_hub::GlmRequest {
+        study: net.studies["exact"].clone(),
+        spec: s.clone(),
+        sites: None,
+        secure_aggregation: Some(false),
+        register: None,
+    };
+    let fit = net.hub.glm(&rita, &req).await.unwrap();
+    let north = &fit.sites["north"];
+    assert_eq!(
+        north.status,
+        medfed_core::result::SiteStatus::Refused,
+        "{fit:?}"
+    );
+    let why = north.message.clone().unwrap_or_default();
+    assert!(why.contains("8 coefficients are more than 37%"), "{why}");
+    assert!(
+        !why.contains("14"),
+        "a refusal never states the site's count: {why}"
+    );
+    for site in ["south", "east"] {
+        assert_eq!(
+            fit.sites[site].status,
+            medfed_core::result::SiteStatus::Answered
+        );
+    }
+    let pool = pooled::fit(store.context(), &s)
+        .await
+        .map_err(|_| "pooled")
+        .unwrap();
+    assert_equal(&fit, &pool, 1e-8);
+    net.shutdown().await;
+}
