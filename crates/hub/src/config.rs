@@ -26,6 +26,7 @@
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }
 //! rounding = { base = 0, midpoint = false }   # e.g. { base = 5 }: released counts rounded
+//! class_disclosure = true    # withhold a two-way table's lone non-empty cell of a row or column
 //! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
 //! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)
 //!
@@ -105,6 +106,8 @@ pub struct NetworkPrivacy {
     pub models: medfed_privacy::ModelRules,
     /// Rounding of released counts (a site may ask for a coarser base).
     pub rounding: medfed_privacy::Rounding,
+    /// Withhold class disclosure in two-way tables.
+    pub class_disclosure: bool,
     /// ε of one DP query at each site when the researcher does not name one.
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
@@ -124,6 +127,7 @@ impl Default for NetworkPrivacy {
             dominance: rules.dominance,
             models: rules.models,
             rounding: rules.rounding,
+            class_disclosure: rules.class_disclosure,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
             secure_aggregation: true,
@@ -139,6 +143,7 @@ impl NetworkPrivacy {
             dominance: self.dominance,
             models: self.models,
             rounding: self.rounding,
+            class_disclosure: self.class_disclosure,
         }
     }
 }

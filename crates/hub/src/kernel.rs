@@ -86,6 +86,7 @@ impl Hub {
                 let limits = kernel::Limits {
                     k: rules.min_cell_count,
                     models: rules.models,
+                    class_disclosure: rules.class_disclosure,
                     local: false,
                 };
                 if let Err(e) = kernel::network_limits(sum, &task.step, &limits) {

@@ -173,12 +173,13 @@ impl Hub {
             return Err(HubError::NoSiteAnswered(sites));
         }
         let rules = protection.rules;
-        // Counts are rounded to the coarsest base the network or any answering site asks for.
-        let rounding = reports
+        // The rules as the strictest answering site applied them: counts are rounded to the
+        // coarsest base any asks for; class disclosure is checked if any asks for it.
+        let applied = reports
             .values()
-            .fold(rules, |r, report| r.stricter(&report.rules))
-            .rounding;
-        let merged = plan.merge(partials, rules.min_cell_count, rounding).await?;
+            .fold(rules, |r, report| r.stricter(&report.rules));
+        let rounding = applied.rounding;
+        let mut merged = plan.merge(partials, rules.min_cell_count, rounding).await?;
         // The airlock: a query whose every group is too small selects too few people to
         // release anything (minimum subset size) — refused, not answered with blanks.
         let every_group_small = if merged.cells.is_empty() {
@@ -198,6 +199,14 @@ impl Hub {
                 rules.min_cell_count
             ))
             .await;
+        }
+        // Class disclosure: a two-way table's lone non-empty cell of a row or column.
+        let mut withheld = withheld;
+        if applied.class_disclosure {
+            let n = medfed_analysis::sql::class::withhold_classes(&mut merged, plan.key_count())?;
+            if n > 0 {
+                *withheld.entry(Suppression::ClassDisclosure).or_default() += n;
+            }
         }
         // Differencing against earlier releases of this study (exact studies; in
         // DP studies every release pays from the sites' budgets instead).

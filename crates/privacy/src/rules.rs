@@ -182,6 +182,8 @@ pub struct DisclosureRules {
     pub models: ModelRules,
     /// Rounding of released counts.
     pub rounding: Rounding,
+    /// Withhold class disclosure in two-way tables (on by default).
+    pub class_disclosure: bool,
 }
 
 impl Default for DisclosureRules {
@@ -191,6 +193,7 @@ impl Default for DisclosureRules {
             dominance: Dominance::default(),
             models: ModelRules::default(),
             rounding: Rounding::default(),
+            class_disclosure: true,
         }
     }
 }
@@ -227,6 +230,7 @@ impl DisclosureRules {
                 base: self.rounding.base.max(other.rounding.base),
                 midpoint: self.rounding.midpoint || other.rounding.midpoint,
             },
+            class_disclosure: self.class_disclosure || other.class_disclosure,
         }
     }
 
@@ -244,6 +248,9 @@ pub enum Suppression {
     SmallCell = 1,
     /// The largest contributors dominate a sum or mean.
     Dominance = 2,
+    /// Everyone in the group shares one value of a category (a two-way table's only non-empty
+    /// cell in its row or column): knowing someone is in the row tells their category.
+    ClassDisclosure = 3,
 }
 
 impl Suppression {
@@ -257,6 +264,7 @@ impl Suppression {
         match code {
             1 => Some(Self::SmallCell),
             2 => Some(Self::Dominance),
+            3 => Some(Self::ClassDisclosure),
             _ => None,
         }
     }
@@ -268,6 +276,9 @@ impl Suppression {
                 "fewer than {} people (minimum cell count)",
                 rules.min_cell_count
             ),
+            Self::ClassDisclosure => "the only non-empty cell of its row or column in a two-way \
+                 table: everyone in that row (or column) shares its category (class disclosure)"
+                .to_string(),
             Self::Dominance if rules.dominance.p_percent > 0.0 => format!(
                 "too concentrated: the {} largest contribution(s) exceed {:.0}% of the total, or \
                  the rest is under {}% of the largest (dominance and p% rules)",
@@ -299,6 +310,7 @@ mod tests {
             },
             models: ModelRules::default(),
             rounding: Rounding::default(),
+            class_disclosure: true,
         };
         let lax_site = DisclosureRules {
             min_cell_count: 3,
@@ -312,6 +324,7 @@ mod tests {
                 max_parameter_share: 0.5,
             },
             rounding: Rounding::default(),
+            class_disclosure: true,
         };
         assert_eq!(network.stricter(&lax_site), network);
         let strict_site = DisclosureRules {
@@ -329,6 +342,7 @@ mod tests {
                 base: 5,
                 midpoint: false,
             },
+            class_disclosure: true,
         };
         assert_eq!(network.stricter(&strict_site), strict_site);
     }

@@ -23,6 +23,7 @@
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # (n, k) rule for sums and means; p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }   # regressions and trained models
 //! rounding = { base = 0, midpoint = false }  # e.g. { base = 5 } or { base = 6, midpoint = true }
+//! class_disclosure = true                  # withhold a two-way table's lone non-empty cell of a row or column
 //! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!
 //! [store]
@@ -101,6 +102,8 @@ pub struct PrivacyConfig {
     pub models: medfed_privacy::ModelRules,
     /// Rounding of released counts (the coarser of this and the network's applies).
     pub rounding: medfed_privacy::Rounding,
+    /// Withhold class disclosure in two-way tables (either side may switch it on).
+    pub class_disclosure: bool,
     /// Whether the catalogue says how many people each table holds, and how coarsely.
     pub catalog_counts: CountRule,
 }
@@ -116,6 +119,7 @@ impl Default for PrivacyConfig {
             dominance: Dominance::default(),
             models: Default::default(),
             rounding: Default::default(),
+            class_disclosure: true,
             catalog_counts: CountRule::default(),
         }
     }

@@ -107,6 +107,7 @@ impl SiteService {
         let limits = kernel::Limits {
             k: rules.min_cell_count,
             models: rules.models,
+            class_disclosure: rules.class_disclosure,
             local: !(protection.secure_aggregation && dp.is_none()),
         };
         let answer =

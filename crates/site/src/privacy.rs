@@ -34,6 +34,7 @@ impl SitePrivacy {
             dominance: self.cfg.dominance,
             models: self.cfg.models,
             rounding: self.cfg.rounding,
+            class_disclosure: self.cfg.class_disclosure,
         }
     }
 

@@ -300,6 +300,8 @@ pub struct Limits {
     pub k: u64,
     /// Saturation and residual degrees of freedom.
     pub models: ModelRules,
+    /// Refuse a binomial step whose rows all have one outcome.
+    pub class_disclosure: bool,
     /// Judge this site's own rows (the answer leaves on its own). False under secure
     /// aggregation: the answer leaves only inside the network's sum, and the hub judges that
     /// sum ([`network_limits`]).
@@ -312,6 +314,7 @@ impl Limits {
         Self {
             k,
             models: ModelRules::default(),
+            class_disclosure: true,
             local: true,
         }
     }
@@ -431,6 +434,7 @@ pub async fn run_cached(
             intercept,
         } => {
             saturation(beta.len(), n)?;
+            class_disclosure(&limits, *family, columns)?;
             crate::glm::kernel::sums(columns, *family, beta, *intercept)
                 .map(KernelAnswer::Glm)
                 .map_err(SqlError::Plan)
@@ -469,6 +473,31 @@ pub fn update_sigma(dp: &UpdateDp, release: &DpRelease, epochs: u32) -> f64 {
     2.0 * dp.clip / (2.0 * rho / steps).sqrt()
 }
 
+/// Class disclosure at the site, when its answer leaves on its own: a binomial model's sums
+/// over rows that all have the same outcome tell that every one of them has it.
+fn class_disclosure(
+    limits: &Limits,
+    family: medfed_core::glm::Family,
+    columns: &[Vec<f64>],
+) -> Result<(), SqlError> {
+    let Some(y) = columns.first() else {
+        return Ok(());
+    };
+    let one_class = y.first().is_some_and(|first| y.iter().all(|v| v == first));
+    if limits.local
+        && limits.class_disclosure
+        && family == medfed_core::glm::Family::Binomial
+        && one_class
+    {
+        return Err(SqlError::Disclosive(
+            "every row at this site has the same outcome, so its share of the model would tell \
+             each patient's outcome (class disclosure)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// DataSHIELD's saturation rule at the site, when it judges its own rows (the residual degrees
 /// of freedom are judged on the network's model, at the hub). The row count is never stated:
 /// a refusal never carries a small count.
@@ -479,5 +508,34 @@ fn saturation(limits: &Limits, p: usize, n: usize) -> Result<(), SqlError> {
     match limits.models.saturated(p, n as u64, "this site's") {
         Some(why) => Err(SqlError::Disclosive(why)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::*;
+    use medfed_core::glm::Family;
+
+    #[test]
+    fn a_binomial_step_over_one_outcome_class_is_refused_at_the_site_only() {
+        let all_positive = [vec![1.0; 30], vec![1.0; 30]];
+        let mixed = [vec![1.0, 0.0, 1.0], vec![1.0; 3]];
+        let local = Limits::local(10);
+        let e = class_disclosure(&local, Family::Binomial, &all_positive).unwrap_err();
+        assert!(e.to_string().contains("class disclosure"), "{e}");
+        assert!(!e.to_string().contains("30"), "never states the count: {e}");
+        assert!(class_disclosure(&local, Family::Binomial, &mixed).is_ok());
+        assert!(class_disclosure(&local, Family::Gaussian, &all_positive).is_ok());
+        // Under secure aggregation the answer leaves only inside the network's sum.
+        let network = Limits {
+            local: false,
+            ..local
+        };
+        assert!(class_disclosure(&network, Family::Binomial, &all_positive).is_ok());
+        let off = Limits {
+            class_disclosure: false,
+            ..local
+        };
+        assert!(class_disclosure(&off, Family::Binomial, &all_positive).is_ok());
     }
 }

@@ -16,6 +16,7 @@
 //! aggregates) runs at the hub on merged values, so the answer equals the pooled one.
 
 mod check;
+pub mod class;
 mod error;
 mod protect;
 mod reads;
@@ -134,6 +135,11 @@ impl FederatedSql {
     /// Tables and columns the query reads (for checking it against a study's terms).
     pub fn reads(&self) -> &BTreeMap<String, BTreeSet<String>> {
         &self.reads
+    }
+
+    /// How many GROUP BY keys the query has (2: a two-way table).
+    pub fn key_count(&self) -> usize {
+        self.target.group_expr.len()
     }
 
     /// The group keys, as text: releases with the same grouping are compared for differencing.

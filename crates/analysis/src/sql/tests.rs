@@ -163,6 +163,7 @@ fn no_limits() -> Protection {
             },
             models: Default::default(),
             rounding: Default::default(),
+            class_disclosure: false,
         },
         dp: None,
         secure_aggregation: false,

@@ -175,6 +175,7 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
             },
             models: Default::default(),
             rounding: Default::default(),
+            class_disclosure: false,
         },
         dp: None,
         secure_aggregation: false,
