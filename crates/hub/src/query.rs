@@ -131,11 +131,19 @@ impl Hub {
                     .to_string(),
             );
         }
-        if !asked.secure_aggregation {
+        if !asked.secure_aggregation && asked.dp.is_none() {
             notes.push(
                 "secure aggregation is off: k was applied to each site's own groups, so a \
                  group with fewer than k people at some site is hidden even when the network \
                  holds k or more; secure aggregation would release it"
+                    .to_string(),
+            );
+        }
+        if !asked.secure_aggregation && asked.dp.is_some() {
+            notes.push(
+                "each site noised its own partial and chose its own groups (DP studies default \
+                 to this); with secure aggregation the sites add shares of one noise inside the \
+                 network's sum instead"
                     .to_string(),
             );
         }

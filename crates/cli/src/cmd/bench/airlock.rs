@@ -4,8 +4,9 @@
 //! row per patient with a diagnosis drawn from a long-tailed (Zipf) list of conditions, a sex
 //! and an age band. For grouped counts over them, the share of the pooled total withheld is
 //! measured under (a) k applied to each site's groups (secure aggregation off), (b) k applied
-//! to the network's total under secure aggregation (the default), and (c) k applied to the
-//! pooled rows themselves (the oracle no federation can beat). Target: (b) ≤ 1.1 × (c).
+//! to the network's total under secure aggregation (the default), and (c) the same output rules
+//! (k, and class disclosure in two-way tables) applied to the pooled rows themselves (the
+//! oracle no federation can beat). Target: (b) ≤ 1.1 × (c).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,6 +92,35 @@ fn pooled_groups(query: &str, rows: &[Rows]) -> BTreeMap<Vec<u64>, u64> {
     out
 }
 
+/// What the output rules release of the pooled groups: those with at least k people, less the
+/// class-disclosing cells of a two-way table (the rule the hub applies to the network's table).
+fn oracle(pooled: &BTreeMap<Vec<u64>, u64>, k: u64) -> anyhow::Result<u64> {
+    use medfed_analysis::sql::{Merged, MergedCell, class};
+    let mut table = Merged {
+        batches: Vec::new(),
+        cells: pooled
+            .iter()
+            .filter(|(_, n)| **n >= k)
+            .map(|(key, n)| MergedCell {
+                status: 0,
+                contributors: Some(*n as i64),
+                key: key
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\u{1f}"),
+            })
+            .collect(),
+    };
+    let keys = pooled.keys().next().map_or(0, Vec::len);
+    class::withhold_classes(&mut table, keys)?;
+    Ok(table
+        .cells
+        .iter()
+        .filter_map(|c| c.contributors)
+        .sum::<i64>() as u64)
+}
+
 /// What a released answer adds up to: the sum of its non-withheld counts (last column).
 fn released(r: &QueryResult) -> u64 {
     r.rows
@@ -149,7 +179,7 @@ pub async fn run(a: AirlockArgs) -> anyhow::Result<()> {
     for (name, sql) in QUERIES {
         let pooled = pooled_groups(name, &rows);
         let total: u64 = pooled.values().sum();
-        let oracle: u64 = pooled.values().filter(|&&n| n >= k).sum();
+        let oracle = oracle(&pooled, k)?;
         let per_site = client
             .query_with(sql, study, &[], json!({ "secure_aggregation": false }))
             .await?;
