@@ -103,7 +103,7 @@ impl Hub {
             SiteRequest::partial_sql(&id, site, context, plan.site_sql())
         };
         let mut fan = if secure {
-            self.secure_sql(&plan, &targets, &asked, |s| request_for(s, &asked))
+            self.secure_sql(&id, &plan, &targets, &asked, |s| request_for(s, &asked))
                 .await?
         } else {
             self.fan_out(&targets, &|s| request_for(s, &plain), &plan)

@@ -16,9 +16,10 @@ use crate::{Hub, HubError};
 
 impl Hub {
     /// Sums `plan`'s partials at `targets` under secure aggregation, one request per site from
-    /// `request_for` (whose id names the round at the sites).
+    /// `request_for` (all carrying request id `id`, which names the round at the sites).
     pub(crate) async fn secure_sql<R>(
         &self,
+        id: &str,
         plan: &FederatedSql,
         targets: &[&SiteClient],
         asked: &Protection,
@@ -52,10 +53,9 @@ impl Hub {
             })
             .copied()
             .collect();
-        let first_id = request_for(answered[0].name().as_str()).request_id;
-        let second_id = format!("{first_id}.spread");
+        let second_id = format!("{id}.spread");
         let centred = Spread::Centred {
-            after: first_id,
+            after: id.to_string(),
             columns: columns.clone(),
             means,
         };
