@@ -303,19 +303,31 @@ impl MergeParts {
     }
 }
 
-/// `count` rounded as `rounding` says ([`Rounding::apply`]), as an expression.
+/// `count` rounded as `rounding` says: [`Rounding::apply`] itself, as a scalar function of the
+/// merge plan (so the rule has one implementation).
 fn rounded(count: Expr, rounding: Rounding) -> Result<Expr> {
-    use datafusion::functions::math::expr_fn::{ceil, round};
+    use arrow::array::{ArrayRef, AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+    use datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
     if !rounding.is_on() {
         return Ok(count);
     }
-    let b = rounding.base as f64;
-    let x = f64(count.clone());
-    let r = if rounding.midpoint {
-        when(count.clone().eq(lit(0i64)), lit(0.0))
-            .otherwise(ceil(x / lit(b)) * lit(b) - lit((rounding.base / 2) as f64))?
-    } else {
-        round(vec![x / lit(b)]) * lit(b)
+    let apply = move |args: &[ColumnarValue]| {
+        let counts = ColumnarValue::values_to_arrays(args)?.remove(0);
+        let counts = arrow::compute::cast(&counts, &DataType::Int64)?;
+        let out: Int64Array = counts
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|n| n.map(|n| rounding.apply(n)))
+            .collect();
+        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
     };
-    Ok(cast(r, DataType::Int64))
+    let udf = create_udf(
+        "medfed_round_count",
+        vec![DataType::Int64],
+        DataType::Int64,
+        Volatility::Immutable,
+        Arc::new(apply),
+    );
+    Ok(udf.call(vec![cast(count, DataType::Int64)]))
 }
