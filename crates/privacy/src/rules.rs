@@ -234,6 +234,21 @@ impl DisclosureRules {
         }
     }
 
+    /// No output rules at all (k = 1, no concentration rule, no rounding, no class disclosure):
+    /// for measuring what the rules cost and for testing merges, never for a release.
+    pub fn none() -> Self {
+        Self {
+            min_cell_count: 1,
+            dominance: Dominance {
+                n: 1,
+                share: 1.0,
+                p_percent: 0.0,
+            },
+            class_disclosure: false,
+            ..Self::default()
+        }
+    }
+
     /// True when a cell of `count` people must be suppressed.
     pub fn too_small(&self, count: i64) -> bool {
         count > 0 && (count as u64) < self.min_cell_count

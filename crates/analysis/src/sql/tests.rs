@@ -154,17 +154,7 @@ fn column<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
 /// Rules that never suppress, so federated answers can be compared with pooled ones exactly.
 fn no_limits() -> Protection {
     Protection {
-        rules: DisclosureRules {
-            min_cell_count: 1,
-            dominance: medfed_privacy::Dominance {
-                n: 1,
-                share: 1.0,
-                p_percent: 0.0,
-            },
-            models: Default::default(),
-            rounding: Default::default(),
-            class_disclosure: false,
-        },
+        rules: DisclosureRules::none(),
         dp: None,
         secure_aggregation: false,
     }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use medfed_privacy::secagg::{Id, decode_fixed, encode_fixed};
-use medfed_privacy::{DisclosureRules, Dominance, DpRelease, Protection};
+use medfed_privacy::{DisclosureRules, DpRelease, Protection};
 use serde_json::json;
 
 use super::stats;
@@ -166,17 +166,7 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
         ),
     ];
     let none = Protection {
-        rules: DisclosureRules {
-            min_cell_count: 1,
-            dominance: Dominance {
-                n: 1,
-                share: 1.0,
-                p_percent: 0.0,
-            },
-            models: Default::default(),
-            rounding: Default::default(),
-            class_disclosure: false,
-        },
+        rules: DisclosureRules::none(),
         dp: None,
         secure_aggregation: false,
     };
