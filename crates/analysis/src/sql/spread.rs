@@ -50,7 +50,7 @@ fn counts(batch: &RecordBatch, name: &str) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// `batch` with each of `columns`' `v` replaced by `values` (Float64, cast to the column's type).
+/// `batch` with column `name` replaced by `values` (cast to the column's type).
 fn with_v(batch: &RecordBatch, name: &str, values: Float64Array) -> Result<RecordBatch> {
     let schema = batch.schema();
     let i = schema

@@ -104,6 +104,14 @@ pub async fn start(dir: &Path, name: &str, files: Vec<PathBuf>) -> Devnet {
     Devnet::start(&cfg, |_, _| {}).await.unwrap()
 }
 
+/// The demo researcher, signed in at the hub in-process.
+async fn researcher(net: &Devnet) -> medfed_hub::auth::Principal {
+    net.hub
+        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
+        .await
+        .unwrap()
+}
+
 /// Federated estimates and standard errors equal the pooled ones to `tol` (relative).
 fn assert_equal(f: &GlmFit, p: &pooled::PooledFit, tol: f64) {
     assert_eq!(f.n as usize, p.n, "{}", f.formula);
@@ -136,11 +144,7 @@ async fn federated_glms_equal_the_pooled_fit_on_simulated_sites() {
     let files = simulated_sites(dir.path());
     let net = start(&dir.path().join("net"), "sim", files.clone()).await;
     let store = pooled_extract(&net, &files, "sim", dir.path()).await;
-    let rita = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
-        .await
-        .unwrap();
+    let rita = researcher(&net).await;
     let study = net.studies["exact"].clone();
     for (formula, family) in [
         ("yg ~ x * sex + grp", Family::Gaussian),
@@ -286,11 +290,7 @@ async fn cnsim_glms_equal_the_pooled_fit() {
         .collect();
     let net = start(&dir.path().join("net"), "cnsim", files.clone()).await;
     let store = pooled_extract(&net, &files, "cnsim", dir.path()).await;
-    let rita = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
-        .await
-        .unwrap();
+    let rita = researcher(&net).await;
     // One analysis cohort for every model: two releases over cohorts that differ by fewer than
     // k people would be refused as differencing (as they should be).
     let cohort = "lab_tsc IS NOT NULL AND lab_hdl IS NOT NULL AND pm_bmi_continuous IS NOT NULL \
@@ -372,11 +372,7 @@ async fn cnsim_logistic_regression_matches_statsmodels() {
         .map(|i| cnsim.join(format!("CNSIM{i}.csv")))
         .collect();
     let net = start(&dir.path().join("net"), "cnsim", files).await;
-    let rita = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
-        .await
-        .unwrap();
+    let rita = researcher(&net).await;
     let req = medfed_hub::GlmRequest {
         study: net.studies["exact"].clone(),
         spec: spec(
@@ -431,11 +427,7 @@ async fn under_secure_aggregation_k_and_saturation_count_the_networks_rows() {
     let files = simulated_sites(dir.path());
     let net = start(&dir.path().join("net"), "sim", files.clone()).await;
     let store = pooled_extract(&net, &files, "sim", dir.path()).await;
-    let rita = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
-        .await
-        .unwrap();
+    let rita = researcher(&net).await;
     let s = GlmSpec {
         filter: Some("x > 2.25".into()),
         ..spec("sim", "yg ~ x * sex + grp", Family::Gaussian)
@@ -478,11 +470,7 @@ async fn a_site_that_refuses_the_model_is_left_out_from_the_first_step_with_its_
     let threshold = (xs[13] + xs[14]) / 2.0;
     let net = start(&dir.path().join("net"), "sim", files.clone()).await;
     let store = pooled_extract(&net, &files[1..], "sim", dir.path()).await;
-    let rita = net
-        .hub
-        .authenticate(Some(&format!("Bearer {}", net.token)), "test")
-        .await
-        .unwrap();
+    let rita = researcher(&net).await;
     let s = GlmSpec {
         filter: Some(format!("x > {threshold}")),
         ..spec("sim", "yg ~ x * sex * t", Family::Gaussian)
