@@ -14,7 +14,8 @@ roles := {r | some r in input.subject.roles}
 may_research if count(roles & {"researcher", "clinician"}) > 0
 
 # Anyone authenticated may see the network's sites, its catalogue (schemas, no counts) and studies.
-allow if input.action in {"whoami", "sites.read", "catalog.read", "study.read"}
+# (Reviews are filtered by the hub: custodians see their sites', researchers their own.)
+allow if input.action in {"whoami", "sites.read", "catalog.read", "study.read", "review.read"}
 
 # Researchers and clinicians propose studies.
 allow if {
@@ -25,6 +26,14 @@ allow if {
 # A custodian decides for a site they are custodian of, and only on a study that asks for it.
 allow if {
 	input.action == "study.decide"
+	"custodian" in roles
+	input.site in input.subject.sites
+	input.site in input.study.sites
+}
+
+# A custodian reviews a held release for a site they are custodian of that the study asked for.
+allow if {
+	input.action == "review.decide"
 	"custodian" in roles
 	input.site in input.subject.sites
 	input.site in input.study.sites
@@ -62,7 +71,7 @@ approved_sites contains site if {
 # Why not, in words (only when denied).
 reasons contains sprintf("role(s) %v may not %s", [sort(roles), input.action]) if {
 	not allow
-	not input.action in {"query", "study.decide"}
+	not input.action in {"query", "study.decide", "review.decide"}
 }
 
 reasons contains "only researchers and clinicians may query" if {
@@ -85,7 +94,7 @@ reasons contains sprintf("no site has approved study %s yet", [input.study.id]) 
 
 reasons contains sprintf("%s is not the custodian of site %s", [input.subject.id, input.site]) if {
 	not allow
-	input.action == "study.decide"
+	input.action in {"study.decide", "review.decide"}
 	not input.site in input.subject.sites
 }
 

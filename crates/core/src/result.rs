@@ -59,6 +59,45 @@ pub struct PrivacySummary {
     /// How released counts were rounded, when they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rounding: Option<String>,
+    /// Every check the airlock ran on this release and each row's outcome (as ACRO's
+    /// evidence); also in the release's audit entry.
+    #[serde(default, skip_serializing_if = "Evidence::is_empty")]
+    pub evidence: Evidence,
+}
+
+/// What the airlock checked on one release.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Evidence {
+    /// Each check that ran on every cell, with its setting and outcome.
+    pub checks: Vec<CheckRun>,
+    /// One per row of `rows`, in order: `released` when every check passed for it, else the
+    /// check that blanked its statistics. Groups withheld without a row are counted in the
+    /// checks' `withheld`.
+    pub rows: Vec<String>,
+}
+
+impl Evidence {
+    /// True when nothing was recorded (results built before evidence existed).
+    pub fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+}
+
+/// One check of the airlock on one release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CheckRun {
+    /// `min_cell_count`, `dominance`, `class_disclosure`, `complementary`, `differencing`,
+    /// `rounding` or `differential_privacy`.
+    pub check: String,
+    /// Its setting, e.g. `k = 10`.
+    pub setting: String,
+    /// What it was judged on, e.g. `the network's total`.
+    pub judged_on: String,
+    /// `pass` (nothing withheld), `withheld` (some groups withheld or blanked), `applied`
+    /// (rounding, noise) or `review` (held for a custodian's review).
+    pub outcome: String,
+    /// Groups it withheld or blanked.
+    pub withheld: usize,
 }
 
 /// A row whose statistics were withheld.

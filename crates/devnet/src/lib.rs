@@ -80,6 +80,8 @@ pub struct DevnetConfig {
     /// The hospital's single sign-on, if the hub should accept its tokens (and the portal offer
     /// it).
     pub oidc: Option<medfed_hub::auth::OidcConfig>,
+    /// The hub's `[privacy]` (the network's rules).
+    pub hub_privacy: medfed_hub::config::NetworkPrivacy,
 }
 
 impl DevnetConfig {
@@ -95,6 +97,7 @@ impl DevnetConfig {
             extra_tables: Vec::new(),
             ingest: Vec::new(),
             oidc: None,
+            hub_privacy: Default::default(),
         }
     }
 }
@@ -355,7 +358,7 @@ impl Devnet {
                 policy: hub_policy,
             },
             oidc: cfg.oidc.clone(),
-            privacy: Default::default(),
+            privacy: cfg.hub_privacy.clone(),
             sites: entries,
         };
         let hub_toml = hub_dir.join("hub.toml");

@@ -27,6 +27,7 @@
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }
 //! rounding = { base = 0, midpoint = false }   # e.g. { base = 5 }: released counts rounded
 //! class_disclosure = true    # withhold a two-way table's lone non-empty cell of a row or column
+//! review = []                # e.g. ["class_disclosure", "complementary", "differencing"]: hold for custodians' review instead
 //! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
 //! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)
 //!
@@ -108,6 +109,8 @@ pub struct NetworkPrivacy {
     pub rounding: medfed_privacy::Rounding,
     /// Withhold class disclosure in two-way tables.
     pub class_disclosure: bool,
+    /// Checks whose firing holds a release for custodians' review instead.
+    pub review: medfed_privacy::Review,
     /// ε of one DP query at each site when the researcher does not name one.
     pub default_epsilon: f64,
     /// δ of one grouped DP query at each site (pays for releasing which groups exist).
@@ -128,6 +131,7 @@ impl Default for NetworkPrivacy {
             models: rules.models,
             rounding: rules.rounding,
             class_disclosure: rules.class_disclosure,
+            review: rules.review,
             default_epsilon: 0.1,
             delta_per_release: 1e-7,
             secure_aggregation: true,
@@ -144,6 +148,7 @@ impl NetworkPrivacy {
             models: self.models,
             rounding: self.rounding,
             class_disclosure: self.class_disclosure,
+            review: self.review,
         }
     }
 }

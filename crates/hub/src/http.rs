@@ -17,6 +17,8 @@
 //! | `GET /v1/studies`, `GET /v1/studies/{id}` | studies and each site's decision |
 //! | `POST /v1/studies` [`NewStudy`] | propose a study (researcher, clinician) |
 //! | `POST /v1/studies/{id}/decisions` `{"site", "decision": "approve"\|"reject", "reason"?}` | a custodian decides for their site |
+//! | `GET /v1/reviews`, `GET /v1/reviews/{id}` | releases held for review (a check marked "review" fired): custodians see their sites' with the result, researchers their own (the result once approved) |
+//! | `POST /v1/reviews/{id}` `{"decision": "approve"\|"reject", "site"?, "reason"?}` | a custodian of a contributing site decides; released when every contributing site approved |
 //! | `GET /v1/studies/{id}/budget` | a DP study's privacy budget at each approved site: allowed, spent, left (the sites' own ledgers) |
 //! | `GET /v1/audit?after=&limit=` | the hub's audit trail (auditor) |
 //! | `GET /v1/audit/verify` | re-walk the hub's trail (auditor) |
@@ -24,7 +26,8 @@
 //! Every `/v1` route needs `Authorization: Bearer <token>` (a medfed API token or an SSO JWT) and
 //! is decided by `hub.rego`; both outcomes are audited. Errors are `{"error": "...", "kind":
 //! "..."}` with 401 (no/invalid token), 403 (not allowed), 404 (no such study), 400 (invalid
-//! query or request), 422 (refused: not an aggregate-only query), 503 (no site answered). The
+//! query or request), 422 (refused: not an aggregate-only query), 503 (no site answered); a query
+//! held for review is answered 202 with the review (`status: "awaiting_review"`). The
 //! audit trail can be read, never changed, through the API.
 
 use std::future::Future;
@@ -45,6 +48,7 @@ use utoipa_axum::routes;
 
 use crate::api::{ApiDoc, AuditRecords, Catalog, ErrorBody, SiteHealth, SiteList, StudyList};
 use crate::auth::Principal;
+use crate::review::{ReviewDecisionRequest, ReviewView};
 use crate::state::{NewStudy, StateError, Study};
 use crate::{Hub, HubError};
 
@@ -129,6 +133,12 @@ impl From<HubError> for AppError {
                 msg,
                 serde_json::to_value(sites).ok(),
             ),
+            HubError::HeldForReview(view) => AppError(
+                StatusCode::ACCEPTED,
+                "awaiting_review",
+                msg,
+                serde_json::to_value(view).ok(),
+            ),
             _ => AppError(StatusCode::INTERNAL_SERVER_ERROR, "internal", msg, None),
         }
     }
@@ -174,8 +184,15 @@ async fn run_query(
             req.sites.as_deref(),
             &req.options,
         )
-        .await?;
-    Ok(Json(result).into_response())
+        .await;
+    match result {
+        Ok(result) => Ok(Json(result).into_response()),
+        // Not an error: the result waits for the custodians (`GET /v1/reviews/{id}`).
+        Err(HubError::HeldForReview(view)) => {
+            Ok((StatusCode::ACCEPTED, Json(*view)).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[utoipa::path(post, path = "/analyses/glm", tag = "analyses", request_body = crate::GlmRequest, responses((status = 200, description = "the pooled-data fit", body = medfed_core::glm::GlmFit), (status = 401, description = "no or invalid token", body = ErrorBody), (status = 403, description = "not allowed", body = ErrorBody), (status = 400, description = "invalid request", body = ErrorBody), (status = 404, description = "no such study", body = ErrorBody), (status = 422, description = "refused by disclosure control", body = ErrorBody), (status = 503, description = "no site answered", body = ErrorBody)))]
@@ -335,6 +352,34 @@ async fn decide(
     Ok(Json(study))
 }
 
+#[utoipa::path(get, path = "/reviews", tag = "studies", responses((status = 200, description = "releases held for review that the caller may see (custodians: their sites'; researchers: their own)", body = Vec<ReviewView>), (status = 401, description = "no or invalid token", body = ErrorBody)))]
+async fn list_reviews(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Vec<ReviewView>>, AppError> {
+    Ok(Json(hub.reviews(&who).await?))
+}
+
+#[utoipa::path(get, path = "/reviews/{id}", tag = "studies", params(("id" = String, Path, description = "review id")), responses((status = 200, description = "the review; its result once approved (to reviewers always)", body = ReviewView), (status = 404, description = "no such review for the caller", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody)))]
+async fn get_review(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ReviewView>, AppError> {
+    Ok(Json(hub.review(&who, &id).await?))
+}
+
+#[utoipa::path(post, path = "/reviews/{id}", tag = "studies", params(("id" = String, Path, description = "review id")), request_body = ReviewDecisionRequest, responses((status = 200, description = "the review with the decision recorded (released once every contributing site approved)", body = ReviewView), (status = 400, description = "invalid decision", body = ErrorBody), (status = 403, description = "not a custodian of a contributing site, or already decided", body = ErrorBody), (status = 404, description = "no such review for the caller", body = ErrorBody), (status = 401, description = "no or invalid token", body = ErrorBody)))]
+async fn decide_review(
+    State(hub): State<Arc<Hub>>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+    req: Body<ReviewDecisionRequest>,
+) -> Result<Json<ReviewView>, AppError> {
+    let req = body(req)?;
+    Ok(Json(hub.decide_review(&who, &id, &req).await?))
+}
+
 /// Which records of the trail.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -485,6 +530,8 @@ fn v1_routes() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(get_study))
         .routes(routes!(decide))
         .routes(routes!(study_budget))
+        .routes(routes!(list_reviews))
+        .routes(routes!(get_review, decide_review))
         .routes(routes!(audit_records))
         .routes(routes!(audit_verify))
 }

@@ -27,21 +27,25 @@
 //! failed). The hub holds no patient data and cannot open a site's store: it does not link the
 //! store crate at all.
 
+mod airlock;
 mod api;
 pub mod auth;
 mod budget;
 mod catalog;
 pub mod config;
 mod describe;
+mod evidence;
 mod glm;
 mod governance;
 mod http;
 mod json;
 mod kernel;
 mod learn;
+mod margins;
 pub mod models;
 pub mod portal;
 pub mod query;
+pub mod review;
 mod secure;
 pub mod state;
 mod summary;
@@ -112,6 +116,9 @@ pub enum HubError {
     Audit(#[from] medfed_audit::AuditError),
     #[error(transparent)]
     Policy(#[from] medfed_policy::PolicyError),
+    /// The result is held for custodians' review (answered 202 with the review).
+    #[error("held for review {} (checks: {})", .0.id, .0.checks.keys().cloned().collect::<Vec<_>>().join(", "))]
+    HeldForReview(Box<review::ReviewView>),
 }
 
 fn describe(sites: &BTreeMap<String, SiteOutcome>) -> String {

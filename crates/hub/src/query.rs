@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::Principal;
 use crate::secure::{FanOut, call_site};
-use crate::state::{Release, Study};
+use crate::state::{HeldRelease, Release, ReleasedTable, Study};
 use crate::summary::{site_report, summary};
 use crate::{Hub, HubError, json};
 
@@ -208,38 +208,21 @@ impl Hub {
             ))
             .await;
         }
-        // Class disclosure: a two-way table's lone non-empty cell of a row or column.
         let mut withheld = withheld;
-        if applied.class_disclosure {
-            let n = medfed_analysis::sql::class::withhold_classes(&mut merged, plan.key_count())?;
-            if n > 0 {
-                *withheld.entry(Suppression::ClassDisclosure).or_default() += n;
-            }
-        }
-        // Differencing against earlier releases of this study (exact studies; in
-        // DP studies every release pays from the sites' budgets instead).
-        let cells: Vec<(String, i64)> = merged
-            .cells
-            .iter()
-            .filter(|c| c.status == 0)
-            .filter_map(|c| c.contributors.map(|n| (c.key.clone(), n)))
-            .collect();
-        if protection.dp.is_none()
-            && let Some(d) = self
-                .state
-                .differencing(study_id, plan.grouping(), &cells, rules.min_cell_count)
-                .await?
+        let checked = match self
+            .airlock(
+                study_id,
+                &plan,
+                &mut merged,
+                &applied,
+                &protection,
+                &mut withheld,
+            )
+            .await?
         {
-            // The difference itself is a small count: never stated.
-            return deny(format!(
-                "differencing: group [{}] would differ by fewer than k = {} people from \
-                 release {} of study {study_id}",
-                d.key.replace('\u{1f}', ", "),
-                rules.min_cell_count,
-                d.request_id
-            ))
-            .await;
-        }
+            Ok(checked) => checked,
+            Err(refusal) => return deny(refusal).await,
+        };
         let (columns, rows) = json::to_rows(&merged.batches);
         let columns = if columns.is_empty() {
             plan_columns(&state, sql).await
@@ -260,60 +243,99 @@ impl Hub {
             .collect();
         privacy.notes = notes;
         privacy.rounding = rounding.describe();
+        privacy.evidence = crate::evidence::evidence(&crate::evidence::Decided {
+            rules: &applied,
+            protection: &protection,
+            cells: &merged.cells,
+            withheld: &withheld,
+            keys: plan.key_count(),
+            held: &checked.held,
+        });
         let result = QueryResult {
             columns,
             rows,
             sites,
             privacy,
         };
-        // Audited and recorded before it is released.
+        // Audited and recorded before it is released (or held for review).
         let digest = hex::encode(Sha256::digest(
             serde_json::to_vec(&(&result.columns, &result.rows)).expect("result serialises"),
         ));
-        self.state
-            .record_release(&Release {
+        let audit = format!(
+            "released {} row(s) merged from {} site(s); {} suppressed; {}{}; {}",
+            result.rows.len(),
+            answered.len(),
+            result.privacy.suppressed.len(),
+            match &protection.dp {
+                Some(dp) => format!("DP, ε = {} per site", dp.epsilon),
+                None => "exact".into(),
+            },
+            if protection.secure_aggregation {
+                "; secure aggregation (the hub saw only the sum)"
+            } else {
+                ""
+            },
+            crate::evidence::audit_line(&result.privacy.evidence)
+        );
+        let held = HeldRelease {
+            release: Release {
                 request_id: id.clone(),
                 study_id: study_id.to_string(),
                 researcher: who.id.clone(),
                 sql_digest: hex::encode(Sha256::digest(sql.as_bytes())),
-                result_digest: digest.clone(),
-                sites: answered.clone(),
+                result_digest: digest,
+                sites: answered,
+            },
+            grouping: plan.grouping().to_string(),
+            dims: plan.dims().to_vec(),
+            cohort: crate::margins::cohort_digest(&plan),
+            cells: checked.cells,
+            result,
+            audit,
+            role: who.role(),
+            action: action.to_string(),
+            epsilon: protection.dp.as_ref().map(|dp| dp.epsilon),
+        };
+        if !checked.held.is_empty() {
+            let view = self.hold(who, sql, held, &checked.held).await?;
+            return Err(HubError::HeldForReview(Box::new(view)));
+        }
+        self.release(&held).await?;
+        Ok(held.result)
+    }
+
+    /// Records `held` as released (the compliance record, its groups for later releases' checks)
+    /// and audits it; the caller then hands its result over.
+    pub(crate) async fn release(&self, held: &HeldRelease) -> Result<(), HubError> {
+        let r = &held.release;
+        self.state.record_release(r).await?;
+        self.state
+            .record_cells(&ReleasedTable {
+                study: &r.study_id,
+                request_id: &r.request_id,
+                grouping: &held.grouping,
+                dims: &held.dims,
+                cohort: &held.cohort,
+                cells: &held.cells,
             })
             .await?;
-        self.state
-            .record_cells(study_id, plan.grouping(), &id, &cells)
-            .await?;
         let entry = Entry::new(
-            &who.id,
-            who.role(),
-            action,
+            &r.researcher,
+            &held.role,
+            &held.action,
             Outcome::Allow,
-            format!(
-                "released {} row(s) merged from {} site(s); {} suppressed; {}{}",
-                result.rows.len(),
-                answered.len(),
-                result.privacy.suppressed.len(),
-                match &protection.dp {
-                    Some(dp) => format!("DP, ε = {} per site", dp.epsilon),
-                    None => "exact".into(),
-                },
-                if protection.secure_aggregation {
-                    "; secure aggregation (the hub saw only the sum)"
-                } else {
-                    ""
-                }
-            ),
+            &held.audit,
         )
-        .study(study_id)
-        .sites(answered)
-        .result_digest(digest)
-        .request_id(&id);
-        let entry = match &protection.dp {
-            Some(dp) => entry.epsilon(dp.epsilon),
+        .study(&r.study_id)
+        .sites(r.sites.iter().cloned())
+        .result_digest(&r.result_digest)
+        .request_id(&r.request_id);
+        let entry = match held.epsilon {
+            Some(e) => entry.epsilon(e),
             None => entry,
         };
         self.record(entry).await?;
-        Ok(result)
+        Ok(())
     }
 
     /// Admits `who`'s `analysis` under `study_id` and picks its sites: hub.rego lets `who`

@@ -120,5 +120,6 @@ pub(crate) fn summary(
         withheld_groups: BTreeMap::new(),
         notes: Vec::new(),
         rounding: None,
+        evidence: Default::default(),
     }
 }

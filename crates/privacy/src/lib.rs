@@ -9,6 +9,7 @@
 //!
 //! This crate depends on neither the hub nor the site: both use it, and neither can bypass it.
 
+pub mod complementary;
 pub mod dp;
 pub mod ledger;
 pub mod release;
@@ -16,4 +17,4 @@ pub mod rules;
 pub mod secagg;
 
 pub use release::{ColumnRole, DpRelease, PartialReport, Protection};
-pub use rules::{DisclosureRules, Dominance, ModelRules, Rounding, Suppression};
+pub use rules::{DisclosureRules, Dominance, ModelRules, Review, Rounding, Suppression};

@@ -184,6 +184,77 @@ pub struct DisclosureRules {
     pub rounding: Rounding,
     /// Withhold class disclosure in two-way tables (on by default).
     pub class_disclosure: bool,
+    /// Checks whose firing holds the release for custodians' review instead.
+    pub review: Review,
+}
+
+/// Checks that, when they fire, hold a release for review by a custodian of every contributing
+/// site instead of withholding cells or refusing it (ACRO's "review" outcome). Only checks the
+/// hub judges on the merged table can be reviewed — class disclosure, complementary
+/// suppression, differencing — because only there does the hub hold what a reviewer would
+/// release. Configured as a list: `review = ["class_disclosure", "differencing"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct Review {
+    pub class_disclosure: bool,
+    pub complementary: bool,
+    pub differencing: bool,
+}
+
+impl Review {
+    /// The checks that may be reviewed, by name.
+    pub const CHECKS: [&'static str; 3] = ["class_disclosure", "complementary", "differencing"];
+
+    /// Whether the check named `check` is held for review.
+    pub fn holds(&self, check: &str) -> bool {
+        match check {
+            "class_disclosure" => self.class_disclosure,
+            "complementary" => self.complementary,
+            "differencing" => self.differencing,
+            _ => false,
+        }
+    }
+
+    /// Either side's reviews (every contributing site's custodian decides anyway).
+    pub fn either(&self, other: &Self) -> Self {
+        Self {
+            class_disclosure: self.class_disclosure || other.class_disclosure,
+            complementary: self.complementary || other.complementary,
+            differencing: self.differencing || other.differencing,
+        }
+    }
+}
+
+impl TryFrom<Vec<String>> for Review {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<Self, String> {
+        let mut r = Self::default();
+        for n in names {
+            match n.as_str() {
+                "class_disclosure" => r.class_disclosure = true,
+                "complementary" => r.complementary = true,
+                "differencing" => r.differencing = true,
+                other => {
+                    return Err(format!(
+                        "{other:?} cannot be reviewed; the checks that can are {}",
+                        Self::CHECKS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+impl From<Review> for Vec<String> {
+    fn from(r: Review) -> Self {
+        Review::CHECKS
+            .iter()
+            .filter(|c| r.holds(c))
+            .map(|c| c.to_string())
+            .collect()
+    }
 }
 
 impl Default for DisclosureRules {
@@ -194,6 +265,7 @@ impl Default for DisclosureRules {
             models: ModelRules::default(),
             rounding: Rounding::default(),
             class_disclosure: true,
+            review: Review::default(),
         }
     }
 }
@@ -231,6 +303,7 @@ impl DisclosureRules {
                 midpoint: self.rounding.midpoint || other.rounding.midpoint,
             },
             class_disclosure: self.class_disclosure || other.class_disclosure,
+            review: self.review.either(&other.review),
         }
     }
 
@@ -266,6 +339,9 @@ pub enum Suppression {
     /// Everyone in the group shares one value of a category (a two-way table's only non-empty
     /// cell in its row or column): knowing someone is in the row tells their category.
     ClassDisclosure = 3,
+    /// Released-size group withheld so that a hidden one cannot be worked out from totals or
+    /// margins the study released (complementary suppression).
+    Complementary = 4,
 }
 
 impl Suppression {
@@ -280,7 +356,18 @@ impl Suppression {
             1 => Some(Self::SmallCell),
             2 => Some(Self::Dominance),
             3 => Some(Self::ClassDisclosure),
+            4 => Some(Self::Complementary),
             _ => None,
+        }
+    }
+
+    /// The check's name in a release's evidence.
+    pub fn check(self) -> &'static str {
+        match self {
+            Self::SmallCell => "min_cell_count",
+            Self::Dominance => "dominance",
+            Self::ClassDisclosure => "class_disclosure",
+            Self::Complementary => "complementary",
         }
     }
 
@@ -293,6 +380,9 @@ impl Suppression {
             ),
             Self::ClassDisclosure => "the only non-empty cell of its row or column in a two-way \
                  table: everyone in that row (or column) shares its category (class disclosure)"
+                .to_string(),
+            Self::Complementary => "withheld so that a hidden group cannot be worked out from a \
+                 total or margin this study released (complementary suppression)"
                 .to_string(),
             Self::Dominance if rules.dominance.p_percent > 0.0 => format!(
                 "too concentrated: the {} largest contribution(s) exceed {:.0}% of the total, or \
@@ -315,6 +405,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_checks_judged_on_the_merged_table_can_be_sent_to_review() {
+        let r: Review = serde_json::from_str(r#"["class_disclosure", "differencing"]"#).unwrap();
+        assert!(r.class_disclosure && r.differencing && !r.complementary);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"["class_disclosure","differencing"]"#
+        );
+        // k is judged before the hub holds a table it could release: never reviewable.
+        let e = serde_json::from_str::<Review>(r#"["min_cell_count"]"#).unwrap_err();
+        assert!(e.to_string().contains("cannot be reviewed"), "{e}");
+        // A site's review adds to the network's (each contributing custodian decides anyway).
+        let network = DisclosureRules::default();
+        let site = DisclosureRules {
+            review: Review {
+                complementary: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(network.stricter(&site).review.complementary);
+        assert!(!network.stricter(&network).review.complementary);
+    }
+
+    #[test]
     fn a_site_can_only_tighten_the_network_rules() {
         let network = DisclosureRules {
             min_cell_count: 10,
@@ -326,6 +440,7 @@ mod tests {
             models: ModelRules::default(),
             rounding: Rounding::default(),
             class_disclosure: true,
+            review: Review::default(),
         };
         let lax_site = DisclosureRules {
             min_cell_count: 3,
@@ -340,6 +455,7 @@ mod tests {
             },
             rounding: Rounding::default(),
             class_disclosure: true,
+            review: Review::default(),
         };
         assert_eq!(network.stricter(&lax_site), network);
         let strict_site = DisclosureRules {
@@ -358,6 +474,7 @@ mod tests {
                 midpoint: false,
             },
             class_disclosure: true,
+            review: Review::default(),
         };
         assert_eq!(network.stricter(&strict_site), strict_site);
     }

@@ -24,6 +24,7 @@
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }   # regressions and trained models
 //! rounding = { base = 0, midpoint = false }  # e.g. { base = 5 } or { base = 6, midpoint = true }
 //! class_disclosure = true                  # withhold a two-way table's lone non-empty cell of a row or column
+//! review = []                              # e.g. ["class_disclosure"]: hold such releases for this site's review
 //! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!
 //! [store]
@@ -104,6 +105,8 @@ pub struct PrivacyConfig {
     pub rounding: medfed_privacy::Rounding,
     /// Withhold class disclosure in two-way tables (either side may switch it on).
     pub class_disclosure: bool,
+    /// Checks whose firing holds a release for review by the custodians instead.
+    pub review: medfed_privacy::Review,
     /// Whether the catalogue says how many people each table holds, and how coarsely.
     pub catalog_counts: CountRule,
 }
@@ -120,6 +123,7 @@ impl Default for PrivacyConfig {
             models: Default::default(),
             rounding: Default::default(),
             class_disclosure: true,
+            review: Default::default(),
             catalog_counts: CountRule::default(),
         }
     }

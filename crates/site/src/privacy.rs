@@ -35,6 +35,7 @@ impl SitePrivacy {
             models: self.cfg.models,
             rounding: self.cfg.rounding,
             class_disclosure: self.cfg.class_disclosure,
+            review: self.cfg.review,
         }
     }
 

@@ -11,21 +11,24 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow::array::BooleanArray;
-use arrow::compute::filter_record_batch;
-
 use super::Merged;
 use super::error::Result;
 
 /// Withholds the class-disclosing cells of a two-way table (`keys` = 2; any other shape is
 /// left alone). Returns how many rows were withheld.
 pub fn withhold_classes(merged: &mut Merged, keys: usize) -> Result<usize> {
+    let flagged = class_disclosures(merged, keys);
+    merged.withhold(&flagged)
+}
+
+/// The rows of a two-way table (`keys` = 2) that disclose a class: the lone non-empty cell of
+/// a row or column (empty for any other shape).
+pub fn class_disclosures(merged: &Merged, keys: usize) -> BTreeSet<usize> {
     if keys != 2 {
-        return Ok(0);
+        return BTreeSet::new();
     }
     let keys: Vec<String> = merged.cells.iter().map(|c| c.key.clone()).collect();
-    let flagged = flag(merged, &keys);
-    remove(merged, &flagged)
+    flag(merged, &keys)
 }
 
 /// One key of a two-part group key.
@@ -65,28 +68,6 @@ fn flag<'a>(merged: &Merged, keys: &'a [String]) -> BTreeSet<usize> {
         }
     }
     flagged
-}
-
-fn remove(merged: &mut Merged, flagged: &BTreeSet<usize>) -> Result<usize> {
-    if flagged.is_empty() {
-        return Ok(0);
-    }
-    let mut at = 0;
-    let mut batches = Vec::with_capacity(merged.batches.len());
-    for b in &merged.batches {
-        let keep: BooleanArray = (at..at + b.num_rows())
-            .map(|i| Some(!flagged.contains(&i)))
-            .collect();
-        at += b.num_rows();
-        batches.push(filter_record_batch(b, &keep)?);
-    }
-    merged.batches = batches;
-    let mut i = 0;
-    merged.cells.retain(|_| {
-        i += 1;
-        !flagged.contains(&(i - 1))
-    });
-    Ok(flagged.len())
 }
 
 #[cfg(test)]

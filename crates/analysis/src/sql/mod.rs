@@ -17,6 +17,7 @@
 
 mod check;
 pub mod class;
+mod cohort;
 mod error;
 mod protect;
 mod reads;
@@ -61,6 +62,8 @@ pub struct FederatedSql {
     merge: rewrite::MergeParts,
     reads: BTreeMap<String, BTreeSet<String>>,
     grouping: String,
+    dims: Vec<String>,
+    cohort: String,
     labels: BTreeMap<String, String>,
     additive: bool,
     spreads: Vec<spread::Columns>,
@@ -84,6 +87,32 @@ pub struct MergedCell {
     pub contributors: Option<i64>,
     /// The group's key values as text (for comparing releases).
     pub key: String,
+}
+
+impl Merged {
+    /// Removes the rows at `rows` (withheld groups, as under secure aggregation); returns how
+    /// many.
+    pub fn withhold(&mut self, rows: &BTreeSet<usize>) -> Result<usize> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut at = 0;
+        let mut batches = Vec::with_capacity(self.batches.len());
+        for b in &self.batches {
+            let keep: arrow::array::BooleanArray = (at..at + b.num_rows())
+                .map(|i| Some(!rows.contains(&i)))
+                .collect();
+            at += b.num_rows();
+            batches.push(arrow::compute::filter_record_batch(b, &keep)?);
+        }
+        self.batches = batches;
+        let mut i = 0;
+        self.cells.retain(|_| {
+            i += 1;
+            !rows.contains(&(i - 1))
+        });
+        Ok(rows.len())
+    }
 }
 
 /// SQL options for untrusted text: queries only, no DDL, DML, `SET` or `COPY`.
@@ -110,13 +139,9 @@ impl FederatedSql {
                 ))
             })?
             .to_string();
-        let grouping = shape
-            .aggregate
-            .group_expr
-            .iter()
-            .map(|g| g.schema_name().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let dims: Vec<String> = shape.aggregate.group_expr.iter().map(cohort::dim).collect();
+        let grouping = dims.join(", ");
+        let cohort = cohort::cohort(&shape.aggregate.input);
         let target = shape.aggregate.clone();
         Ok(Self {
             site_sql,
@@ -125,6 +150,8 @@ impl FederatedSql {
             merge: split.merge,
             reads,
             grouping,
+            dims,
+            cohort,
             labels: split.labels,
             additive: split.additive,
             spreads: split.spreads,
@@ -142,9 +169,21 @@ impl FederatedSql {
         self.target.group_expr.len()
     }
 
-    /// The group keys, as text: releases with the same grouping are compared for differencing.
+    /// The group keys, as text (table qualifiers removed): releases with the same grouping are
+    /// compared for differencing.
     pub fn grouping(&self) -> &str {
         &self.grouping
+    }
+
+    /// The group keys, one name each (a group's key text splits into these, in order).
+    pub fn dims(&self) -> &[String] {
+        &self.dims
+    }
+
+    /// The rows the query aggregates, as normalised text: releases of one study with the same
+    /// cohort and nested [`Self::dims`] are margins of each other.
+    pub fn cohort(&self) -> &str {
+        &self.cohort
     }
 
     /// What a partial column (`p0`, `__n`) computes, for privacy reports.

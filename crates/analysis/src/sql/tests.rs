@@ -502,3 +502,39 @@ async fn sums_of_different_columns_plan_under_the_default_two_largest_dominance_
     assert_eq!(b.num_rows(), 1);
     assert!(report.suppressed.is_empty(), "{report:?}");
 }
+
+#[tokio::test]
+async fn nested_groupings_of_one_cohort_share_it_and_other_filters_do_not() {
+    let state = net().await.sites[0].context().state();
+    let plan = |sql: &'static str| {
+        let state = state.clone();
+        async move { FederatedSql::plan(&state, sql).await.unwrap() }
+    };
+    let by_sex = plan(
+        "SELECT gender_concept_id, COUNT(*) FROM person WHERE year_of_birth > 1950 \
+         GROUP BY gender_concept_id",
+    )
+    .await;
+    let by_sex_and_race = plan(
+        "SELECT p.gender_concept_id, p.race_concept_id, COUNT(*) AS n FROM person p \
+         WHERE p.year_of_birth > 1950 GROUP BY p.gender_concept_id, p.race_concept_id",
+    )
+    .await;
+    let older = plan(
+        "SELECT gender_concept_id, COUNT(*) FROM person WHERE year_of_birth > 1940 \
+         GROUP BY gender_concept_id",
+    )
+    .await;
+    assert_eq!(by_sex.cohort(), by_sex_and_race.cohort());
+    assert_ne!(by_sex.cohort(), older.cohort());
+    assert_eq!(by_sex.dims().len(), 1);
+    assert_eq!(by_sex_and_race.dims().len(), 2);
+    // The key names match across the two (aliases and qualifiers aside): a margin is found by
+    // its group keys being a subset.
+    assert!(
+        by_sex
+            .dims()
+            .iter()
+            .all(|d| by_sex_and_race.dims().contains(d))
+    );
+}

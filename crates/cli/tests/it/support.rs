@@ -10,11 +10,21 @@ pub struct Net {
 }
 
 pub async fn network(sites: usize, deadline_ms: u64) -> Net {
+    network_with(sites, deadline_ms, Default::default()).await
+}
+
+/// [`network`] with the hub's `[privacy]` set to `hub_privacy`.
+pub async fn network_with(
+    sites: usize,
+    deadline_ms: u64,
+    hub_privacy: medfed_hub::config::NetworkPrivacy,
+) -> Net {
     let dir = tempfile::tempdir().unwrap();
     let cfg = DevnetConfig {
         sites,
         patients_per_site: 2_000,
         site_deadline_ms: deadline_ms,
+        hub_privacy,
         ..DevnetConfig::new(dir.path())
     };
     let net = Devnet::start(&cfg, |_, _| {}).await.unwrap();

@@ -1,4 +1,6 @@
-//! The airlock's record of released groups, for the differencing rule.
+//! The airlock's record of released groups, for the differencing rule and for complementary
+//! suppression (each release's table, by cohort, is a margin of later ones: see
+//! [`medfed_privacy::complementary`]).
 //!
 //! Without row-level data the hub cannot compare two cohorts member by member, but it can
 //! compare their sizes: two releases in one study with the same grouping whose same group
@@ -9,6 +11,7 @@
 use std::collections::HashMap;
 
 use medfed_audit::db::now_us;
+use medfed_privacy::complementary::Earlier;
 use sqlx::Row;
 
 use super::{HubState, StateError};
@@ -74,32 +77,80 @@ impl HubState {
         Ok(None)
     }
 
-    /// Remembers the groups a release showed (sizes already known are not stored twice).
-    pub async fn record_cells(
-        &self,
-        study: &str,
-        grouping: &str,
-        request_id: &str,
-        cells: &[(String, i64)],
-    ) -> Result<(), StateError> {
+    /// Remembers the groups a release showed, with its cohort and group keys.
+    pub async fn record_cells(&self, release: &ReleasedTable<'_>) -> Result<(), StateError> {
+        let dims = serde_json::to_string(release.dims).expect("names serialise");
         let mut tx = self.db.pool.begin().await?;
-        for (key, people) in cells {
+        for (key, people) in release.cells {
             sqlx::query(
                 "INSERT INTO released_cells (study_id, grouping, group_key, people, request_id, \
-                 at_us) SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM \
-                 released_cells WHERE study_id = $1 AND grouping = $2 AND group_key = $3 \
-                 AND people = $4)",
+                 at_us, cohort, dims) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
-            .bind(study)
-            .bind(grouping)
+            .bind(release.study)
+            .bind(release.grouping)
             .bind(key)
             .bind(*people)
-            .bind(request_id)
+            .bind(release.request_id)
             .bind(now_us())
+            .bind(release.cohort)
+            .bind(&dims)
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(())
     }
+
+    /// The tables released earlier in `study` over `cohort`, one per release (group key text
+    /// split into its values).
+    pub async fn cohort_releases(
+        &self,
+        study: &str,
+        cohort: &str,
+    ) -> Result<Vec<Earlier>, StateError> {
+        let rows = sqlx::query(
+            "SELECT request_id, dims, group_key, people FROM released_cells WHERE study_id = $1 \
+             AND cohort = $2",
+        )
+        .bind(study)
+        .bind(cohort)
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut tables: HashMap<String, Earlier> = HashMap::new();
+        for r in rows {
+            let dims: String = r.try_get(1)?;
+            let dims: Vec<String> = serde_json::from_str(&dims).unwrap_or_default();
+            let key: String = r.try_get(2)?;
+            let table = tables.entry(r.try_get(0)?).or_insert_with(|| Earlier {
+                dims: dims.clone(),
+                cells: Vec::new(),
+            });
+            table
+                .cells
+                .push((split_key(&key, dims.len()), r.try_get(3)?));
+        }
+        Ok(tables.into_values().collect())
+    }
+}
+
+/// One released table, as [`HubState::record_cells`] keeps it.
+pub struct ReleasedTable<'a> {
+    pub study: &'a str,
+    pub request_id: &'a str,
+    /// The group keys as one text (for differencing).
+    pub grouping: &'a str,
+    /// The group keys, one name each.
+    pub dims: &'a [String],
+    /// Digest of the rows aggregated.
+    pub cohort: &'a str,
+    /// Released groups: key text and people.
+    pub cells: &'a [(String, i64)],
+}
+
+/// A group's key text (values joined by U+001F) as its `dims` values.
+pub fn split_key(key: &str, dims: usize) -> Vec<String> {
+    if dims == 0 {
+        return Vec::new();
+    }
+    key.split('\u{1f}').map(String::from).collect()
 }

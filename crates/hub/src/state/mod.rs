@@ -7,13 +7,15 @@
 
 mod cells;
 mod models;
+mod reviews;
 mod studies;
 mod users;
 
 use medfed_audit::db::{Backend, Database, Step};
 
-pub use cells::Differencing;
+pub use cells::{Differencing, ReleasedTable, split_key};
 pub use models::ModelVersion;
+pub use reviews::{HeldRelease, StoredReview};
 pub use studies::{NewStudy, Release, SiteDecision, Study};
 pub use users::{IssuedToken, TokenRecord, User};
 pub(crate) use users::{parse_token, secret_matches};
@@ -65,9 +67,19 @@ impl HubState {
             "model registry",
             include_str!("../../migrations/0004_models.sql"),
         );
+        const COHORTS: Step = (
+            5,
+            "released cohorts",
+            include_str!("../../migrations/0005_released_cohorts.sql"),
+        );
+        const REVIEWS: Step = (
+            6,
+            "review queue",
+            include_str!("../../migrations/0006_reviews.sql"),
+        );
         let steps: &[Step] = match db.backend {
-            Backend::Sqlite => &[TABLES, CELLS, MODELS],
-            Backend::Postgres => &[TABLES, RLS, CELLS, MODELS],
+            Backend::Sqlite => &[TABLES, CELLS, MODELS, COHORTS, REVIEWS],
+            Backend::Postgres => &[TABLES, RLS, CELLS, MODELS, COHORTS, REVIEWS],
         };
         db.migrate(steps, "_medfed_hub_migrations").await?;
         Ok(Self { db })

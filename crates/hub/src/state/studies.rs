@@ -75,7 +75,7 @@ impl Study {
 }
 
 /// A result released to a researcher (for differencing checks and the compliance record).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Release {
     /// The hub's request id.
     pub request_id: String,

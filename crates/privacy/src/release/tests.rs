@@ -87,6 +87,7 @@ fn the_p_percent_rule_alone_withholds_what_the_second_largest_could_estimate() {
         models: Default::default(),
         rounding: Default::default(),
         class_disclosure: true,
+        review: Default::default(),
     };
     let run = |site: DisclosureRules| {
         let network = Protection {
