@@ -81,6 +81,10 @@ export function client(token) {
     query: (request) => call('POST', '/v1/queries', request),
     glm: (request) => call('POST', '/v1/analyses/glm', request),
     km: (request) => call('POST', '/v1/analyses/km', request),
+    reviews: () => call('GET', '/v1/reviews'),
+    review: (id) => call('GET', `/v1/reviews/${encodeURIComponent(id)}`),
+    decideReview: (id, decision, reason) =>
+      call('POST', `/v1/reviews/${encodeURIComponent(id)}`, { decision, reason: reason || undefined }),
     audit: (after, limit) => call('GET', `/v1/audit${q({ after, limit })}`),
     verifyAudit: () => call('GET', '/v1/audit/verify'),
   };

@@ -10,6 +10,7 @@ import { Approvals } from './pages/Approvals.jsx';
 import { Workspace } from './pages/Workspace.jsx';
 import { Analyses } from './pages/Analyses.jsx';
 import { Audit } from './pages/Audit.jsx';
+import { Reviews } from './pages/Reviews.jsx';
 import { Notice } from './components/Notice.jsx';
 import './style.css';
 
@@ -21,6 +22,7 @@ export const PAGES = [
   { path: 'query', title: 'Query', roles: ['researcher', 'clinician'], page: Workspace },
   { path: 'analyses', title: 'Analyses', roles: ['researcher', 'clinician'], page: Analyses },
   { path: 'approvals', title: 'Approvals', roles: ['custodian'], page: Approvals },
+  { path: 'reviews', title: 'Reviews', roles: ['researcher', 'clinician', 'custodian', 'auditor', 'admin'], page: Reviews },
   { path: 'audit', title: 'Audit trail', roles: ['auditor'], page: Audit },
 ];
 

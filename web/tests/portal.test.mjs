@@ -22,6 +22,8 @@ let browser;
 // The hospital's single sign-on; absent when testing a demo someone else started.
 let idp;
 let oidcDir;
+// True when this run started the demo (with the options the tests below rely on).
+let ownDemo = false;
 
 /** Starts the IdP and writes the `[oidc]` file `medfed demo --oidc` reads. */
 async function startSingleSignOn() {
@@ -39,7 +41,9 @@ async function startSingleSignOn() {
 
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
-  const args = process.env.MEDFED_DEMO_JSON ? [] : await startSingleSignOn();
+  ownDemo = !process.env.MEDFED_DEMO_JSON;
+  // Differencing is held for the custodians' review instead of refused.
+  const args = ownDemo ? [...(await startSingleSignOn()), '--review', 'differencing'] : [];
   ({ demo, stop } = await startDemo(args));
   idp?.allowRedirect(`${demo.hub_url}/`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
@@ -237,6 +241,53 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     assert.equal(await card.locator('.decide').count(), 1);
     await shot(custodian, 'custodian-approvals');
     await custodian.context().close();
+  });
+
+  test('a result held for review reaches the researcher once every site\'s custodian approves it', async (t) => {
+    if (!ownDemo) return t.skip('a running demo started without --review');
+    const researcher = await signIn('researcher');
+    await researcher.goto(`${demo.hub_url}/#/query`);
+    await researcher.getByTestId('study').selectOption(demo.studies.exact);
+    const ask = async (sql) => {
+      await researcher.locator('.cm-content').click();
+      await researcher.keyboard.press('Control+A');
+      await researcher.keyboard.type(sql);
+      await researcher.getByTestId('run').click();
+    };
+    await ask('SELECT COUNT(*) AS n FROM person');
+    await researcher.getByTestId('result').waitFor({ timeout: 60_000 });
+    // All patients but three: the difference would be those three.
+    await ask('SELECT COUNT(*) AS n FROM person WHERE person_id NOT IN (1, 2, 3)');
+    const notice = await researcher.getByTestId('awaiting-review').innerText({ timeout: 60_000 });
+    assert.match(notice, /differencing/);
+    const id = notice.match(/\((r-[0-9a-f]+)\)/)[1];
+    assert.equal(await researcher.getByTestId('result').count(), 0);
+    await shot(researcher, 'researcher-awaiting-review');
+    const sites = Object.keys(demo.sites);
+    for (const site of sites) {
+      const custodian = await signIn(`custodian:${site}`);
+      await custodian.goto(`${demo.hub_url}/#/reviews`);
+      const card = custodian.getByTestId(`review-${id}`);
+      await card.waitFor();
+      // The reviewer sees what would be released, and why it was held.
+      await card.getByTestId('result').waitFor();
+      // (Inside the collapsed evidence: its text, not what is drawn.)
+      assert.match(await card.getByTestId('check-differencing').textContent(), /review/);
+      assert.match(await card.getByTestId(`review-decision-${site}`).innerText(), /pending/);
+      await card.locator('input').fill('Checked by the portal test.');
+      await card.getByRole('button', { name: 'Approve' }).click();
+      await custodian.getByTestId('reviewed').waitFor();
+      assert.match(await card.getByTestId(`review-decision-${site}`).innerText(), /approved/);
+      if (site === sites[0]) await shot(custodian, 'custodian-review');
+      assert.deepEqual(custodian.problems, []);
+      await custodian.context().close();
+    }
+    await researcher.goto(`${demo.hub_url}/#/reviews`);
+    const card = researcher.getByTestId(`review-${id}`);
+    await card.getByTestId('result').waitFor();
+    assert.match(await card.getByTestId('review-status').innerText(), /approved/);
+    assert.deepEqual(researcher.problems, []);
+    await researcher.context().close();
   });
 
   test('an auditor sees the trail, verified, and can filter it', async () => {

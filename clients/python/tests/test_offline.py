@@ -148,3 +148,35 @@ def test_studies_sort_sites_by_decision() -> None:
     row = df.loc["s-1"]
     assert row["approved"] == ["north"] and row["pending"] == ["south"] and row["rejected"] == ["east"]
     assert row["analyses"] == "sql, glm"
+
+
+def test_a_held_query_raises_awaiting_review_and_the_review_gives_the_result_once_approved() -> None:
+    held = {
+        "id": "r-1",
+        "status": "awaiting_review",
+        "study": "s-1",
+        "researcher": "dr.who",
+        "sql": "SELECT 1",
+        "checks": {"differencing": 1},
+        "sites": {"north": {"decision": "approved", "decided_by": "c.north"}, "south": {"decision": "pending"}},
+        "created_at_us": 1,
+        "evidence": {"checks": [{"check": "differencing", "outcome": "review"}], "rows": ["released"]},
+    }
+    approved = {**held, "status": "approved", "result": QUERY_ANSWER}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/queries":
+            return httpx.Response(202, json=held)
+        if request.url.path == "/v1/reviews":
+            return httpx.Response(200, json=[held])
+        return httpx.Response(200, json=approved)
+
+    client = hub(handler)
+    with pytest.raises(medfed.AwaitingReview) as e:
+        client.query("SELECT 1", study="s-1")
+    assert e.value.id == "r-1" and "differencing" in str(e.value)
+    queue = client.reviews()
+    assert queue.loc["r-1", "sites"] == "north: approved, south: pending"
+    result = client.review("r-1")["result"]
+    assert list(result.columns) == ["gender_concept_id", "patients"]
+    assert result.privacy.suppressed == {1: "fewer than 10 people"}

@@ -79,6 +79,26 @@ impl HubClient {
             .map_err(|e| anyhow::anyhow!("cannot reach the hub at {}: {e}", self.url))?;
         let status = resp.status();
         let text = resp.text().await?;
+        if status == reqwest::StatusCode::ACCEPTED {
+            // A query held for review: not a result, and not a failure of the hub.
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let id = v["id"].as_str().unwrap_or("?");
+            let checks: Vec<&String> = v["checks"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+                .collect();
+            anyhow::bail!(
+                "awaiting review {id}: {} fired, so a custodian of every contributing site must \
+                 approve the result first (`medfed review show {id}`)",
+                checks
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if status.is_success() {
             return Ok(serde_json::from_str(&text)?);
         }

@@ -51,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::study::StudyCommand,
     },
+    /// Follow, approve or reject releases held for custodians' review.
+    Review {
+        #[command(subcommand)]
+        command: cmd::review::ReviewCommand,
+    },
     /// Verify or export a node's tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -115,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(a) => tokio::task::block_in_place(|| cmd::ingest::run(a)),
             Command::Deid(a) => cmd::deid::run(a),
             Command::Study { command } => cmd::study::run(command).await,
+            Command::Review { command } => cmd::review::run(command).await,
             Command::Audit { command } => cmd::audit::run(command).await,
             Command::Site { command } => cmd::serve::site(command).await,
             Command::Hub { command } => cmd::serve::hub(command).await,

@@ -10,6 +10,7 @@ import { ResultTable, downloadCsv } from '../components/ResultTable.jsx';
 import { ResultChart } from '../components/ResultChart.jsx';
 import { ProtectionLine, SiteStatus } from '../components/SiteStatus.jsx';
 import { Budget } from '../components/Budget.jsx';
+import { Evidence } from '../components/Evidence.jsx';
 import { StudyPicker, approvedSites, useStudies } from '../components/StudyPicker.jsx';
 
 const EXAMPLE = 'SELECT gender_concept_id, COUNT(*) AS people\nFROM person\nGROUP BY gender_concept_id';
@@ -22,6 +23,7 @@ export function Workspace({ api }) {
   const [dp, setDp] = useState({ epsilon: '0.1', bounds: '' });
   const [running, setRunning] = useState(false);
   const [result, setResult] = useState(null);
+  const [held, setHeld] = useState(null);
   const [error, setError] = useState(null);
   const [runs, setRuns] = useState(0);
 
@@ -56,8 +58,16 @@ export function Workspace({ api }) {
         }
       }
     }
+    setHeld(null);
     try {
-      setResult(await api.query(request));
+      const answer = await api.query(request);
+      // 202: a check marked "review" fired; the result waits for the custodians.
+      if (answer?.status === 'awaiting_review') {
+        setResult(null);
+        setHeld(answer);
+      } else {
+        setResult(answer);
+      }
     } catch (e) {
       setResult(null);
       setError(e.message);
@@ -95,6 +105,12 @@ export function Workspace({ api }) {
           </div>
           {running && <Working what="Running the query" sites={approvedSites(study)} />}
           {error && <Notice kind="error" testid="query-error">{error}</Notice>}
+          {held && !running && (
+            <Notice testid="awaiting-review">
+              Awaiting review ({held.id}): {Object.keys(held.checks).map((c) => c.replace(/_/g, ' ')).join(', ')} fired, so a custodian of
+              each of {Object.keys(held.sites).join(', ')} must approve the result before you receive it. Follow it on the <a href="#/reviews">Reviews</a> page.
+            </Notice>
+          )}
           {result && !running && (
             <section class="result">
               <ProtectionLine privacy={result.privacy} />
@@ -104,6 +120,7 @@ export function Workspace({ api }) {
               </div>
               <ResultTable result={result} />
               <ResultChart result={result} />
+              <Evidence evidence={result.privacy?.evidence} />
             </section>
           )}
         </div>

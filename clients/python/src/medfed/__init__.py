@@ -7,6 +7,7 @@
 
 from .client import Client
 from .errors import (
+    AwaitingReview,
     Forbidden,
     InvalidRequest,
     MedfedError,
@@ -18,6 +19,7 @@ from .errors import (
 from .frames import FederatedFrame, Privacy
 
 __all__ = [
+    "AwaitingReview",
     "Client",
     "FederatedFrame",
     "Forbidden",

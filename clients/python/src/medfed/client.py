@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from .errors import MedfedError, from_response
+from .errors import AwaitingReview, MedfedError, from_response
 from .frames import FederatedFrame
 
 
@@ -182,8 +182,45 @@ class Client:
         if bounds is not None:
             body["bounds"] = {k: list(v) for k, v in bounds.items()}
         answer = self._post("/v1/queries", body)
-        table = pd.DataFrame(answer["rows"], columns=answer["columns"])
-        return FederatedFrame.build(table, answer, {"study": study, "sql": sql})
+        if answer.get("status") == "awaiting_review":
+            raise AwaitingReview(answer)
+        return _frame(answer, {"study": study, "sql": sql})
+
+    # -- reviews ---------------------------------------------------------------------------
+
+    def reviews(self) -> pd.DataFrame:
+        """Releases held for review that you may see (custodians: their sites'; researchers:
+        their own), one row per review: status, study, researcher, checks, each site's decision."""
+        reviews = self._send_list("/v1/reviews")
+        rows = [
+            {
+                "id": r["id"],
+                "status": r["status"],
+                "study": r["study"],
+                "researcher": r["researcher"],
+                "checks": ", ".join(r.get("checks", {})),
+                "sites": ", ".join(f"{s}: {d['decision']}" for s, d in sorted(r.get("sites", {}).items())),
+            }
+            for r in reviews
+        ]
+        columns = ["id", "status", "study", "researcher", "checks", "sites"]
+        return pd.DataFrame(rows, columns=columns).set_index("id")
+
+    def review(self, review_id: str) -> dict[str, Any]:
+        """One review; its ``result`` (a :class:`FederatedFrame`) is there for reviewers, and for
+        the researcher once every contributing site approved."""
+        r = self._get(f"/v1/reviews/{review_id}")
+        if isinstance(r.get("result"), dict):
+            r["result"] = _frame(r["result"], {"study": r.get("study"), "sql": r.get("sql"), "review": review_id})
+        return r
+
+    def decide_review(
+        self, review_id: str, approve: bool, reason: str | None = None, site: str | None = None
+    ) -> dict[str, Any]:
+        """A custodian's decision on a held release for their site(s) (all the contributing sites
+        they hold, unless ``site`` names one)."""
+        body = _drop_none({"decision": "approve" if approve else "reject", "reason": reason, "site": site})
+        return self._post(f"/v1/reviews/{review_id}", body)
 
     def glm(
         self,
@@ -309,6 +346,18 @@ class Client:
         return self._send("POST", path, json=body)
 
     def _send(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        body = self._send_any(method, path, **kw)
+        if not isinstance(body, dict):
+            raise MedfedError(f"the hub answered {method} {path} with something other than a JSON object")
+        return body
+
+    def _send_list(self, path: str) -> list[dict[str, Any]]:
+        body = self._send_any("GET", path)
+        if not isinstance(body, list):
+            raise MedfedError(f"the hub answered GET {path} with something other than a JSON list")
+        return body
+
+    def _send_any(self, method: str, path: str, **kw: Any) -> Any:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.HTTPError as e:
@@ -319,9 +368,12 @@ class Client:
             body = r.text
         if r.is_error:
             raise from_response(r.status_code, body)
-        if not isinstance(body, dict):
-            raise MedfedError(f"the hub answered {method} {path} with something other than a JSON object")
         return body
+
+
+def _frame(answer: dict[str, Any], meta: dict[str, Any]) -> FederatedFrame:
+    table = pd.DataFrame(answer["rows"], columns=answer["columns"])
+    return FederatedFrame.build(table, answer, meta)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

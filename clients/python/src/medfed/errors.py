@@ -48,6 +48,24 @@ class Unavailable(MedfedError):
     """No site answered, the sites changed mid-analysis, or the audit trail is down (503)."""
 
 
+class AwaitingReview(MedfedError):
+    """The result is held for review (202): a check marked "review" fired, and a custodian of
+    every contributing site must approve it. ``review`` is the review (``id``, ``checks``,
+    ``sites``); follow it with :meth:`medfed.Client.review`."""
+
+    def __init__(self, review: dict[str, Any]):
+        checks = ", ".join(review.get("checks", {})) or "a check"
+        super().__init__(
+            f"awaiting review {review.get('id')}: {checks} fired, so a custodian of every "
+            "contributing site must approve the result first",
+            status=202,
+            kind="awaiting_review",
+            details=review,
+        )
+        self.review = review
+        self.id = str(review.get("id", ""))
+
+
 _BY_STATUS: dict[int, type[MedfedError]] = {
     400: InvalidRequest,
     401: Unauthenticated,

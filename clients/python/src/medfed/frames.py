@@ -36,6 +36,12 @@ class Privacy:
     """The noise mechanism, for DP results."""
     noise: dict[str, Any] = field(default_factory=dict)
     """Noise on each statistic: scale per site and the 95 % half-width of the merged noise."""
+    withheld_groups: dict[str, int] = field(default_factory=dict)
+    """Groups withheld without a row (secure aggregation, class disclosure, complementary
+    suppression), by reason."""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    """What the airlock checked: ``checks`` (each with setting, outcome, groups withheld) and each
+    row's outcome (``rows``)."""
 
     @classmethod
     def from_json(cls, p: dict[str, Any] | None) -> Privacy:
@@ -49,6 +55,8 @@ class Privacy:
             suppressed={int(s["row"]): str(s["reason"]) for s in p.get("suppressed", [])},
             mechanism=p.get("mechanism"),
             noise=dict(p.get("noise", {})),
+            withheld_groups={str(k): int(v) for k, v in p.get("withheld_groups", {}).items()},
+            evidence=dict(p.get("evidence", {})),
         )
 
 

@@ -29,6 +29,10 @@ pub struct Args {
     /// hub.toml (issuer, audience, jwks, and portal_client_id for the portal's sign-in).
     #[arg(long, value_name = "FILE")]
     oidc: Option<PathBuf>,
+    /// Hold releases for custodians' review when these checks fire, instead of withholding or
+    /// refusing (comma-separated: class_disclosure, complementary, differencing).
+    #[arg(long, value_delimiter = ',')]
+    review: Vec<String>,
 }
 
 fn parse_table(s: &str) -> Result<(String, Vec<PathBuf>), String> {
@@ -104,6 +108,10 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
             .as_deref()
             .map(medfed_hub::HubConfig::load_oidc)
             .transpose()?,
+        hub_privacy: medfed_hub::config::NetworkPrivacy {
+            review: medfed_privacy::Review::try_from(a.review).map_err(anyhow::Error::msg)?,
+            ..Default::default()
+        },
         ..DevnetConfig::new(&a.dir)
     };
     println!(

@@ -14,6 +14,7 @@ pub mod model;
 pub mod pki;
 pub mod query;
 pub mod readmission;
+pub mod review;
 pub mod serve;
 pub mod study;
 pub mod synth;

@@ -108,7 +108,12 @@ fn researchers_custodians_and_auditors_do_their_work_in_a_real_browser() {
         "{report}"
     );
     assert!(!report.contains("# pass 0"), "{report}");
-    for shot in ["researcher-query", "custodian-approvals", "auditor-trail"] {
+    for shot in [
+        "researcher-query",
+        "custodian-approvals",
+        "custodian-review",
+        "auditor-trail",
+    ] {
         assert!(
             shots.join(format!("{shot}.png")).exists(),
             "{shot}.png saved"
