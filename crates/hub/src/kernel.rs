@@ -145,10 +145,10 @@ impl Hub {
             },
         )
         .await;
-        let rules = fan
-            .reports
-            .values()
-            .fold(self.privacy.rules(), |r, report| r.stricter(&report.rules));
+        let rules = self
+            .privacy
+            .rules()
+            .strictest(fan.reports.values().map(|r| &r.rules));
         let mut round = KernelRound {
             sites: fan.sites,
             ..KernelRound::default()

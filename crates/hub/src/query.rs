@@ -183,9 +183,7 @@ impl Hub {
         let rules = protection.rules;
         // The rules as the strictest answering site applied them: counts are rounded to the
         // coarsest base any asks for; class disclosure is checked if any asks for it.
-        let applied = reports
-            .values()
-            .fold(rules, |r, report| r.stricter(&report.rules));
+        let applied = rules.strictest(reports.values().map(|r| &r.rules));
         let rounding = applied.rounding;
         let mut merged = plan.merge(partials, rules.min_cell_count, rounding).await?;
         // The airlock: a query whose every group is too small selects too few people to

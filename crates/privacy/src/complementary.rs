@@ -44,6 +44,43 @@ pub struct Earlier {
     pub cells: Vec<(Vec<String>, i64)>,
 }
 
+impl Earlier {
+    /// The margin of `cells` (people per full key) over the key positions `keep`, named
+    /// `dims`, with the cells under `k` not released — what a release grouped by those keys
+    /// would have shown.
+    pub fn margin(cells: &[(Vec<String>, i64)], dims: &[&str], keep: &[usize], k: i64) -> Self {
+        let mut sums: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+        for (key, n) in cells {
+            *sums
+                .entry(keep.iter().map(|&i| key[i].clone()).collect())
+                .or_default() += n;
+        }
+        Self {
+            dims: dims.iter().map(|s| s.to_string()).collect(),
+            cells: sums.into_iter().filter(|(_, n)| *n >= k).collect(),
+        }
+    }
+}
+
+/// sdcTable's documented example `microdata1`: people per (region, gender), (A, female) = 2 the
+/// one primary cell. With every margin released (region, gender, total) and k = 10, sdcTable
+/// withholds (A, male), (C, female) and (C, male); so does [`protect`].
+pub fn microdata1() -> Vec<(Vec<String>, i64)> {
+    [
+        ("A", "female", 2),
+        ("A", "male", 18),
+        ("B", "female", 19),
+        ("B", "male", 14),
+        ("C", "female", 10),
+        ("C", "male", 12),
+        ("D", "female", 14),
+        ("D", "male", 11),
+    ]
+    .into_iter()
+    .map(|(r, g, n)| (vec![r.to_string(), g.to_string()], n))
+    .collect()
+}
+
 /// The table cannot be protected by withholding its own cells (an earlier margin already
 /// pins a small hidden total that no cell of this table can widen).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,19 +281,30 @@ impl Net {
     /// complete (hidden total 0). Lines with too many combinations are left to the hidden
     /// total rule.
     fn add_gaps(&mut self) {
-        let residual = |net: &Net, m: usize, key: &[String]| -> Option<i64> {
-            let (at, totals) = &net.margins[m];
-            let line = Self::project(key, at);
-            let total = *totals.get(&line)?;
-            let released: i64 = (0..net.initially)
-                .filter(|&c| !net.hidden[c] && Self::project(&net.keys[c], at) == line)
-                .filter_map(|c| net.value[c])
-                .sum();
-            Some(total - released)
+        // Each margin line's hidden total as the table stands, computed once.
+        let residuals: Vec<HashMap<Vec<String>, i64>> = self
+            .margins
+            .iter()
+            .map(|(at, totals)| {
+                let mut rest: HashMap<Vec<String>, i64> =
+                    totals.iter().map(|(k, t)| (k.clone(), *t)).collect();
+                for c in 0..self.initially {
+                    if let (Some(v), false) = (self.value[c], self.hidden[c])
+                        && let Some(r) = rest.get_mut(&Self::project(&self.keys[c], at))
+                    {
+                        *r -= v;
+                    }
+                }
+                rest
+            })
+            .collect();
+        let residual = |m: usize, key: &[String]| {
+            residuals[m]
+                .get(&Self::project(key, &self.margins[m].0))
+                .copied()
         };
         let mut found = BTreeSet::new();
-        for m in 0..self.margins.len() {
-            let (at, totals) = &self.margins[m];
+        for (m, (at, _)) in self.margins.iter().enumerate() {
             let free: Vec<usize> = (0..self.dims).filter(|d| !at.contains(d)).collect();
             let size = free
                 .iter()
@@ -264,23 +312,25 @@ impl Net {
             if size.is_none_or(|n| n > SEARCH_CAP) {
                 continue;
             }
-            for line in totals.keys() {
+            let combos = self.combinations(&free);
+            for (line, _) in residuals[m].iter().filter(|(_, r)| **r > 0) {
                 let mut key = vec![String::new(); self.dims];
                 for (j, &d) in at.iter().enumerate() {
                     key[d] = line[j].clone();
                 }
-                if residual(self, m, &key).is_none_or(|r| r <= 0) {
-                    continue;
-                }
-                for combo in self.combinations(&free) {
+                for combo in &combos {
                     for (j, &d) in free.iter().enumerate() {
                         key[d] = combo[j].clone();
                     }
-                    if self.index.contains_key(&key) || found.contains(&key) {
+                    if found.len() >= SEARCH_CAP
+                        || self.index.contains_key(&key)
+                        || found.contains(&key)
+                    {
                         continue;
                     }
+                    // A cell in a complete line (hidden total 0) holds no one.
                     let zero =
-                        (0..self.margins.len()).any(|other| residual(self, other, &key) == Some(0));
+                        (0..self.margins.len()).any(|other| residual(other, &key) == Some(0));
                     if !zero {
                         found.insert(key.clone());
                     }

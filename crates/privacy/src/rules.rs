@@ -271,6 +271,12 @@ impl Default for DisclosureRules {
 }
 
 impl DisclosureRules {
+    /// The strictest of `self` and every rule set in `others` (the rules as the strictest
+    /// answering site applied them).
+    pub fn strictest<'a>(self, others: impl IntoIterator<Item = &'a Self>) -> Self {
+        others.into_iter().fold(self, |r, o| r.stricter(o))
+    }
+
     /// The stricter of two rule sets, field by field.
     ///
     /// ```

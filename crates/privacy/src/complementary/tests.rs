@@ -13,26 +13,14 @@ fn key(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|s| s.to_string()).collect()
 }
 
-/// sdcTable's microdata1: people per region (A–D) and gender, (A, female) = 2 the primary cell.
-fn microdata1() -> Vec<(&'static str, &'static str, i64)> {
-    vec![
-        ("A", "female", 2),
-        ("A", "male", 18),
-        ("B", "female", 19),
-        ("B", "male", 14),
-        ("C", "female", 10),
-        ("C", "male", 12),
-        ("D", "female", 14),
-        ("D", "male", 11),
-    ]
-}
+type Rows = Vec<(Vec<String>, i64)>;
 
 /// The table as the hub holds it: small cells hidden, or under secure aggregation absent.
-fn table(rows: &[(&str, &str, i64)], gaps: bool) -> Table {
+fn table(rows: &Rows, gaps: bool) -> Table {
     let cells = rows
         .iter()
-        .filter(|r| !gaps || r.2 >= K)
-        .map(|&(r, g, n)| (key(&[r, g]), (n >= K).then_some(n)))
+        .filter(|r| !gaps || r.1 >= K)
+        .map(|(key, n)| (key.clone(), (*n >= K).then_some(*n)))
         .collect();
     Table {
         dims: dims(&["region", "gender"]),
@@ -41,19 +29,8 @@ fn table(rows: &[(&str, &str, i64)], gaps: bool) -> Table {
     }
 }
 
-/// A released margin of `rows` over `keep` (positions), small cells left out as released.
-fn margin(rows: &[(&str, &str, i64)], names: &[&str], keep: &[usize]) -> Earlier {
-    let mut sums: BTreeMap<Vec<String>, i64> = BTreeMap::new();
-    for &(r, g, n) in rows {
-        let full = [r, g];
-        *sums
-            .entry(keep.iter().map(|&i| full[i].to_string()).collect())
-            .or_default() += n;
-    }
-    Earlier {
-        dims: dims(names),
-        cells: sums.into_iter().filter(|(_, n)| *n >= K).collect(),
-    }
+fn rows(list: &[(&str, &str, i64)]) -> Rows {
+    list.iter().map(|&(r, g, n)| (key(&[r, g]), n)).collect()
 }
 
 fn withheld(t: &Table, earlier: &[Earlier]) -> Vec<String> {
@@ -66,11 +43,11 @@ fn withheld(t: &Table, earlier: &[Earlier]) -> Vec<String> {
     out
 }
 
-fn all_margins(rows: &[(&str, &str, i64)]) -> Vec<Earlier> {
+fn all_margins(rows: &Rows) -> Vec<Earlier> {
     vec![
-        margin(rows, &["region"], &[0]),
-        margin(rows, &["gender"], &[1]),
-        margin(rows, &[], &[]),
+        Earlier::margin(rows, &["region"], &[0], K),
+        Earlier::margin(rows, &["gender"], &[1], K),
+        Earlier::margin(rows, &[], &[], K),
     ]
 }
 
@@ -119,10 +96,10 @@ fn the_protected_cell_moves_by_at_least_k_within_its_box() {
 fn only_the_margins_released_are_protected_against() {
     let rows = microdata1();
     // Only the count per gender: the women's line needs one more hidden woman, the cheapest.
-    let by_gender = [margin(&rows, &["gender"], &[1])];
+    let by_gender = [Earlier::margin(&rows, &["gender"], &[1], K)];
     assert_eq!(withheld(&table(&rows, false), &by_gender), ["C/female"]);
     // Only per region: (A, male) is the only other cell of region A.
-    let by_region = [margin(&rows, &["region"], &[0])];
+    let by_region = [Earlier::margin(&rows, &["region"], &[0], K)];
     assert_eq!(withheld(&table(&rows, false), &by_region), ["A/male"]);
     // Nothing released before: nothing to derive from.
     assert!(withheld(&table(&rows, false), &[]).is_empty());
@@ -135,11 +112,7 @@ fn a_margin_released_after_its_finer_table_is_withheld_where_it_would_reveal() {
     let rows = microdata1();
     let finer = Earlier {
         dims: dims(&["region", "gender"]),
-        cells: rows
-            .iter()
-            .filter(|r| r.2 >= K)
-            .map(|&(r, g, n)| (key(&[r, g]), n))
-            .collect(),
+        cells: rows.iter().filter(|r| r.1 >= K).cloned().collect(),
     };
     let by_gender = Table {
         dims: dims(&["gender"]),
@@ -153,12 +126,12 @@ fn a_margin_released_after_its_finer_table_is_withheld_where_it_would_reveal() {
 fn a_line_hiding_fewer_than_k_people_takes_a_complement_even_unseen() {
     // Secure aggregation: the women of region E were withheld and E never appears anywhere,
     // so the hub cannot place them; the women's line still hides only 3 people.
-    let rows = [
+    let rows = rows(&[
         ("A", "female", 20),
         ("A", "male", 18),
         ("B", "female", 12),
         ("B", "male", 30),
-    ];
+    ]);
     let t = table(&rows, true);
     let by_gender = [Earlier {
         dims: dims(&["gender"]),

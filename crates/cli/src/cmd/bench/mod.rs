@@ -1,6 +1,7 @@
 //! `medfed bench …`: each capability's figures, printed (`--json` for machines).
 
 mod airlock;
+mod complementary;
 mod cox;
 mod describe;
 mod fedavg;
@@ -20,6 +21,9 @@ pub enum BenchCommand {
     /// Disclosure control: the share of the pooled total withheld under per-site k, network k
     /// (secure aggregation) and k on the pooled rows, over skewed sites with rare conditions.
     Airlock(airlock::AirlockArgs),
+    /// Complementary suppression: complements chosen and time on a large table with margins,
+    /// and sdcTable's documented example.
+    Complementary(complementary::ComplementaryArgs),
     /// Audit trail: append throughput (entries/s) and latency, and verification speed, on SQLite
     /// and (with --postgres) PostgreSQL.
     Audit(governance::AuditArgs),
@@ -50,6 +54,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Query(a) => query::run(a).await,
         BenchCommand::Airlock(a) => airlock::run(a).await,
+        BenchCommand::Complementary(a) => complementary::run(a),
         BenchCommand::Audit(a) => governance::audit(a).await,
         BenchCommand::Policy(a) => governance::policy(a),
         BenchCommand::Secagg(a) => privacy::secagg(a),
