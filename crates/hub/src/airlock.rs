@@ -22,6 +22,8 @@ pub(crate) struct Checked {
     pub held: BTreeMap<&'static str, usize>,
     /// The released groups (key text, people), as the release will record them.
     pub cells: Vec<(String, i64)>,
+    /// What the researcher should know about what the checks did.
+    pub notes: Vec<String>,
 }
 
 impl Hub {
@@ -62,6 +64,12 @@ impl Hub {
                 Ok(rows) => {
                     let n = merged.withhold(&rows)?;
                     *withheld.entry(Suppression::Complementary).or_default() += n;
+                    out.notes.push(format!(
+                        "{n} group(s) withheld so that no group hidden here, or in an earlier \
+                         release of this study over the same rows, can be worked out from the \
+                         totals released (complementary suppression); asking for totals before \
+                         finer tables keeps more"
+                    ));
                 }
                 Err(e) => return Ok(Err(e.to_string())),
             }

@@ -240,6 +240,7 @@ impl Hub {
             .map(|(why, n)| (why.explain(&protection.rules), *n))
             .collect();
         privacy.notes = notes;
+        privacy.notes.extend(checked.notes.iter().cloned());
         privacy.rounding = rounding.describe();
         privacy.evidence = crate::evidence::evidence(&crate::evidence::Decided {
             rules: &applied,

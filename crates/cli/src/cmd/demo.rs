@@ -44,7 +44,11 @@ fn parse_table(s: &str) -> Result<(String, Vec<PathBuf>), String> {
 }
 
 /// Worked examples: what a researcher would ask first.
-pub const EXAMPLES: [(&str, &str); 5] = [
+pub const EXAMPLES: [(&str, &str); 6] = [
+    (
+        "Patients by sex",
+        "SELECT gender_concept_id AS gender, COUNT(*) AS patients FROM person GROUP BY 1 ORDER BY 1",
+    ),
     (
         "Patients by sex and decade of birth",
         "SELECT gender_concept_id AS gender, (year_of_birth / 10) * 10 AS decade, COUNT(*) AS patients \

@@ -5,7 +5,8 @@
 //! and an age band. For grouped counts over them, the share of the pooled total withheld is
 //! measured under (a) k applied to each site's groups (secure aggregation off), (b) k applied
 //! to the network's total under secure aggregation (the default), and (c) the same output rules
-//! (k, and class disclosure in two-way tables) applied to the pooled rows themselves (the
+//! (k, class disclosure in two-way tables, complementary suppression against the earlier
+//! queries of the same cohort) applied to the pooled rows themselves (the
 //! oracle no federation can beat). Target: (b) ≤ 1.1 × (c).
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use medfed_core::result::QueryResult;
 use medfed_devnet::{Devnet, DevnetConfig};
+use medfed_privacy::complementary::{self, Earlier, Table};
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 use serde_json::{Value, json};
@@ -76,7 +78,7 @@ fn site_rows(seed: u64, n: usize, conditions: u64) -> Rows {
         .collect()
 }
 
-/// The pooled count of each group of `query`'s grouping.
+/// The pooled count of each group of `query`'s grouping (see [`shape`]).
 fn pooled_groups(query: &str, rows: &[Rows]) -> BTreeMap<Vec<u64>, u64> {
     let mut out = BTreeMap::new();
     for &(c, s, a) in rows.iter().flatten() {
@@ -92,33 +94,73 @@ fn pooled_groups(query: &str, rows: &[Rows]) -> BTreeMap<Vec<u64>, u64> {
     out
 }
 
+/// The group keys of each query, and the cohort it aggregates (releases of one cohort with nested
+/// keys are margins of each other).
+fn shape(query: &str) -> (&'static [&'static str], &'static str) {
+    match query {
+        "by_condition" => (&["condition"], "all"),
+        "by_condition_sex" => (&["condition", "sex"], "all"),
+        "by_age_band_sex" => (&["age_band", "sex"], "all"),
+        _ => (&["condition", "age_band"], "rare"),
+    }
+}
+
 /// What the output rules release of the pooled groups: those with at least k people, less the
-/// class-disclosing cells of a two-way table (the rule the hub applies to the network's table).
-fn oracle(pooled: &BTreeMap<Vec<u64>, u64>, k: u64) -> anyhow::Result<u64> {
+/// class-disclosing cells of a two-way table and the complements that protect the rest against
+/// `earlier` releases of the same cohort (the rules the hub applies to the network's table).
+/// Returns the people released and the release, as a later query's margin.
+fn oracle(
+    pooled: &BTreeMap<Vec<u64>, u64>,
+    k: u64,
+    dims: &[&str],
+    earlier: &[Earlier],
+) -> anyhow::Result<(u64, Earlier)> {
     use medfed_analysis::sql::{Merged, MergedCell, class};
+    let text = |key: &[u64]| key.iter().map(u64::to_string).collect::<Vec<_>>();
     let mut table = Merged {
         batches: Vec::new(),
         cells: pooled
             .iter()
-            .filter(|(_, n)| **n >= k)
             .map(|(key, n)| MergedCell {
-                status: 0,
-                contributors: Some(*n as i64),
-                key: key
-                    .iter()
-                    .map(u64::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\u{1f}"),
+                status: if *n >= k { 0 } else { 1 },
+                contributors: (*n >= k).then_some(*n as i64),
+                key: text(key).join("\u{1f}"),
             })
             .collect(),
     };
-    let keys = pooled.keys().next().map_or(0, Vec::len);
-    class::withhold_classes(&mut table, keys)?;
-    Ok(table
+    let flagged = class::class_disclosures(&table, dims.len());
+    table.withhold(&flagged)?;
+    let protected = Table {
+        dims: dims.iter().map(|d| d.to_string()).collect(),
+        cells: table
+            .cells
+            .iter()
+            .map(|c| {
+                (
+                    c.key.split('\u{1f}').map(String::from).collect(),
+                    c.contributors,
+                )
+            })
+            .collect(),
+        gaps: false,
+    };
+    let complements = complementary::protect(&protected, earlier, k as i64)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    table.withhold(&complements.into_iter().collect())?;
+    let released: Vec<(Vec<String>, i64)> = table
         .cells
         .iter()
-        .filter_map(|c| c.contributors)
-        .sum::<i64>() as u64)
+        .filter_map(|c| {
+            c.contributors
+                .map(|n| (c.key.split('\u{1f}').map(String::from).collect(), n))
+        })
+        .collect();
+    let total = released.iter().map(|c| c.1).sum::<i64>() as u64;
+    let release = Earlier {
+        dims: protected.dims,
+        cells: released,
+    };
+    Ok((total, release))
 }
 
 /// What a released answer adds up to: the sum of its non-withheld counts (last column).
@@ -176,10 +218,18 @@ pub async fn run(a: AirlockArgs) -> anyhow::Result<()> {
         ),
     ];
     let mut out = serde_json::Map::new();
+    let mut history: Vec<(&str, Earlier)> = Vec::new();
     for (name, sql) in QUERIES {
         let pooled = pooled_groups(name, &rows);
         let total: u64 = pooled.values().sum();
-        let oracle = oracle(&pooled, k)?;
+        let (dims, cohort) = shape(name);
+        let earlier: Vec<Earlier> = history
+            .iter()
+            .filter(|(c, _)| *c == cohort)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let (oracle, release) = oracle(&pooled, k, dims, &earlier)?;
+        history.push((cohort, release));
         let per_site = client
             .query_with(sql, study, &[], json!({ "secure_aggregation": false }))
             .await?;
