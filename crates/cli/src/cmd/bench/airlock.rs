@@ -119,11 +119,13 @@ fn oracle(
     let text = |key: &[u64]| key.iter().map(u64::to_string).collect::<Vec<_>>();
     let mut table = Merged {
         batches: Vec::new(),
+        // As under secure aggregation: groups under k are withheld without a row.
         cells: pooled
             .iter()
+            .filter(|(_, n)| **n >= k)
             .map(|(key, n)| MergedCell {
-                status: if *n >= k { 0 } else { 1 },
-                contributors: (*n >= k).then_some(*n as i64),
+                status: 0,
+                contributors: Some(*n as i64),
                 key: text(key).join("\u{1f}"),
             })
             .collect(),
@@ -142,7 +144,7 @@ fn oracle(
                 )
             })
             .collect(),
-        gaps: false,
+        gaps: true,
     };
     let complements = complementary::protect(&protected, earlier, k as i64)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
