@@ -263,12 +263,19 @@ describe('medfed portal', { timeout: 120_000 }, () => {
     const id = notice.match(/\((r-[0-9a-f]+)\)/)[1];
     assert.equal(await researcher.getByTestId('result').count(), 0);
     await shot(researcher, 'researcher-awaiting-review');
-    const sites = Object.keys(demo.sites);
+    // Every site that answered contributed, and each of their custodians must approve (under
+    // load a site may have timed out and not be among them).
+    const sites = notice.match(/each of (.+?) must approve/)[1].split(', ');
     for (const site of sites) {
       const custodian = await signIn(`custodian:${site}`);
       await custodian.goto(`${demo.hub_url}/#/reviews`);
       const card = custodian.getByTestId(`review-${id}`);
-      await card.waitFor();
+      // The card, or the page's own account of why not (kept for the failure message).
+      await custodian.locator(`[data-testid="review-${id}"], .notice.error, [data-testid=no-reviews]`).first().waitFor({ timeout: 60_000 });
+      if (!(await card.count())) {
+        await shot(custodian, `custodian-review-missing-${site}`);
+        assert.fail(`${site}'s custodian does not see ${id}: ${await custodian.locator('main').innerText()} ${custodian.problems}`);
+      }
       // The reviewer sees what would be released, and why it was held.
       await card.getByTestId('result').waitFor();
       // (Inside the collapsed evidence: its text, not what is drawn.)
