@@ -24,6 +24,8 @@ pub(crate) struct Checked {
     pub cells: Vec<(String, i64)>,
     /// What the researcher should know about what the checks did.
     pub notes: Vec<String>,
+    /// The released table repeats an earlier release of the study exactly (nothing to record).
+    pub repeat: bool,
 }
 
 impl Hub {
@@ -52,11 +54,12 @@ impl Hub {
             }
         }
         let exact = protection.dp.is_none();
+        let earlier = self.cohort_releases(study, plan).await?;
         // Complementary suppression against the margins this study released.
         if exact {
             let k = applied.min_cell_count;
             let gaps = protection.secure_aggregation;
-            match self.complementary(study, plan, merged, k, gaps).await? {
+            match Hub::complementary(plan, merged, &earlier, k, gaps) {
                 Ok(rows) if rows.is_empty() => {}
                 Ok(rows) if review.complementary => {
                     out.held.insert("complementary", rows.len());
@@ -80,6 +83,7 @@ impl Hub {
             .filter(|c| c.status == 0)
             .filter_map(|c| c.contributors.map(|n| (c.key.clone(), n)))
             .collect();
+        out.repeat = crate::margins::is_repeat(plan.dims(), &out.cells, &earlier);
         // Differencing against earlier releases of this study (exact studies; in DP studies
         // every release pays from the sites' budgets instead).
         let k = protection.rules.min_cell_count;

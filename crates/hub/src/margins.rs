@@ -10,31 +10,55 @@
 use std::collections::BTreeSet;
 
 use medfed_analysis::sql::{FederatedSql, Merged};
-use medfed_privacy::complementary::{self, Table, Unprotectable};
+use medfed_privacy::complementary::{self, Earlier, Table, Unprotectable};
 use sha2::{Digest, Sha256};
 
 use crate::state::split_key;
 use crate::{Hub, HubError};
 
+/// Whether `cells` (key text, people) grouped by `dims` is exactly one of the `earlier` tables:
+/// a repeat adds nothing to the study's record.
+pub(crate) fn is_repeat(dims: &[String], cells: &[(String, i64)], earlier: &[Earlier]) -> bool {
+    let mut mine: Vec<(Vec<String>, i64)> = cells
+        .iter()
+        .map(|(k, n)| (split_key(k, dims.len()), *n))
+        .collect();
+    mine.sort();
+    earlier.iter().any(|e| {
+        e.dims == dims && {
+            let mut theirs = e.cells.clone();
+            theirs.sort();
+            theirs == mine
+        }
+    })
+}
+
 impl Hub {
-    /// The released rows of `merged` that complementary suppression chooses to withhold against
-    /// the earlier releases of `study` over the same cohort, `k` the minimum cell count and
-    /// `gaps` true when withheld groups are absent from the table (secure aggregation); or why
-    /// the table cannot be released at all.
-    pub(crate) async fn complementary(
+    /// The tables released earlier in `study` over `plan`'s cohort.
+    pub(crate) async fn cohort_releases(
         &self,
         study: &str,
         plan: &FederatedSql,
-        merged: &Merged,
-        k: u64,
-        gaps: bool,
-    ) -> Result<Result<BTreeSet<usize>, Unprotectable>, HubError> {
-        let earlier = self
+    ) -> Result<Vec<Earlier>, HubError> {
+        Ok(self
             .state
             .cohort_releases(study, &cohort_digest(plan))
-            .await?;
+            .await?)
+    }
+
+    /// The released rows of `merged` that complementary suppression chooses to withhold against
+    /// `earlier` releases of the study over the same cohort ([`Hub::cohort_releases`]), `k` the
+    /// minimum cell count and `gaps` true when withheld groups are absent from the table (secure
+    /// aggregation); or why the table cannot be released at all.
+    pub(crate) fn complementary(
+        plan: &FederatedSql,
+        merged: &Merged,
+        earlier: &[Earlier],
+        k: u64,
+        gaps: bool,
+    ) -> Result<BTreeSet<usize>, Unprotectable> {
         if earlier.is_empty() {
-            return Ok(Ok(BTreeSet::new()));
+            return Ok(BTreeSet::new());
         }
         let dims = plan.dims().to_vec();
         let cells = merged
@@ -46,8 +70,7 @@ impl Hub {
             })
             .collect();
         let table = Table { dims, cells, gaps };
-        Ok(complementary::protect(&table, &earlier, k as i64)
-            .map(|rows| rows.into_iter().collect()))
+        complementary::protect(&table, earlier, k as i64).map(|rows| rows.into_iter().collect())
     }
 }
 

@@ -289,6 +289,7 @@ impl Hub {
             dims: plan.dims().to_vec(),
             cohort: crate::margins::cohort_digest(&plan),
             cells: checked.cells,
+            repeat: checked.repeat,
             result,
             audit,
             role: who.role(),
@@ -308,16 +309,19 @@ impl Hub {
     pub(crate) async fn release(&self, held: &HeldRelease) -> Result<(), HubError> {
         let r = &held.release;
         self.state.record_release(r).await?;
-        self.state
-            .record_cells(&ReleasedTable {
-                study: &r.study_id,
-                request_id: &r.request_id,
-                grouping: &held.grouping,
-                dims: &held.dims,
-                cohort: &held.cohort,
-                cells: &held.cells,
-            })
-            .await?;
+        // A repeat of an earlier table adds nothing for later checks to compare against.
+        if !held.repeat {
+            self.state
+                .record_cells(&ReleasedTable {
+                    study: &r.study_id,
+                    request_id: &r.request_id,
+                    grouping: &held.grouping,
+                    dims: &held.dims,
+                    cohort: &held.cohort,
+                    cells: &held.cells,
+                })
+                .await?;
+        }
         let entry = Entry::new(
             &r.researcher,
             &held.role,

@@ -20,6 +20,9 @@ pub struct HeldRelease {
     pub dims: Vec<String>,
     pub cohort: String,
     pub cells: Vec<(String, i64)>,
+    /// The table repeats an earlier release exactly: its groups are not recorded again.
+    #[serde(default)]
+    pub repeat: bool,
     /// The result the researcher receives.
     pub result: QueryResult,
     /// The release's audit line, and the researcher's role, action and ε for its entry.
