@@ -26,6 +26,8 @@ pub(crate) struct Checked {
     pub notes: Vec<String>,
     /// The released table repeats an earlier release of the study exactly (nothing to record).
     pub repeat: bool,
+    /// Digest of the rows the query aggregates, under which its release is recorded.
+    pub cohort: String,
 }
 
 impl Hub {
@@ -54,12 +56,13 @@ impl Hub {
             }
         }
         let exact = protection.dp.is_none();
-        let earlier = self.cohort_releases(study, plan).await?;
+        out.cohort = crate::margins::cohort_digest(plan);
+        let earlier = self.state.cohort_releases(study, &out.cohort).await?;
         // Complementary suppression against the margins this study released.
         if exact {
             let k = applied.min_cell_count;
             let gaps = protection.secure_aggregation;
-            match Hub::complementary(plan, merged, &earlier, k, gaps) {
+            match crate::margins::complementary(plan, merged, &earlier, k, gaps) {
                 Ok(rows) if rows.is_empty() => {}
                 Ok(rows) if review.complementary => {
                     out.held.insert("complementary", rows.len());

@@ -14,7 +14,6 @@ use medfed_privacy::complementary::{self, Earlier, Table, Unprotectable};
 use sha2::{Digest, Sha256};
 
 use crate::state::split_key;
-use crate::{Hub, HubError};
 
 /// Whether `cells` (key text, people) grouped by `dims` is exactly one of the `earlier` tables:
 /// a repeat adds nothing to the study's record.
@@ -33,45 +32,31 @@ pub(crate) fn is_repeat(dims: &[String], cells: &[(String, i64)], earlier: &[Ear
     })
 }
 
-impl Hub {
-    /// The tables released earlier in `study` over `plan`'s cohort.
-    pub(crate) async fn cohort_releases(
-        &self,
-        study: &str,
-        plan: &FederatedSql,
-    ) -> Result<Vec<Earlier>, HubError> {
-        Ok(self
-            .state
-            .cohort_releases(study, &cohort_digest(plan))
-            .await?)
+/// The released rows of `merged` that complementary suppression chooses to withhold against
+/// `earlier` releases of the study over the same cohort, `k` the minimum cell count and `gaps`
+/// true when withheld groups are absent from the table (secure aggregation); or why the table
+/// cannot be released at all.
+pub(crate) fn complementary(
+    plan: &FederatedSql,
+    merged: &Merged,
+    earlier: &[Earlier],
+    k: u64,
+    gaps: bool,
+) -> Result<BTreeSet<usize>, Unprotectable> {
+    if earlier.is_empty() {
+        return Ok(BTreeSet::new());
     }
-
-    /// The released rows of `merged` that complementary suppression chooses to withhold against
-    /// `earlier` releases of the study over the same cohort ([`Hub::cohort_releases`]), `k` the
-    /// minimum cell count and `gaps` true when withheld groups are absent from the table (secure
-    /// aggregation); or why the table cannot be released at all.
-    pub(crate) fn complementary(
-        plan: &FederatedSql,
-        merged: &Merged,
-        earlier: &[Earlier],
-        k: u64,
-        gaps: bool,
-    ) -> Result<BTreeSet<usize>, Unprotectable> {
-        if earlier.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let dims = plan.dims().to_vec();
-        let cells = merged
-            .cells
-            .iter()
-            .map(|c| {
-                let people = if c.status == 0 { c.contributors } else { None };
-                (split_key(&c.key, dims.len()), people)
-            })
-            .collect();
-        let table = Table { dims, cells, gaps };
-        complementary::protect(&table, earlier, k as i64).map(|rows| rows.into_iter().collect())
-    }
+    let dims = plan.dims().to_vec();
+    let cells = merged
+        .cells
+        .iter()
+        .map(|c| {
+            let people = if c.status == 0 { c.contributors } else { None };
+            (split_key(&c.key, dims.len()), people)
+        })
+        .collect();
+    let table = Table { dims, cells, gaps };
+    complementary::protect(&table, earlier, k as i64).map(|rows| rows.into_iter().collect())
 }
 
 /// The digest under which a plan's cohort is recorded.

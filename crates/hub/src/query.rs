@@ -287,7 +287,7 @@ impl Hub {
             },
             grouping: plan.grouping().to_string(),
             dims: plan.dims().to_vec(),
-            cohort: crate::margins::cohort_digest(&plan),
+            cohort: checked.cohort,
             cells: checked.cells,
             repeat: checked.repeat,
             result,
