@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod release;
 pub mod rules;
 pub mod secagg;
+pub mod shared;
 
 pub use release::{ColumnRole, DpRelease, PartialReport, Protection};
 pub use rules::{DisclosureRules, Dominance, ModelRules, Review, Rounding, Suppression};

@@ -5,9 +5,9 @@
 //! people contributed" gets the same treatment by describing its columns with [`ColumnRole`]s.
 //! The output keeps the keys and statistics and appends two columns the hub merges:
 //! [`CONTRIBUTORS`] (people per group, null when suppressed) and [`CELL_STATUS`]
-//! (0 released, else a [`Suppression`] code). Dominance inputs never leave the site in the
-//! clear: under secure aggregation they travel masked ([`DOMINANCE_TOP`], [`DOMINANCE_ABS`]), so
-//! the hub judges dominance on the network's sums, never on one site's.
+//! (0 released, else a [`crate::Suppression`] code). The inputs of the checks on sums (dominance,
+//! shared value) never leave the site in the clear: under secure aggregation they travel masked
+//! ([`hidden_fields`]), so the hub judges them on the network's sums, never on one site's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,22 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::dp::{self, DpError};
 use crate::ledger::Balance;
-use crate::rules::{DisclosureRules, Suppression};
+use crate::rules::DisclosureRules;
 
 /// Column appended to every protected partial: people (or rows, where a table has no person
 /// identifier) behind each group.
 pub const CONTRIBUTORS: &str = "__n";
-/// Column appended to every protected partial: 0 when released, else a [`Suppression`] code.
+/// Column appended to every protected partial: 0 when released, else a [`crate::Suppression`] code.
 pub const CELL_STATUS: &str = "__cell";
-/// Prefix of a column appended under secure aggregation (exact studies): for the sum in column
-/// `c`, `__top:c` holds the sum of the site's two largest |x|. Summed over sites it bounds the
-/// network's two largest from above, so a dominance check on it never under-protects.
-pub const DOMINANCE_TOP: &str = "__top:";
-/// Prefix of a column appended under secure aggregation (exact studies): the site's largest |x|
-/// of the sum in `c` (summed: an upper bound on the network's largest).
-pub const DOMINANCE_FIRST: &str = "__first:";
-/// Prefix of a column appended under secure aggregation (exact studies): Σ|x| of the sum in `c`.
-pub const DOMINANCE_ABS: &str = "__abs:";
 /// Arrow schema metadata key under which a site attaches its [`PartialReport`] (JSON).
 pub const REPORT_METADATA_KEY: &str = "medfed.privacy";
 
@@ -50,6 +41,9 @@ pub struct Protection {
     /// only the network's sum, so the minimum cell count and the dominance rule are applied to
     /// that sum instead of to each site's groups (DP studies: dominance is not judged).
     pub secure_aggregation: bool,
+    /// The sums are a model's internal step (a GLM's or FedAvg's planning sums): judged by the
+    /// model rules, not by the shared-value check, which is about means a researcher sees.
+    pub model_step: bool,
 }
 
 /// One differentially private release.
@@ -101,6 +95,12 @@ pub enum ColumnRole {
     DominanceTop(usize),
     /// The largest |x| of the sum at this position (dominance input, never released).
     DominanceFirst(usize),
+    /// The count of values of the sum at this position (shared-value input, never released).
+    SharedCount(usize),
+    /// Σe of the sum at this position's values, modulo [`crate::shared::P`] (never released).
+    SharedSum(usize),
+    /// Σe² of the sum at this position's values, modulo [`crate::shared::P`] (never released).
+    SharedSquares(usize),
 }
 
 /// What a site did to its partial, attached to it for the hub to report.
@@ -200,7 +200,15 @@ pub fn protect(
     let (n, status, keep) = match &protection.dp {
         None => {
             let local = !protection.secure_aggregation;
-            let status = exact_status(batch, roles, &contributors, &rules, local, &mut report);
+            let status = exact::exact_status(
+                batch,
+                roles,
+                &contributors,
+                &rules,
+                local,
+                !protection.model_step,
+                &mut report,
+            );
             (
                 contributors.as_primitive::<Int64Type>().clone(),
                 status,
@@ -276,20 +284,9 @@ pub fn protect(
     fields.push(Field::new(CELL_STATUS, DataType::UInt8, false));
     arrays.push(Arc::new(status));
     if protection.secure_aggregation && protection.dp.is_none() {
-        for (of, total, top, first) in dominance_inputs(roles) {
-            let name = schema.field(of).name();
-            for (prefix, i) in [
-                (DOMINANCE_FIRST, first),
-                (DOMINANCE_TOP, top),
-                (DOMINANCE_ABS, total),
-            ] {
-                fields.push(Field::new(
-                    format!("{prefix}{name}"),
-                    DataType::Float64,
-                    true,
-                ));
-                arrays.push(cast(batch.column(i), &DataType::Float64)?);
-            }
+        for (field, array) in exact::hidden_columns(batch, roles)? {
+            fields.push(field);
+            arrays.push(array);
         }
     }
     let out = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
@@ -298,83 +295,6 @@ pub fn protect(
         None => out,
     };
     Ok((out, report))
-}
-
-/// (sum column, its Σ|x|, top-2 and largest columns) for every sum with dominance inputs, in
-/// the order of the sums.
-fn dominance_inputs(roles: &[ColumnRole]) -> Vec<(usize, usize, usize, usize)> {
-    let mut out: Vec<(usize, usize, usize, usize)> = roles
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| match r {
-            ColumnRole::DominanceTotal(of) => {
-                let at = |want: ColumnRole| roles.iter().position(|r| *r == want);
-                let top = at(ColumnRole::DominanceTop(*of))?;
-                let first = at(ColumnRole::DominanceFirst(*of))?;
-                Some((*of, i, top, first))
-            }
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The dominance-input columns a secure partial carries for the sums among `columns` (in the
-/// order [`protect`] appends them): what the hub adds to the partial's schema to sum them.
-pub fn dominance_fields<'a>(columns: impl IntoIterator<Item = &'a str>) -> Vec<Field> {
-    columns
-        .into_iter()
-        .flat_map(|c| {
-            [DOMINANCE_FIRST, DOMINANCE_TOP, DOMINANCE_ABS]
-                .map(|prefix| Field::new(format!("{prefix}{c}"), DataType::Float64, true))
-        })
-        .collect()
-}
-
-/// Exact mode: per group, small-cell and dominance checks (when `local`: without secure
-/// aggregation; under it both are judged on the network's sums).
-fn exact_status(
-    batch: &RecordBatch,
-    roles: &[ColumnRole],
-    contributors: &ArrayRef,
-    rules: &DisclosureRules,
-    local: bool,
-    report: &mut PartialReport,
-) -> UInt8Array {
-    let n = contributors.as_primitive::<Int64Type>();
-    let float = |i: usize| {
-        cast(batch.column(i), &DataType::Float64)
-            .map(|a| a.as_primitive::<Float64Type>().clone())
-            .ok()
-    };
-    let dominance: Vec<(Float64Array, Float64Array, Float64Array)> = dominance_inputs(roles)
-        .into_iter()
-        .filter(|_| local)
-        .filter_map(|(_, total, top, first)| Some((float(total)?, float(top)?, float(first)?)))
-        .collect();
-    (0..batch.num_rows())
-        .map(|row| {
-            let code = if local && rules.too_small(n.value(row)) {
-                Suppression::SmallCell.code()
-            } else if dominance.iter().any(|(total, top, first)| {
-                !total.is_null(row)
-                    && rules.dominance.dominated(
-                        first.value(row).abs(),
-                        top.value(row).abs(),
-                        total.value(row),
-                    )
-            }) {
-                Suppression::Dominance.code()
-            } else {
-                0
-            };
-            if let Some(s) = Suppression::from_code(code) {
-                *report.suppressed.entry(format!("{s:?}")).or_default() += 1;
-            }
-            Some(code)
-        })
-        .collect()
 }
 
 /// DP mode: noise every statistic and the contributor count with ε split evenly among them;
@@ -564,7 +484,9 @@ fn noise_array(array: &ArrayRef, scale: f64) -> Result<ArrayRef, ReleaseError> {
 }
 
 mod distributed;
+mod exact;
 pub use distributed::rho_for;
+pub use exact::{DOMINANCE_ABS, DOMINANCE_FIRST, DOMINANCE_TOP, SHARED, hidden_fields};
 
 #[cfg(test)]
 mod noise_tests;

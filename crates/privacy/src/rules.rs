@@ -182,7 +182,8 @@ pub struct DisclosureRules {
     pub models: ModelRules,
     /// Rounding of released counts.
     pub rounding: Rounding,
-    /// Withhold class disclosure in two-way tables (on by default).
+    /// Withhold class disclosure (on by default): the lone non-empty cell of a row or column of
+    /// a two-way table, and a sum or mean whose contributors all share one value.
     pub class_disclosure: bool,
     /// Checks whose firing holds the release for custodians' review instead.
     pub review: Review,
@@ -348,6 +349,9 @@ pub enum Suppression {
     /// Released-size group withheld so that a hidden one cannot be worked out from totals or
     /// margins the study released (complementary suppression).
     Complementary = 4,
+    /// Everyone behind a sum or mean has the same value of it, so the mean tells each one's
+    /// value ([`crate::shared`]); part of class disclosure.
+    SharedValue = 5,
 }
 
 impl Suppression {
@@ -363,6 +367,7 @@ impl Suppression {
             2 => Some(Self::Dominance),
             3 => Some(Self::ClassDisclosure),
             4 => Some(Self::Complementary),
+            5 => Some(Self::SharedValue),
             _ => None,
         }
     }
@@ -374,6 +379,7 @@ impl Suppression {
             Self::Dominance => "dominance",
             Self::ClassDisclosure => "class_disclosure",
             Self::Complementary => "complementary",
+            Self::SharedValue => "shared_value",
         }
     }
 
@@ -386,6 +392,9 @@ impl Suppression {
             ),
             Self::ClassDisclosure => "the only non-empty cell of its row or column in a two-way \
                  table: everyone in that row (or column) shares its category (class disclosure)"
+                .to_string(),
+            Self::SharedValue => "everyone behind a sum or mean has the same value, so it tells \
+                 each of them that value (class disclosure)"
                 .to_string(),
             Self::Complementary => "withheld so that a hidden group cannot be worked out from a \
                  total or margin this study released (complementary suppression)"

@@ -11,17 +11,50 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
         Field::new("__t1", DataType::Float64, true),
         Field::new("__top1", DataType::Float64, true),
         Field::new("__first1", DataType::Float64, true),
+        Field::new("__shn1", DataType::Int64, true),
+        Field::new("__sh1_1", DataType::Int64, true),
+        Field::new("__sh2_1", DataType::Int64, true),
     ]));
+    // Group e: 30 people who all have 7, so the mean tells each their value.
+    let e = crate::shared::encode(7.0);
+    let (s1, s2) = (
+        (30 * u128::from(e) % u128::from(crate::shared::P)) as i64,
+        (30 * u128::from(crate::shared::square(e)) % u128::from(crate::shared::P)) as i64,
+    );
+    let (f0, f1) = (crate::shared::encode(10.0), crate::shared::encode(11.0));
+    let varied = |n: i64| {
+        let half = (n / 2) as u64;
+        let s = |a: u64, b: u64| crate::shared::add(a.wrapping_mul(half), b.wrapping_mul(half));
+        (
+            s(f0, f1) as i64,
+            s(crate::shared::square(f0), crate::shared::square(f1)) as i64,
+        )
+    };
     let batch = RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from(vec!["a", "b", "c", "d"])),
-            Arc::new(Int64Array::from(vec![50, 3, 0, 40])),
-            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0])),
-            Arc::new(Int64Array::from(vec![50, 3, 0, 40])),
-            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0])),
-            Arc::new(Float64Array::from(vec![25.0, 20.0, 0.0, 950.0])),
-            Arc::new(Float64Array::from(vec![13.0, 10.0, 0.0, 900.0])),
+            Arc::new(StringArray::from(vec!["a", "b", "c", "d", "e"])),
+            Arc::new(Int64Array::from(vec![50, 3, 0, 40, 30])),
+            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0, 210.0])),
+            Arc::new(Int64Array::from(vec![50, 3, 0, 40, 30])),
+            Arc::new(Float64Array::from(vec![500.0, 30.0, 0.0, 1000.0, 210.0])),
+            Arc::new(Float64Array::from(vec![25.0, 20.0, 0.0, 950.0, 14.0])),
+            Arc::new(Float64Array::from(vec![13.0, 10.0, 0.0, 900.0, 7.0])),
+            Arc::new(Int64Array::from(vec![50, 2, 0, 40, 30])),
+            Arc::new(Int64Array::from(vec![
+                varied(50).0,
+                varied(2).0,
+                0,
+                varied(40).0,
+                s1,
+            ])),
+            Arc::new(Int64Array::from(vec![
+                varied(50).1,
+                varied(2).1,
+                0,
+                varied(40).1,
+                s2,
+            ])),
         ],
     )
     .unwrap();
@@ -33,6 +66,9 @@ fn table() -> (RecordBatch, Vec<ColumnRole>) {
         ColumnRole::DominanceTotal(2),
         ColumnRole::DominanceTop(2),
         ColumnRole::DominanceFirst(2),
+        ColumnRole::SharedCount(2),
+        ColumnRole::SharedSum(2),
+        ColumnRole::SharedSquares(2),
     ];
     (batch, roles)
 }
@@ -62,15 +98,33 @@ fn exact_mode_suppresses_small_and_dominated_cells_and_drops_dominance_inputs() 
         .map(|f| f.name().clone())
         .collect();
     assert_eq!(names, ["k0", "p0", "p1", CONTRIBUTORS, CELL_STATUS]);
-    // a released; b small (3 < 10); c zero people is released as 0; d dominated (950/1000).
-    assert_eq!(status(&out), [0, 1, 0, 2]);
+    // a released; b small (3 < 10); c zero people is released as 0; d dominated (950/1000);
+    // e's 30 people all have one value.
+    assert_eq!(status(&out), [0, 1, 0, 2, 5]);
     let counts = out.column(1).as_primitive::<Int64Type>();
     assert_eq!(counts.value(0), 50);
     assert!(counts.is_null(1), "suppressed, not 0");
     assert_eq!(counts.value(2), 0);
     assert!(counts.is_null(3));
     assert!(out.column(3).is_null(1));
-    assert_eq!(report.suppressed.values().sum::<usize>(), 2);
+    assert_eq!(report.suppressed.values().sum::<usize>(), 3);
+    let off = DisclosureRules {
+        class_disclosure: false,
+        ..Default::default()
+    };
+    let network = Protection {
+        rules: off,
+        ..Default::default()
+    };
+    let (out, _) = protect(&batch, &roles, &network, &off).unwrap();
+    assert_eq!(status(&out)[4], 0, "class disclosure switched off");
+    // A model's internal sums (a GLM's Σw at β = 0 is the same for every row) are not judged.
+    let model = Protection {
+        model_step: true,
+        ..Default::default()
+    };
+    let (out, _) = protect(&batch, &roles, &model, &DisclosureRules::default()).unwrap();
+    assert_eq!(status(&out), [0, 1, 0, 2, 0]);
     assert_eq!(report.epsilon, 0.0);
 }
 
@@ -97,8 +151,8 @@ fn the_p_percent_rule_alone_withholds_what_the_second_largest_could_estimate() {
         status(&protect(&batch, &roles, &network, &site).unwrap().0)
     };
     // d: 1000 = 900 + 50 + 50 more; the rest (50) is under 10% of the largest (90).
-    assert_eq!(run(p(10.0)), [0, 0, 0, 2]);
-    assert_eq!(run(p(0.0)), [0, 0, 0, 0], "both rules off");
+    assert_eq!(run(p(10.0)), [0, 0, 0, 2, 5]);
+    assert_eq!(run(p(0.0)), [0, 0, 0, 0, 5], "both rules off");
 }
 
 #[test]
@@ -115,14 +169,24 @@ fn under_secure_aggregation_dominance_inputs_leave_masked_for_the_network_to_jud
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let tail: Vec<&str> = names[names.len() - 3..]
+    let tail: Vec<&str> = names[names.len() - 6..]
         .iter()
         .map(String::as_str)
         .collect();
-    assert_eq!(tail, ["__first:p1", "__top:p1", "__abs:p1"]);
-    // Nothing is judged at the site: small and dominated groups travel, to be summed.
-    assert_eq!(status(&out), [0, 0, 0, 0]);
-    let expected: Vec<String> = dominance_fields(["p1"])
+    assert_eq!(
+        tail,
+        [
+            "__first:p1",
+            "__top:p1",
+            "__abs:p1",
+            "__shn:p1",
+            "__sh1:p1",
+            "__sh2:p1"
+        ]
+    );
+    // Nothing is judged at the site: small, dominated and one-valued groups travel, summed.
+    assert_eq!(status(&out), [0, 0, 0, 0, 0]);
+    let expected: Vec<String> = hidden_fields(["p1"])
         .iter()
         .map(|f| f.name().clone())
         .collect();
@@ -139,6 +203,7 @@ fn a_site_is_at_least_as_strict_as_the_network() {
         },
         dp: None,
         secure_aggregation: false,
+        model_step: false,
     };
     let (out, _) = protect(&batch, &roles, &lax, &DisclosureRules::default()).unwrap();
     assert_eq!(
@@ -151,7 +216,7 @@ fn a_site_is_at_least_as_strict_as_the_network() {
         ..Default::default()
     };
     let (out, report) = protect(&batch, &roles, &lax, &strict_site).unwrap();
-    assert_eq!(status(&out), [0, 1, 0, 1]);
+    assert_eq!(status(&out), [0, 1, 0, 1, 1]);
     assert_eq!(report.rules.min_cell_count, 45);
 }
 
@@ -185,10 +250,10 @@ fn dp_mode_noises_every_statistic_and_drops_groups_below_the_threshold() {
     assert!(crate::dp::discrete_laplace_tail(3.0, tau as i64 - 1) <= 1e-6);
     assert_eq!(report.epsilon, 1.0);
     assert_eq!(report.delta, 1e-6);
-    // b (3 people) and c (0) essentially never pass τ; a (50) and d (40) rarely do.
+    // b (3 people) and c (0) essentially never pass τ; a (50), d (40) and e (30) may.
     let keys = out.column(0).as_string::<i32>();
     for k in keys.iter().flatten() {
-        assert!(k == "a" || k == "d", "released group {k}");
+        assert!(["a", "d", "e"].contains(&k), "released group {k}");
     }
     assert!(
         out.schema().column_with_name("__t1").is_none(),

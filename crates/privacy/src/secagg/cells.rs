@@ -392,9 +392,20 @@ pub fn to_vector(
     Ok(out)
 }
 
+/// Where the hub flags a kept cell it withholds (a query without GROUP BY), its
+/// [`CELL_STATUS`] holds `FLAGGED` + the reason's code; a site's own flags sum to at most
+/// the number of sites.
+const FLAGGED: u64 = 1 << 32;
+
+/// The [`CELL_STATUS`] value with which the hub flags a kept cell it withholds for `why`.
+pub fn flag(why: Suppression) -> u64 {
+    FLAGGED + u64::from(why.code())
+}
+
 /// The hub's side: turns the unmasked sum over `domain_len` cells back into one partial table of
 /// `schema` holding the `released` cells — (position in the domain, row-format key) — with
-/// [`CELL_STATUS`] = dominance wherever any site found the group dominated. `centres` names sums
+/// [`CELL_STATUS`] = dominance wherever any site found the group dominated, or the reason the
+/// hub [`flag`]ged. `centres` names sums
 /// the sites sent centred (DP): decoded as reals, with m × their count added back.
 pub fn from_vector(
     sum: &[u64],
@@ -439,10 +450,12 @@ pub fn from_vector(
         let block = pick(&sum[(c - keys) * m..(c - keys + 1) * m]);
         let array: ArrayRef = if field.name() == CELL_STATUS {
             Arc::new(UInt8Array::from_iter_values(block.iter().map(|&v| {
-                if v == 0 {
-                    0
-                } else {
-                    Suppression::Dominance.code()
+                match v {
+                    0 => 0,
+                    FLAGGED.. => Suppression::from_code((v - FLAGGED) as u8)
+                        .unwrap_or(Suppression::Dominance)
+                        .code(),
+                    _ => Suppression::Dominance.code(),
                 }
             })))
         } else if let Some((mid, count)) = centres.get(field.name()) {
