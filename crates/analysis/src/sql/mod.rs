@@ -22,6 +22,7 @@ mod error;
 mod protect;
 mod reads;
 mod rewrite;
+mod shared;
 mod site;
 pub mod spread;
 mod top2;

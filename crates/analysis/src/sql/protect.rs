@@ -5,8 +5,10 @@
 //! also compute, per group:
 //! - `__n`: the people behind the group (`COUNT(DISTINCT person_id)`, or rows for tables
 //!   without a person identifier) — the count every disclosure rule is about;
-//! - exact studies: for each SUM, Σ|x| and the sum of the n largest |x| (dominance inputs,
-//!   checked at the site and dropped before the partial leaves);
+//! - exact studies: for each SUM, Σ|x| and the sum of the n largest |x| (dominance inputs) and
+//!   the count, Σe and Σe² of its values in a finite field (shared-value inputs,
+//!   [`medfed_privacy::shared`]) — judged at the site and dropped, or under secure aggregation
+//!   sent masked for the hub to judge on the network's sums;
 //! - DP studies: each person's rows are capped at `max_rows_per_person` (contribution bounding,
 //!   so one person moves any count by at most that) and summed values are clamped to their
 //!   declared bounds (so one row moves a sum by at most the bound).
@@ -107,6 +109,27 @@ pub(crate) fn augment(
         }
     }
     for (i, x) in dominance.into_iter().enumerate() {
+        // A sum of a constant (`SUM(1)`) or of a group key tells nothing its key does not:
+        // its shared-value inputs are left empty (no values, never "shared").
+        let trivial = x.column_refs().is_empty()
+            || agg
+                .group_expr
+                .iter()
+                .any(|g| strip_alias(g) == strip_alias(&x));
+        let (values, s1, s2) = if trivial {
+            let zero = || sum(lit(0i64));
+            (zero(), zero(), zero())
+        } else {
+            let (s1, s2) = super::shared::power_sums(x.clone());
+            (count(x.clone()), s1, s2)
+        };
+        for (e, name, role) in [
+            (values, "__shared_n", ColumnRole::SharedCount(i)),
+            (s1, "__shared_s1", ColumnRole::SharedSum(i)),
+            (s2, "__shared_s2", ColumnRole::SharedSquares(i)),
+        ] {
+            extras.push((e.alias(format!("{name}{i}")), role));
+        }
         let x = abs(cast(x, arrow::datatypes::DataType::Float64));
         extras.push((
             max(x.clone()).alias(format!("__dom_first{i}")),
@@ -167,6 +190,9 @@ pub(crate) fn augment(
             ColumnRole::DominanceTotal(i) => ColumnRole::DominanceTotal(sums[*i]),
             ColumnRole::DominanceTop(i) => ColumnRole::DominanceTop(sums[*i]),
             ColumnRole::DominanceFirst(i) => ColumnRole::DominanceFirst(sums[*i]),
+            ColumnRole::SharedCount(i) => ColumnRole::SharedCount(sums[*i]),
+            ColumnRole::SharedSum(i) => ColumnRole::SharedSum(sums[*i]),
+            ColumnRole::SharedSquares(i) => ColumnRole::SharedSquares(sums[*i]),
             other => *other,
         });
     }

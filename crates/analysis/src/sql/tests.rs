@@ -157,6 +157,7 @@ fn no_limits() -> Protection {
         rules: DisclosureRules::none(),
         dp: None,
         secure_aggregation: false,
+        model_step: false,
     }
 }
 
