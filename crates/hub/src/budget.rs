@@ -90,6 +90,7 @@ impl Hub {
             rules: self.privacy.rules(),
             dp: None,
             secure_aggregation: false,
+            model_step: false,
         };
         let id = format!("b-{}", crate::state::random_id(8));
         let approved = study.approved_sites();

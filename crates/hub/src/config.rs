@@ -26,7 +26,7 @@
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }
 //! rounding = { base = 0, midpoint = false }   # e.g. { base = 5 }: released counts rounded
-//! class_disclosure = true    # withhold a two-way table's lone non-empty cell of a row or column
+//! class_disclosure = true    # withhold a two-way table's lone non-empty cell of a row or column, and a sum or mean whose contributors all share one value
 //! review = []                # e.g. ["class_disclosure", "complementary", "differencing"]: hold for custodians' review instead
 //! default_epsilon = 0.1      # ε of a DP query at each site when the researcher names none
 //! delta_per_release = 1e-7   # δ of a grouped DP query (which groups exist)

@@ -78,6 +78,17 @@ pub(crate) fn evidence(d: &Decided<'_>) -> Evidence {
                 "each row and column of the two-way table",
             );
         }
+        if d.rules.class_disclosure {
+            check(
+                Suppression::SharedValue,
+                "on".into(),
+                if secure {
+                    "sums and means: whether the network's values behind each are all one value"
+                } else {
+                    "sums and means: whether each site's values behind each are all one value"
+                },
+            );
+        }
         check(
             Suppression::Complementary,
             "hypercube".into(),

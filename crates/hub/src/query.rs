@@ -85,7 +85,8 @@ impl Hub {
             ))
             .await;
         }
-        let asked = self.protection(&study.terms, options)?;
+        let mut asked = self.protection(&study.terms, options)?;
+        asked.model_step = matches!(analysis, "glm" | "fedavg");
         // k applies to the network's sum when the partials are summed securely (VAR/STDDEV in
         // two sums). Per-site k is the fallback: secure aggregation off or fewer than two
         // sites; the result says which. DP has no mechanism for VAR/STDDEV.
@@ -189,9 +190,11 @@ impl Hub {
         // The airlock: a query whose every group is too small selects too few people to
         // release anything (minimum subset size) — refused, not answered with blanks.
         let every_group_small = if merged.cells.is_empty() {
-            // Under secure aggregation a group is summed only if some site has k people in it,
-            // so no group at all means every group was small everywhere.
-            protection.secure_aggregation && !plan.grouping().is_empty()
+            // Under secure aggregation no group at all means every group was withheld: all
+            // of them small, or some for another reason (then the answer says which).
+            protection.secure_aggregation
+                && !plan.grouping().is_empty()
+                && withheld.keys().all(|why| *why == Suppression::SmallCell)
         } else {
             merged
                 .cells
@@ -456,6 +459,7 @@ impl Hub {
                 rules,
                 dp: None,
                 secure_aggregation,
+                model_step: false,
             });
         }
         let epsilon = o.epsilon.unwrap_or(self.privacy.default_epsilon);
@@ -474,6 +478,7 @@ impl Hub {
                 bounds: o.bounds.clone(),
             }),
             secure_aggregation,
+            model_step: false,
         })
     }
 

@@ -16,7 +16,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use medfed_core::result::{SiteOutcome, SiteStatus};
 use medfed_privacy::release::{
-    CELL_STATUS, CONTRIBUTORS, DOMINANCE_ABS, DOMINANCE_FIRST, DOMINANCE_TOP,
+    CELL_STATUS, CONTRIBUTORS, DOMINANCE_ABS, DOMINANCE_FIRST, DOMINANCE_TOP, SHARED,
 };
 use medfed_privacy::secagg::{Advertisement, Aggregator, Id, cells};
 use medfed_privacy::{DisclosureRules, PartialReport, Suppression};
@@ -299,12 +299,12 @@ where
         Ok(mut sum) => {
             let chosen = choose(&sum, schema, &fixed, &domain, reveal, &mut out.withheld);
             let chosen = chosen.and_then(|(keep, flag)| {
-                // A kept but dominated cell carries the flag into the merge, which nulls it.
+                // A kept but withheld cell carries its reason into the merge, which nulls it.
                 if !flag.is_empty() {
                     let c = schema.index_of(CELL_STATUS).map_err(|e| e.to_string())?;
                     let block = (c - cells::key_count(schema)) * domain.len();
-                    for i in flag {
-                        sum[block + i] = 1;
+                    for (i, why) in flag {
+                        sum[block + i] = cells::flag(why);
                     }
                 }
                 Ok(keep)
@@ -359,15 +359,16 @@ where
     out
 }
 
-/// `schema` with the dominance-input columns the sites announced in `fixed` appended, in the
-/// order the sites append them ([`medfed_privacy::release::dominance_fields`]).
+/// `schema` with the hidden columns of the sums whose dominance inputs the sites announced in
+/// `fixed` appended, in the order the sites append them
+/// ([`medfed_privacy::release::hidden_fields`]).
 fn with_dominance(schema: &SchemaRef, fixed: &std::collections::BTreeSet<String>) -> SchemaRef {
     let sums = schema
         .fields()
         .iter()
         .map(|f| f.name().as_str())
         .filter(|c| fixed.contains(&format!("{DOMINANCE_TOP}{c}")));
-    let extra = medfed_privacy::release::dominance_fields(sums);
+    let extra = medfed_privacy::release::hidden_fields(sums);
     if extra.is_empty() {
         return schema.clone();
     }
@@ -375,6 +376,9 @@ fn with_dominance(schema: &SchemaRef, fixed: &std::collections::BTreeSet<String>
     fields.extend(extra.into_iter().map(std::sync::Arc::new));
     std::sync::Arc::new(arrow::datatypes::Schema::new(fields))
 }
+
+/// The positions of the domain the hub releases, and the keyless cell flagged with why.
+type Chosen = (Vec<usize>, Vec<(usize, Suppression)>);
 
 /// The positions of the domain the hub releases under `reveal`, counting the rest in `withheld`.
 /// The keyless cell of a table without GROUP BY is always kept (the airlock judges it).
@@ -385,9 +389,9 @@ fn choose(
     domain: &[String],
     reveal: Reveal,
     withheld: &mut BTreeMap<Suppression, usize>,
-) -> Result<(Vec<usize>, Vec<usize>), String> {
+) -> Result<Chosen, String> {
     let m = domain.len();
-    // A kernel step's answer, or a query without GROUP BY: one cell, judged by its caller.
+    // The cell of a query without GROUP BY is kept and flagged with the reason it is withheld.
     let mut flag = Vec::new();
     // A kernel step's answer: one cell, judged by its caller.
     if schema.index_of(CONTRIBUTORS).is_err() || schema.index_of(CELL_STATUS).is_err() {
@@ -397,8 +401,10 @@ fn choose(
     let n = n.to_vec();
     let flagged = cells::column(sum, schema, m, CELL_STATUS).map_err(|e| e.to_string())?;
     // (Σ largest, Σ top-2, Σ|x|) of every sum with dominance inputs: each an upper bound on the
-    // network's own (and Σ|x| exact), so both rules err towards withholding.
+    // network's own (and Σ|x| exact), so both rules err towards withholding. And the sum's
+    // shared-value inputs (count, Σe, Σe² in a finite field).
     let mut inputs = Vec::new();
+    let mut shared = Vec::new();
     for f in schema.fields() {
         if let Some(c) = f.name().strip_prefix(DOMINANCE_TOP) {
             let column = |name: String| {
@@ -409,26 +415,45 @@ fn choose(
                 column(f.name().clone())?,
                 column(format!("{DOMINANCE_ABS}{c}"))?,
             ));
+            let ring = |prefix: &str| {
+                cells::column(sum, schema, m, &format!("{prefix}{c}")).map_err(|e| e.to_string())
+            };
+            shared.push(SHARED.map(ring));
         }
     }
+    let shared = shared
+        .into_iter()
+        .map(|[n, s1, s2]| Ok([n?, s1?, s2?]))
+        .collect::<Result<Vec<_>, String>>()?;
     let dominated = |rules: &DisclosureRules, i: usize| {
         flagged[i] != 0
             || inputs
                 .iter()
                 .any(|(first, top, abs)| rules.dominance.dominated(first[i], top[i], abs[i]))
     };
+    let one_value = |rules: &DisclosureRules, i: usize| {
+        rules.class_disclosure
+            && shared
+                .iter()
+                .any(|[n, s1, s2]| medfed_privacy::shared::shares_one_value(n[i], s1[i], s2[i]))
+    };
     let mut keep = Vec::with_capacity(m);
     for i in 0..m {
         let why = match reveal {
             // The one cell of a keyless table is kept; the merge suppresses it by its flag.
             Reveal::Rules(r) if domain[i].is_empty() && dominated(&r, i) => {
-                flag.push(i);
+                flag.push((i, Suppression::Dominance));
+                None
+            }
+            Reveal::Rules(r) if domain[i].is_empty() && one_value(&r, i) => {
+                flag.push((i, Suppression::SharedValue));
                 None
             }
             _ if domain[i].is_empty() => None,
             Reveal::Announced => None,
             Reveal::Rules(r) if r.too_small(n[i] as i64) => Some(Suppression::SmallCell),
             Reveal::Rules(r) if dominated(&r, i) => Some(Suppression::Dominance),
+            Reveal::Rules(r) if one_value(&r, i) => Some(Suppression::SharedValue),
             Reveal::Rules(_) => None,
         };
         match why {

@@ -23,7 +23,7 @@
 //! dominance = { n = 2, share = 0.85, p_percent = 0 }   # (n, k) rule for sums and means; p% rule when p_percent > 0
 //! models = { min_residual_df = 10, max_parameter_share = 0.37 }   # regressions and trained models
 //! rounding = { base = 0, midpoint = false }  # e.g. { base = 5 } or { base = 6, midpoint = true }
-//! class_disclosure = true                  # withhold a two-way table's lone non-empty cell of a row or column
+//! class_disclosure = true                  # withhold a two-way table's lone non-empty cell of a row or column, and a sum or mean whose contributors all share one value
 //! review = []                              # e.g. ["class_disclosure"]: hold such releases for this site's review
 //! catalog_counts = { publish = true, round_to = 10, min = 10 }  # people per table in the catalogue
 //!

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use medfed_analysis::sql::{FederatedSql, SqlError, spread};
 use medfed_core::result::SiteStatus;
-use medfed_privacy::Protection;
+use medfed_privacy::{DisclosureRules, Protection};
 use medfed_protocol::SiteClient;
 use medfed_protocol::rounds::Spread;
 use medfed_protocol::wire::{SiteRequest, Work};
@@ -119,6 +119,11 @@ impl Hub {
             targets.iter().map(|t| (t.name().to_string(), *t)).collect();
         let reveal = match &asked.dp {
             Some(_) => Reveal::Announced,
+            // A model's internal sums are judged by the model rules, not for shared values.
+            None if asked.model_step => Reveal::Rules(DisclosureRules {
+                class_disclosure: false,
+                ..asked.rules
+            }),
             None => Reveal::Rules(asked.rules),
         };
         let sql = plan.site_sql();

@@ -286,9 +286,23 @@ async fn a_site_lost_while_sharing_keys_is_simply_not_masked_with() {
     assert_eq!(out.threshold, Some(3));
 }
 
-/// The network's sums of a partial with one SUM and its dominance inputs, as `choose` sees them.
+/// The network's sums of a partial with one SUM and its hidden inputs, as `choose` sees them;
+/// each group's values vary (two values) unless its name says "one value".
 fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>, Vec<String>) {
     use arrow::array::Float64Array;
+    use medfed_privacy::shared;
+    let power_sums = |(name, n, _, total): &(&str, i64, f64, f64)| {
+        let mean = total / *n as f64;
+        (0..*n).fold((0, 0), |(s1, s2), i| {
+            let x = if name.contains("one value") || i % 2 == 0 {
+                mean
+            } else {
+                mean + 1.0
+            };
+            let e = shared::encode(x);
+            (shared::add(s1, e), shared::add(s2, shared::square(e)))
+        })
+    };
     let schema: SchemaRef = Arc::new(Schema::new(vec![
         Field::new("k0", DataType::Utf8, true),
         Field::new("p0", DataType::Float64, true),
@@ -297,6 +311,9 @@ fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>
         Field::new("__first:p0", DataType::Float64, true),
         Field::new("__top:p0", DataType::Float64, true),
         Field::new("__abs:p0", DataType::Float64, true),
+        Field::new("__shn:p0", DataType::Int64, true),
+        Field::new("__sh1:p0", DataType::Int64, true),
+        Field::new("__sh2:p0", DataType::Int64, true),
     ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
@@ -310,6 +327,13 @@ fn summed_with_dominance(rows: &[(&str, i64, f64, f64)]) -> (SchemaRef, Vec<u64>
             )),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.3))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| power_sums(r).0 as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| power_sums(r).1 as i64),
+            )),
         ],
     )
     .unwrap();
@@ -327,6 +351,7 @@ fn dominance_is_judged_on_the_network_sums_not_on_one_sites_groups() {
         ("spread out", 15, 30.0, 100.0),
         ("concentrated", 15, 90.0, 100.0),
         ("small", 9, 10.0, 100.0),
+        ("one value", 40, 2.0, 40.0),
     ]);
     let fixed = cells::fixed_point(&schema);
     let rules = medfed_privacy::DisclosureRules {
@@ -347,6 +372,22 @@ fn dominance_is_judged_on_the_network_sums_not_on_one_sites_groups() {
     assert!(flag.is_empty());
     assert_eq!(withheld[&Suppression::Dominance], 1);
     assert_eq!(withheld[&Suppression::SmallCell], 1);
+    assert_eq!(withheld[&Suppression::SharedValue], 1);
+    // With class disclosure off the group of 40 people who all have 1 is released.
+    let off = medfed_privacy::DisclosureRules {
+        class_disclosure: false,
+        ..rules
+    };
+    let (keep, _) = choose(
+        &sum,
+        &schema,
+        &fixed,
+        &domain,
+        Reveal::Rules(off),
+        &mut BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!(keep, vec![0, 3]);
 }
 
 #[test]
@@ -366,5 +407,17 @@ fn a_dominated_keyless_total_is_kept_but_flagged_for_the_merge_to_null() {
         &mut BTreeMap::new(),
     )
     .unwrap();
-    assert_eq!((keep, flag), (vec![0], vec![0]));
+    assert_eq!((keep, flag), (vec![0], vec![(0, Suppression::Dominance)]));
+    // A keyless mean over 40 people who all have 1: kept, flagged with its own reason.
+    let (_, sum, _) = summed_with_dominance(&[("one value", 40, 2.0, 40.0)]);
+    let (keep, flag) = choose(
+        &sum,
+        &keyless,
+        &fixed,
+        &[String::new()],
+        Reveal::Rules(rules),
+        &mut BTreeMap::new(),
+    )
+    .unwrap();
+    assert_eq!((keep, flag), (vec![0], vec![(0, Suppression::SharedValue)]));
 }
