@@ -77,6 +77,7 @@ async fn every_release_carries_its_evidence_per_row_and_in_the_audit_trail() {
         [
             "min_cell_count",
             "dominance",
+            "shared_value",
             "complementary",
             "differencing"
         ],

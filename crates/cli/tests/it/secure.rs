@@ -236,3 +236,61 @@ async fn dp_studies_sum_gaussian_shares_under_secure_aggregation() {
     }
     net.net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mean_whose_contributors_all_share_one_value_is_withheld_with_and_without_secure_sums() {
+    let net = network(3, 5_000).await;
+    let outcome = |body: &Value| {
+        body["privacy"]["evidence"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "shared_value")
+            .map(|c| (c["outcome"].clone(), c["withheld"].as_u64().unwrap_or(0)))
+            .unwrap_or_else(|| panic!("no shared_value check: {body}"))
+    };
+    // Everyone born in 1980 has year_of_birth 1980: the mean tells each their birth year.
+    let one = "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS m FROM person \
+               WHERE year_of_birth = 1980 GROUP BY gender_concept_id";
+    // The same means over everyone vary; a mean of the group key tells only the key.
+    let varied = "SELECT gender_concept_id, COUNT(*) AS n, AVG(year_of_birth) AS m FROM person \
+                  GROUP BY gender_concept_id";
+    let keyed = "SELECT year_of_birth, COUNT(*) AS n, AVG(year_of_birth) AS m, SUM(1) AS s \
+                 FROM person GROUP BY year_of_birth";
+    for secure in [true, false] {
+        let (status, body) = query(&net, "exact", one, secure).await;
+        assert_eq!(status, 200, "{body}");
+        let released: Vec<&Value> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| !r[2].is_null())
+            .collect();
+        assert!(released.is_empty(), "secure {secure}: {body}");
+        let (result, withheld) = outcome(&body);
+        assert_eq!(result, "withheld", "secure {secure}: {body}");
+        assert!(withheld >= 1, "{body}");
+        let (status, body) = query(&net, "exact", varied, secure).await;
+        assert_eq!(status, 200, "{body}");
+        assert_rows_eq(
+            body["rows"].as_array().unwrap(),
+            &net.pooled(varied).await,
+            varied,
+        );
+        assert_eq!(outcome(&body).0, "pass", "secure {secure}: {body}");
+        let (status, body) = query(&net, "exact", keyed, secure).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(outcome(&body).0, "pass", "secure {secure}: {body}");
+    }
+    // Without GROUP BY the one cell is blanked with the reason named.
+    let keyless = "SELECT COUNT(*) AS n, AVG(year_of_birth) AS m FROM person \
+                   WHERE year_of_birth = 1980";
+    let (status, body) = query(&net, "exact", keyless, true).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["rows"][0][1].is_null(), "{body}");
+    assert_eq!(
+        body["privacy"]["evidence"]["rows"][0], "shared_value",
+        "{body}"
+    );
+    net.net.shutdown().await;
+}

@@ -169,6 +169,7 @@ pub async fn dp(a: DpArgs) -> anyhow::Result<()> {
         rules: DisclosureRules::none(),
         dp: None,
         secure_aggregation: false,
+        model_step: false,
     };
     let exact = Protection::default();
     let mut release = DpRelease {
