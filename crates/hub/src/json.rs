@@ -42,9 +42,12 @@ fn float(v: f64) -> Value {
 
 fn column(a: &dyn Array) -> Vec<Value> {
     let n = a.len();
+    // Logical nulls: a column of NULLs (a rolled-up key) has no null buffer of its own.
+    let nulls = a.logical_nulls();
+    let is_null = |i: usize| nulls.as_ref().is_some_and(|b| b.is_null(i));
     let pick = |f: &dyn Fn(usize) -> Value| {
         (0..n)
-            .map(|i| if a.is_null(i) { Value::Null } else { f(i) })
+            .map(|i| if is_null(i) { Value::Null } else { f(i) })
             .collect()
     };
     match a.data_type() {

@@ -46,6 +46,7 @@ pub mod models;
 pub mod portal;
 pub mod query;
 pub mod review;
+mod rollup;
 mod secure;
 pub mod state;
 mod summary;

@@ -32,8 +32,23 @@ impl Hub {
         only: Option<&[String]>,
         options: &QueryOptions,
     ) -> Result<QueryResult, HubError> {
-        self.query_as(who, study_id, sql, only, options, "sql")
-            .await
+        match medfed_analysis::sql::grouping_sets::expand(sql) {
+            Ok(None) => {
+                self.query_as(who, study_id, sql, only, options, "sql")
+                    .await
+            }
+            Ok(Some(groupings)) => {
+                self.admit(who, study_id, only, "sql").await?;
+                self.query_groupings(who, study_id, groupings, only, options)
+                    .await
+            }
+            Err(e) => {
+                let entry = Entry::new(&who.id, who.role(), "query", Outcome::Deny, e.to_string())
+                    .study(study_id);
+                self.record(entry).await?;
+                Err(e.into())
+            }
+        }
     }
 
     /// [`Self::query`] as a step of `analysis` (`sql`, `glm`, …): the study must allow that

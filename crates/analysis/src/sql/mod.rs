@@ -19,6 +19,7 @@ mod check;
 pub mod class;
 mod cohort;
 mod error;
+pub mod grouping_sets;
 mod protect;
 mod reads;
 mod rewrite;

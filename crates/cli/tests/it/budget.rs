@@ -84,3 +84,32 @@ async fn budgets_of_exact_or_unknown_studies_and_without_a_token_are_refused() {
     assert_eq!(status, 401);
     net.net.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_spends_the_epsilon_asked_for_split_between_its_groupings() {
+    let net = network(3, 10_000).await;
+    let dp = net.net.studies["dp"].clone();
+    let rita = net.token("researcher");
+    let sql = "SELECT gender_concept_id AS g, COUNT(*) AS n FROM person GROUP BY ROLLUP(gender_concept_id)";
+    let (status, released) = net.research("dp", sql, json!({"epsilon": 0.2})).await;
+    assert_eq!(status, 200, "{released}");
+    let rows = released["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r[0].is_null()),
+        "a total row: {released}"
+    );
+    assert!((released["privacy"]["epsilon"].as_f64().unwrap() - 0.2).abs() < 1e-9);
+    let (_, after) = net
+        .call(
+            "GET",
+            &format!("/v1/studies/{dp}/budget"),
+            None,
+            Some(&rita),
+        )
+        .await;
+    for site in ["north", "south", "east"] {
+        let spent = after["sites"][site]["epsilon_spent"].as_f64().unwrap();
+        assert!((spent - 0.2).abs() < 1e-9, "{after}");
+    }
+    net.net.shutdown().await;
+}

@@ -129,3 +129,99 @@ async fn margins_released_earlier_or_later_never_give_a_withheld_group_away() {
     assert_eq!(other["rows"].as_array().unwrap().len(), 1, "{other}");
     net.net.shutdown().await;
 }
+
+/// (gender, year of birth) of a ROLLUP row; `None` where rolled up.
+type Key = (Option<i64>, Option<i64>);
+
+/// A ROLLUP is its groupings released together: every released number is the pooled one, no
+/// withheld cell can be worked out from the subtotals and total beside it, and the rows come in
+/// the order the query asks for (NULL, the rolled-up key, last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_releases_totals_and_subtotals_that_give_no_withheld_cell_away() {
+    let net = network(3, 10_000).await;
+    let years = years(&net).await;
+    let small = years.iter().find(|(_, n)| *n < K).unwrap().0;
+    let big: Vec<String> = years.iter().take(5).map(|y| y.0.to_string()).collect();
+    let cohort = format!("year_of_birth IN ({small}, {})", big.join(", "));
+    let sql = format!(
+        "SELECT gender_concept_id AS g, year_of_birth AS y, COUNT(*) AS n FROM person \
+         WHERE {cohort} GROUP BY ROLLUP(gender_concept_id, year_of_birth) ORDER BY 1, 2"
+    );
+    let pooled = net.pooled(&sql).await;
+    let int = |v: &Value| v.as_f64().map(|x| x as i64);
+    let key = |r: &[Value]| (int(&r[0]), int(&r[1]));
+    for secure in [true, false] {
+        let body = ask(&net, &sql, secure).await;
+        let rows: Vec<&Vec<Value>> = body["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_array().unwrap())
+            .collect();
+        let shown: Vec<(Key, i64)> = rows
+            .iter()
+            .filter(|r| !r[2].is_null())
+            .map(|r| (key(r), r[2].as_i64().unwrap()))
+            .collect();
+        for (k, n) in &shown {
+            assert!(*n >= K, "secure {secure}: a small count released: {body}");
+            let truth = pooled.iter().find(|p| key(p) == *k).unwrap();
+            assert_eq!(int(&truth[2]), Some(*n), "{k:?}: {body}");
+        }
+        // Each released margin minus its released cells is 0 or at least k people.
+        let total = shown.iter().find(|(k, _)| *k == (None, None));
+        let subtotals: Vec<_> = shown
+            .iter()
+            .filter(|(k, _)| k.0.is_some() && k.1.is_none())
+            .collect();
+        assert!(!subtotals.is_empty() && total.is_some(), "{body}");
+        for (line, n) in &subtotals {
+            let cells: i64 = shown
+                .iter()
+                .filter(|(k, _)| k.0 == line.0 && k.1.is_some())
+                .map(|c| c.1)
+                .sum();
+            assert!(n - cells == 0 || n - cells >= K, "gender {line:?}: {body}");
+        }
+        let hidden = total.unwrap().1 - subtotals.iter().map(|s| s.1).sum::<i64>();
+        assert!(hidden == 0 || hidden >= K, "{body}");
+        // The small year made a gender's line give its cell away: another was withheld.
+        assert!(complementary(&body) >= 1, "secure {secure}: {body}");
+        // ORDER BY 1, 2 over the whole result: a gender's cells, then its subtotal; the total last.
+        let keys: Vec<_> = rows.iter().map(|r| key(r)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_by_key(|(g, y)| (g.is_none(), *g, y.is_none(), *y));
+        assert_eq!(keys, sorted, "{body}");
+        assert_eq!(keys.last(), Some(&(None, None)));
+        let notes = body["privacy"]["notes"].to_string();
+        assert!(notes.contains("one per grouping"), "{notes}");
+    }
+    net.net.shutdown().await;
+}
+
+/// A total row written by hand (`UNION ALL`) is a margin like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_total_row_by_union_all_gives_no_withheld_cell_away() {
+    let net = network(3, 10_000).await;
+    let years = years(&net).await;
+    let small = years.iter().find(|(_, n)| *n < K).unwrap().0;
+    let big: Vec<String> = years.iter().take(4).map(|y| y.0.to_string()).collect();
+    let cohort = format!("year_of_birth IN ({small}, {})", big.join(", "));
+    let sql = format!(
+        "SELECT year_of_birth AS y, COUNT(*) AS n FROM person WHERE {cohort} GROUP BY 1 \
+         UNION ALL SELECT NULL, COUNT(*) FROM person WHERE {cohort} ORDER BY y"
+    );
+    let body = ask(&net, &sql, true).await;
+    assert_eq!(body["columns"], json!(["y", "n"]), "{body}");
+    let rows = body["rows"].as_array().unwrap();
+    let total = rows.last().unwrap();
+    assert!(total[0].is_null(), "the total row sorts last: {body}");
+    let cells: i64 = rows[..rows.len() - 1]
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
+    let hidden = total[1].as_i64().unwrap() - cells;
+    assert!(hidden >= K, "the withheld years hold {hidden}: {body}");
+    assert_eq!(complementary(&body), 1, "{body}");
+    net.net.shutdown().await;
+}

@@ -154,8 +154,8 @@ async fn single_query_attacks_on_an_exact_study_are_refused_or_suppressed() {
             Refused,
         ),
         (
-            "rollup",
-            "SELECT gender_concept_id, COUNT(*) FROM person GROUP BY ROLLUP(gender_concept_id)",
+            "rollup over an identifier",
+            "SELECT gender_concept_id, COUNT(*) FROM person GROUP BY ROLLUP(gender_concept_id, person_id)",
             Refused,
         ),
         (
