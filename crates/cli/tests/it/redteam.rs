@@ -124,7 +124,12 @@ async fn single_query_attacks_on_an_exact_study_are_refused_or_suppressed() {
         ),
         (
             "union of results",
-            "SELECT COUNT(*) FROM person UNION ALL SELECT COUNT(*) FROM death",
+            "SELECT COUNT(*) FROM person UNION SELECT COUNT(*) FROM death",
+            Refused,
+        ),
+        (
+            "rows smuggled beside a total (UNION ALL)",
+            "SELECT person_id FROM person UNION ALL SELECT COUNT(*) FROM person",
             Refused,
         ),
         (
