@@ -111,27 +111,45 @@ where
         )
     };
 
-    // Prepare: every site runs and keeps its partial.
+    // Prepare: every site runs and keeps its partial, and takes part in the round as first
+    // formed (ids 1..=n in the order given, threshold ⌊n/2⌋ + 1).
+    let formation = |i: usize, n: usize| (Id::try_from(i + 1).unwrap_or(Id::MAX), n, n / 2 + 1);
+    let asks = sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (id, n, threshold) = formation(i, sites.len());
+            (s.clone(), Round::Prepare { id, n, threshold })
+        })
+        .collect();
     let mut alive = Vec::new();
+    let mut first = Vec::new();
     let mut fixed = std::collections::BTreeSet::new();
-    for (site, answer) in round(sites.iter().map(|s| (s.clone(), Round::Prepare)).collect()).await {
+    for (site, answer) in round(asks).await {
         match answer {
-            Ok(Reply::Prepared { report, fixed: f }) => {
+            Ok(Reply::Prepared {
+                report,
+                fixed: f,
+                ad,
+            }) => {
                 fixed.extend(f);
                 fixed.extend(report.centres.keys().cloned());
                 out.reports.insert(site.clone(), *report);
                 alive.push(site);
+                first.push(ad);
             }
             Ok(_) => fail(&mut out, &site, unexpected(&site)),
             Err(e) => fail(&mut out, &site, e),
         }
     }
+    // Every site prepared: the round is formed. Else it is re-formed without those lost.
+    let mut formed = (alive.len() == sites.len()).then_some(first);
 
     // The sites' dominance inputs (exact studies) are summed with the partial, then dropped.
     let released_schema = schema.clone();
     let schema = &with_dominance(schema, &fixed);
 
-    // Advertise: ids 1..=n in name order; a site lost here re-forms the round without it.
+    // Advertise (only after a loss): ids 1..=n in order; a site lost here re-forms it again.
     let mut attempt = 0;
     let ads: Vec<Advertisement> = loop {
         if alive.len() < MIN_SITES {
@@ -149,12 +167,15 @@ where
             }
             return out;
         }
-        let (n, threshold) = (alive.len(), alive.len() / 2 + 1);
+        if let Some(ads) = formed.take() {
+            break ads;
+        }
+        attempt += 1;
         let asks = alive
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let id = Id::try_from(i + 1).unwrap_or(Id::MAX);
+                let (id, n, threshold) = formation(i, alive.len());
                 let round = Round::Advertise {
                     id,
                     n,
@@ -174,9 +195,9 @@ where
             }
         }
         if lost.is_empty() {
-            break ads;
+            formed = Some(ads);
+            continue;
         }
-        attempt += 1;
         for (site, e) in lost {
             alive.retain(|s| *s != site);
             fail(&mut out, &site, e);

@@ -7,8 +7,10 @@
 //! (the site keeps its part of the round under it) and each may be served once.
 //!
 //! ```text
-//!  prepare     hub → every site   run the partial, keep it; reply: report, real-valued columns
-//!  advertise   hub → responders   ids 1..=n, threshold t; reply: two X25519 public keys
+//!  prepare     hub → every site   run the partial, keep it; take part as id i of n, threshold t;
+//!                                 reply: report, real-valued columns, two X25519 public keys
+//!  advertise   hub → responders   only when a site was lost at prepare: the round re-formed
+//!                                 without it (ids 1..=n', threshold t'); reply: fresh keys
 //!  share_keys  hub → each         everyone's keys; reply: Shamir shares and a token seed,
 //!                                 sealed per recipient
 //!  announce    hub → each         this site's sealed shares; reply: its groups as tokens keyed
@@ -35,8 +37,16 @@ pub const ACTION_SECAGG: &str = "secagg";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Round {
-    /// Run and protect the partial, keep it at the site, announce its publishable group keys.
-    Prepare,
+    /// Run and protect the partial, keep it at the site, and take part as site `id` of `n` with
+    /// unmasking threshold `threshold` (the round's first formation: one round, not two).
+    Prepare {
+        /// This site's id in the round (1..=n).
+        id: Id,
+        /// Sites asked.
+        n: usize,
+        /// Shares needed to unmask.
+        threshold: usize,
+    },
     /// Take part as site `id` of `n` with unmasking threshold `threshold`. A round that lost a
     /// site here is re-formed with the next `attempt` (before any key is shared).
     Advertise {
@@ -91,7 +101,7 @@ impl Round {
     /// The round's name (for logs and the audit trail).
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Prepare => "prepare",
+            Self::Prepare { .. } => "prepare",
             Self::Advertise { .. } => "advertise",
             Self::ShareKeys { .. } => "share_keys",
             Self::Announce { .. } => "announce",
@@ -146,6 +156,8 @@ pub enum Reply {
         report: Box<PartialReport>,
         /// Columns of its partial that are real-valued ([`medfed_privacy::secagg::cells::fixed_point`]).
         fixed: BTreeSet<String>,
+        /// Its public keys for the round as first formed.
+        ad: Advertisement,
     },
     /// To [`Round::Advertise`].
     Advertised(Advertisement),

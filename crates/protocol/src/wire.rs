@@ -324,7 +324,12 @@ mod tests {
             domain: vec![],
             fixed: Default::default(),
         });
-        assert_ne!(mask.replay_key(), round(Round::Prepare).replay_key());
+        let prepare = round(Round::Prepare {
+            id: 1,
+            n: 2,
+            threshold: 2,
+        });
+        assert_ne!(mask.replay_key(), prepare.replay_key());
         assert_ne!(mask.replay_key(), base.replay_key());
         assert_eq!(base.replay_key(), "q-1");
     }

@@ -15,7 +15,7 @@ use arrow::array::RecordBatch;
 use medfed_analysis::sql::spread;
 use medfed_core::kernel::KernelTask;
 use medfed_privacy::PartialReport;
-use medfed_privacy::secagg::{Participant, SecAggError, cells};
+use medfed_privacy::secagg::{Id, Participant, SecAggError, cells};
 use medfed_protocol::rounds::{Reply, Round, Spread};
 use medfed_protocol::wire::SiteRequest;
 use tonic::Status;
@@ -102,6 +102,7 @@ impl Rounds {
         table: RecordBatch,
         sigma: BTreeMap<String, f64>,
         first_sum: Option<String>,
+        participant: Participant,
     ) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, h| h.since.elapsed() < ROUND_TTL);
@@ -113,7 +114,7 @@ impl Rounds {
                 study: req.context.study.id.clone(),
                 table,
                 sigma,
-                participant: None,
+                participant: Some(participant),
                 token_key: None,
                 unmasked: false,
                 shared: false,
@@ -171,7 +172,7 @@ impl Rounds {
                 .ok_or_else(|| Stop::Invalid("round out of order: not advertised".into()))
         };
         let reply = match round {
-            Round::Prepare => return Err(Stop::Invalid("already prepared".into())),
+            Round::Prepare { .. } => return Err(Stop::Invalid("already prepared".into())),
             Round::Advertise {
                 id, n, threshold, ..
             } => {
@@ -180,12 +181,7 @@ impl Rounds {
                         "keys were already shared in this round; it cannot be re-formed".into(),
                     ));
                 }
-                if !(1..=*n).contains(&usize::from(*id)) || !(2..=*n).contains(threshold) {
-                    return Err(Stop::Invalid(format!(
-                        "site id {id} of {n} with threshold {threshold} is not a valid round"
-                    )));
-                }
-                let p = Participant::new(*id, *n, *threshold);
+                let p = form(*id, *n, *threshold)?;
                 let ad = p.advertise();
                 held.participant = Some(p);
                 Reply::Advertised(ad)
@@ -281,6 +277,16 @@ impl Rounds {
     }
 }
 
+/// This site as participant `id` of `n` with unmasking threshold `threshold`.
+fn form(id: Id, n: usize, threshold: usize) -> Result<Participant, Stop> {
+    if !(1..=n).contains(&usize::from(id)) || !(2..=n).contains(&threshold) {
+        return Err(Stop::Invalid(format!(
+            "site id {id} of {n} with threshold {threshold} is not a valid round"
+        )));
+    }
+    Ok(Participant::new(id, n, threshold))
+}
+
 impl SiteService {
     /// Answers one round of secure aggregation.
     pub(crate) async fn secure_round(
@@ -297,30 +303,8 @@ impl SiteService {
         }
         let key = what.key();
         let outcome = match (round, what) {
-            (Round::Prepare, Secured::Sql(sql, spread)) => {
-                match self.protected_partial(req, sql).await {
-                    Ok((table, report)) => match self.reshape(table, sql, spread) {
-                        Ok(table) => {
-                            let first = matches!(spread, Some(Spread::Sums { .. }));
-                            self.hold(req, &key, table, report, first.then(|| sql.to_string()))
-                        }
-                        Err(stop) => Err(stop),
-                    },
-                    Err(stop) => Err(stop),
-                }
-            }
-            (Round::Prepare, Secured::Kernel(task)) => match self.kernel_partial(req, task).await {
-                Ok((table, report, audited)) => {
-                    let fixed = cells::fixed_point(&table.schema());
-                    self.rounds.hold(req, &key, table, Default::default(), None);
-                    Ok((
-                        Reply::Prepared {
-                            report: Box::new(report),
-                            fixed,
-                        },
-                        Some(audited),
-                    ))
-                }
+            (&Round::Prepare { id, n, threshold }, what) => match form(id, n, threshold) {
+                Ok(p) => self.prepare(req, &key, what, p).await,
                 Err(stop) => Err(stop),
             },
             (round, _) => self.rounds.step(req, &key, round),
@@ -329,6 +313,41 @@ impl SiteService {
             tracing::warn!(site = %self.name, request_id = %req.request_id, round = round.name(), reason = %m, "secure aggregation round refused");
         }
         self.settle(req, outcome).await
+    }
+
+    /// Runs and keeps the partial of `what` for the rounds to come, with this site's part in
+    /// the round as first formed.
+    async fn prepare(
+        &self,
+        req: &SiteRequest,
+        key: &str,
+        what: Secured<'_>,
+        participant: Participant,
+    ) -> Result<(Reply, Option<Audited>), Stop> {
+        match what {
+            Secured::Sql(sql, spread) => {
+                let (table, report) = self.protected_partial(req, sql).await?;
+                let table = self.reshape(table, sql, spread)?;
+                let first = matches!(spread, Some(Spread::Sums { .. }));
+                self.hold(
+                    req,
+                    key,
+                    table,
+                    report,
+                    first.then(|| sql.to_string()),
+                    participant,
+                )
+            }
+            Secured::Kernel(task) => {
+                let (table, report, audited) = self.kernel_partial(req, task).await?;
+                let fixed = cells::fixed_point(&table.schema());
+                let ad = participant.advertise();
+                self.rounds
+                    .hold(req, key, table, Default::default(), None, participant);
+                let report = Box::new(report);
+                Ok((Reply::Prepared { report, fixed, ad }, Some(audited)))
+            }
+        }
     }
 
     /// A VAR/STDDEV partial reshaped for the sum it enters ([`spread`]): the first carries n and
@@ -364,6 +383,7 @@ impl SiteService {
         table: RecordBatch,
         report: PartialReport,
         first_sum: Option<String>,
+        participant: Participant,
     ) -> Result<(Reply, Option<Audited>), Stop> {
         let dp = req.context.privacy.dp.is_some();
         let groups = cells::announce(&table).map_err(|e| Stop::Failed(e.to_string()))?;
@@ -384,12 +404,20 @@ impl SiteService {
             epsilon: dp.then_some(report.epsilon),
         };
         let fixed = cells::fixed_point(&table.schema());
-        self.rounds
-            .hold(req, sql, table, report.sigma.clone(), first_sum);
+        let ad = participant.advertise();
+        self.rounds.hold(
+            req,
+            sql,
+            table,
+            report.sigma.clone(),
+            first_sum,
+            participant,
+        );
         Ok((
             Reply::Prepared {
                 report: Box::new(report),
                 fixed,
+                ad,
             },
             Some(audited),
         ))

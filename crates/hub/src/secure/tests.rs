@@ -74,10 +74,16 @@ impl Site {
         let mut p = self.participant.lock().unwrap();
         let err = |e: medfed_privacy::secagg::SecAggError| SiteCallError::Refused(e.to_string());
         Ok(match round {
-            Round::Prepare => Reply::Prepared {
-                report: Box::default(),
-                fixed: cells::fixed_point(&self.table.schema()),
-            },
+            Round::Prepare { id, n, threshold } => {
+                let fresh = Participant::new(id, n, threshold);
+                let ad = fresh.advertise();
+                *p = Some(fresh);
+                Reply::Prepared {
+                    report: Box::default(),
+                    fixed: cells::fixed_point(&self.table.schema()),
+                    ad,
+                }
+            }
             Round::Advertise {
                 id, n, threshold, ..
             } => {
@@ -234,15 +240,19 @@ async fn one_and_two_of_five_sites_dropping_after_the_key_exchange_leave_the_oth
 }
 
 #[tokio::test]
-async fn a_site_lost_before_the_key_exchange_is_left_out_of_a_re_formed_round() {
+async fn sites_lost_before_the_key_exchange_are_left_out_of_a_re_formed_round() {
+    // b is lost at prepare (the first formation), c when the round is re-formed without b.
     let sites = [
         ("a", Site::new(&[("F", 12, false)], None)),
-        ("b", Site::new(&[("F", 20, false)], Some("advertise"))),
-        ("c", Site::new(&[("F", 30, false)], None)),
+        ("b", Site::new(&[("F", 20, false)], Some("prepare"))),
+        ("c", Site::new(&[("F", 25, false)], Some("advertise"))),
+        ("d", Site::new(&[("F", 30, false)], None)),
     ];
     let out = run(&sites).await;
     assert_eq!(cells_of(&out), vec![("F".into(), 42, 4200, 0)]);
     assert_eq!(out.sites["b"].status, SiteStatus::Failed);
+    assert_eq!(out.sites["c"].status, SiteStatus::Failed);
+    assert_eq!(out.threshold, Some(2));
 }
 
 #[tokio::test]
