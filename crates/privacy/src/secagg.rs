@@ -230,6 +230,9 @@ pub struct Participant {
     share_secret: StaticSecret,
     self_seed: [u8; 32],
     ads: BTreeMap<Id, Advertisement>,
+    /// The share channel with each peer, made once: the X25519 agreement is the same in both
+    /// directions, so the cipher that sealed this site's shares opens the peer's.
+    channels: BTreeMap<Id, ChaCha20Poly1305>,
     /// Shares received in round 1, by sender.
     held: BTreeMap<Id, HeldShares>,
     /// This site's contribution to the round's token key, and every sender's (self included).
@@ -263,6 +266,7 @@ impl Participant {
             share_secret: StaticSecret::random_from_rng(&mut rand010::rng()),
             self_seed,
             ads: BTreeMap::new(),
+            channels: BTreeMap::new(),
             held: BTreeMap::new(),
             token_seed,
             token_seeds: BTreeMap::new(),
@@ -315,9 +319,11 @@ impl Participant {
                 continue;
             }
             let plain = serde_json::to_vec(&sealed).expect("shares serialise");
-            let ciphertext = share_cipher(&self.share_secret, &ad.share_key)?
+            let cipher = share_cipher(&self.share_secret, &ad.share_key)?;
+            let ciphertext = cipher
                 .encrypt(&nonce(self.id, *peer).into(), plain.as_slice())
                 .map_err(|_| protocol("encryption failed"))?;
+            self.channels.insert(*peer, cipher);
             out.push(SealedShares {
                 from: self.id,
                 to: *peer,
@@ -341,11 +347,11 @@ impl Participant {
                     "a share addressed to another site was delivered here",
                 ));
             }
-            let ad = self
-                .ads
+            let cipher = self
+                .channels
                 .get(&m.from)
                 .ok_or_else(|| protocol("a share from an unknown site"))?;
-            let plain = share_cipher(&self.share_secret, &ad.share_key)?
+            let plain = cipher
                 .decrypt(&nonce(m.from, m.to).into(), m.ciphertext.as_slice())
                 .map_err(|_| {
                     protocol(format!("shares from site {} fail authentication", m.from))
