@@ -99,10 +99,23 @@ where
     };
     let round = |targets: Vec<(String, Round)>| {
         let call = &call;
-        futures::future::join_all(targets.into_iter().map(|(site, r)| async move {
+        let name = targets.first().map_or("", |(_, r)| r.name());
+        let began = Instant::now();
+        let calls = futures::future::join_all(targets.into_iter().map(|(site, r)| async move {
             let answer: Answer = call_site(deadline, call(site.clone(), r)).await;
             (site, answer)
-        }))
+        }));
+        async move {
+            let answers = calls.await;
+            let ms = began.elapsed().as_secs_f64() * 1e3;
+            tracing::debug!(
+                round = name,
+                sites = answers.len(),
+                ms,
+                "secure aggregation round"
+            );
+            answers
+        }
     };
     let unexpected = |site: &str| {
         (
