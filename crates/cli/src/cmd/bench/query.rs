@@ -1,5 +1,5 @@
 //! `medfed bench query`: federated latency against the same SQL on pooled data, in one run, and
-//! the same federated query summed under secure aggregation (seven signed rounds per site), and
+//! the same federated query summed under secure aggregation (six signed rounds per site), and
 //! what re-reading the network's catalogue costs.
 
 use std::path::PathBuf;
