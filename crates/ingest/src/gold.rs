@@ -9,13 +9,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, RecordBatch};
 use arrow::error::ArrowError;
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::model::{Code, EventFact, Fact};
 use crate::vocab::Vocabulary;
+
+mod columns;
+mod period;
+
+use columns::{constant, dates, i32s, strs, strs_owned, table};
 
 /// The OMOP tables [`build`] writes (a study over an ingested site may read any of them).
 pub const TABLES: [&str; 11] = [
@@ -566,74 +571,13 @@ pub fn build(facts: &[Fact], vocab: &Vocabulary) -> Result<Gold, ArrowError> {
             )?,
         );
     }
-    // observation_period: earliest to latest dated fact of each person.
-    {
-        let mut span: HashMap<i32, (i32, i32)> = HashMap::new();
-        for f in facts {
-            let (patient, dates) = match f {
-                Fact::Person(_) => continue,
-                Fact::Visit(v) => (&v.patient, [v.start, v.end]),
-                Fact::Condition(e) | Fact::Procedure(e) => (&e.patient, [e.start, e.end]),
-                Fact::Drug(d) => (&d.event.patient, [d.event.start, d.event.end]),
-                Fact::Measurement(m) => (&m.event.patient, [m.event.start, None]),
-                Fact::Note(n) => (&n.patient, [n.date, None]),
-            };
-            for d in dates.into_iter().filter_map(date) {
-                let e = span.entry(person_id[patient.as_str()]).or_insert((d, d));
-                e.0 = e.0.min(d);
-                e.1 = e.1.max(d);
-            }
-        }
-        let mut periods: Vec<(i32, (i32, i32))> = span.into_iter().collect();
-        periods.sort();
-        let n = periods.len();
-        tables.insert(
-            "observation_period",
-            table("observation_period").batch(
-                n,
-                vec![
-                    ("observation_period_id", i32s((1..=n as i32).map(Some))),
-                    ("person_id", i32s(periods.iter().map(|p| Some(p.0)))),
-                    (
-                        "observation_period_start_date",
-                        dates(periods.iter().map(|p| Some(p.1.0))),
-                    ),
-                    (
-                        "observation_period_end_date",
-                        dates(periods.iter().map(|p| Some(p.1.1))),
-                    ),
-                    ("period_type_concept_id", constant(TYPE_EHR, n)),
-                ],
-            )?,
-        );
-    }
+    tables.insert(
+        "observation_period",
+        period::observation_period(facts, &person_id)?,
+    );
     debug_assert!(tables.len() == TABLES.len() && TABLES.iter().all(|t| tables.contains_key(t)));
     Ok(Gold {
         tables,
         coverage: map.coverage(),
     })
-}
-
-fn table(name: &str) -> &'static medfed_core::omop::TableDef {
-    medfed_core::omop::table(name).expect("gold writes CDM tables")
-}
-
-fn i32s(v: impl Iterator<Item = Option<i32>>) -> ArrayRef {
-    Arc::new(Int32Array::from_iter(v))
-}
-
-fn dates(v: impl Iterator<Item = Option<i32>>) -> ArrayRef {
-    Arc::new(Date32Array::from_iter(v))
-}
-
-fn strs<'a>(v: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(StringArray::from_iter(v))
-}
-
-fn strs_owned(v: impl Iterator<Item = Option<String>>) -> ArrayRef {
-    Arc::new(StringArray::from_iter(v))
-}
-
-fn constant(value: i32, n: usize) -> ArrayRef {
-    Arc::new(Int32Array::from(vec![value; n]))
 }
