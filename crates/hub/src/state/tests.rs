@@ -200,3 +200,40 @@ async fn sqlite_model_versions_number_themselves() {
 async fn postgres_model_versions_number_themselves() {
     model_versions_number_themselves(Backend::Postgres).await;
 }
+
+async fn a_large_table_is_recorded_whole(backend: Backend) {
+    let Some((st, _dir)) = state(backend, "cells").await else {
+        return;
+    };
+    // More cells than one INSERT carries: the record spans statements in one transaction.
+    let cells: Vec<(String, i64)> = (0..2_345).map(|i| (i.to_string(), 10 + i)).collect();
+    let dims = vec!["year".to_string()];
+    st.record_cells(&ReleasedTable {
+        study: "s1",
+        request_id: "q-1",
+        grouping: "year",
+        dims: &dims,
+        cohort: "c1",
+        cells: &cells,
+    })
+    .await
+    .unwrap();
+    let earlier = st.cohort_releases("s1", "c1").await.unwrap();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0].dims, dims);
+    let mut got = earlier[0].cells.clone();
+    got.sort_by_key(|c| c.1);
+    let want: Vec<(Vec<String>, i64)> = cells.iter().map(|(k, n)| (vec![k.clone()], *n)).collect();
+    assert_eq!(got, want);
+    assert!(st.cohort_releases("s1", "other").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_large_table_is_recorded_whole() {
+    a_large_table_is_recorded_whole(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_large_table_is_recorded_whole() {
+    a_large_table_is_recorded_whole(Backend::Postgres).await;
+}
