@@ -39,18 +39,44 @@ impl Hub {
         let mut run: Vec<usize> = (0..n).collect();
         run.sort_by_key(|&i| groupings.groupings[i].keys);
         let mut results: Vec<Option<QueryResult>> = vec![None; n];
+        // A grouping the airlock refuses (every group too small, differencing, …) is left out
+        // and named; the others stand, each judged and recorded on its own.
+        let mut refused = Vec::new();
         for i in run {
             let g = &groupings.groupings[i];
-            results[i] = Some(
-                self.query_as(who, study_id, &g.sql, only, &options, "sql")
-                    .await?,
-            );
+            match self
+                .query_as(who, study_id, &g.sql, only, &options, "sql")
+                .await
+            {
+                Ok(r) => results[i] = Some(r),
+                Err(HubError::Forbidden(why)) => refused.push((i, why)),
+                Err(e) => return Err(e),
+            }
         }
-        let results: Vec<QueryResult> = results.into_iter().flatten().collect();
-        let finest = (0..n)
+        let Some(finest) = (0..n)
+            .filter(|&i| results[i].is_some())
             .max_by_key(|&i| (groupings.groupings[i].keys, std::cmp::Reverse(i)))
-            .unwrap_or(0);
-        Ok(combine(results, finest, &groupings.order))
+        else {
+            let (_, why) = refused.swap_remove(0);
+            return Err(HubError::Forbidden(why));
+        };
+        let finest = results[..finest].iter().flatten().count();
+        let results: Vec<QueryResult> = results.into_iter().flatten().collect();
+        let mut result = combine(results, finest, &groupings.order);
+        refused.sort();
+        for (i, why) in refused {
+            let by = &groupings.groupings[i].by;
+            let table = if by.is_empty() {
+                "the total".to_string()
+            } else {
+                format!("the table by {by}")
+            };
+            result
+                .privacy
+                .notes
+                .push(format!("{table} is not in this result: {why}"));
+        }
+        Ok(result)
     }
 }
 

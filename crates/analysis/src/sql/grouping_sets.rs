@@ -31,6 +31,8 @@ pub struct Grouping {
     pub sql: String,
     /// Keys grouped by (the coarsest grouping, the grand total, has none).
     pub keys: usize,
+    /// Its GROUP BY as written, e.g. `region, sex` (empty for the total).
+    pub by: String,
 }
 
 /// A query with GROUPING SETS, ROLLUP or CUBE, as its groupings in the order SQL lists their rows.
@@ -113,13 +115,17 @@ fn expand_union(query: &Query) -> Result<Option<Groupings>> {
         q.order_by = None;
         match expand_select(&q)? {
             Some(g) => groupings.extend(g.groupings),
-            None => groupings.push(Grouping {
-                sql: q.to_string(),
-                keys: match &select.group_by {
-                    GroupByExpr::Expressions(keys, _) => keys.len(),
-                    GroupByExpr::All(_) => 0,
-                },
-            }),
+            None => {
+                let keys = match &select.group_by {
+                    GroupByExpr::Expressions(keys, _) => keys.as_slice(),
+                    GroupByExpr::All(_) => &[],
+                };
+                groupings.push(Grouping {
+                    sql: q.to_string(),
+                    keys: keys.len(),
+                    by: listed(keys),
+                })
+            }
         }
     }
     if groupings.len() > MAX_GROUPINGS {
@@ -191,9 +197,17 @@ fn expand_select(query: &Query) -> Result<Option<Groupings>> {
         groupings.push(Grouping {
             sql: q.to_string(),
             keys: set.len(),
+            by: listed(set),
         });
     }
     Ok(Some(Groupings { groupings, order }))
+}
+
+fn listed(keys: &[Expr]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn is_grouping_set(e: &Expr) -> bool {

@@ -225,3 +225,40 @@ async fn a_total_row_by_union_all_gives_no_withheld_cell_away() {
     assert_eq!(complementary(&body), 1, "{body}");
     net.net.shutdown().await;
 }
+
+/// A ROLLUP over rare years: every (sex, year) group is too small, so that table is refused and
+/// named in the notes, while the total of the rare years, large enough, is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollup_whose_finest_table_is_all_small_keeps_its_total() {
+    let net = network(3, 10_000).await;
+    let years = years(&net).await;
+    let mut rare = Vec::new();
+    let mut total = 0;
+    for (y, n) in years.iter().rev().filter(|(_, n)| *n < K) {
+        rare.push(y.to_string());
+        total += n;
+        if total >= 3 * K {
+            break;
+        }
+    }
+    assert!(total >= 3 * K, "the synthetic years have a rare tail");
+    let sql = format!(
+        "SELECT gender_concept_id AS g, year_of_birth AS y, COUNT(*) AS n FROM person \
+         WHERE year_of_birth IN ({}) GROUP BY ROLLUP(gender_concept_id, year_of_birth)",
+        rare.join(", ")
+    );
+    let body = ask(&net, &sql, true).await;
+    let rows = body["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().all(|r| r[1].is_null()),
+        "no (sex, year) row: {body}"
+    );
+    let grand = rows.iter().find(|r| r[0].is_null()).expect("the total");
+    assert_eq!(grand[2].as_i64(), Some(total), "{body}");
+    let notes = body["privacy"]["notes"].to_string();
+    assert!(
+        notes.contains("the table by gender_concept_id, year_of_birth is not in this result"),
+        "{notes}"
+    );
+    net.net.shutdown().await;
+}
