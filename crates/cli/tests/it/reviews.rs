@@ -229,5 +229,24 @@ async fn a_reviewed_check_holds_the_result_until_every_site_approves() {
     let (_, mine) = net.call("GET", &path, None, Some(&researcher)).await;
     assert_eq!(mine["status"], "rejected");
     assert!(mine.get("result").is_none());
+    // The queue lists both, newest first, each with its own sites' decisions.
+    let (status, queue) = net
+        .call("GET", "/v1/reviews", None, Some(&custodian(0)))
+        .await;
+    assert_eq!(status, 200, "{queue}");
+    let queue = queue.as_array().unwrap();
+    assert_eq!(queue.len(), 2, "{queue:?}");
+    assert_eq!(queue[0]["status"], "rejected");
+    assert_eq!(queue[0]["sites"][&sites[0]]["decision"], "rejected");
+    assert_eq!(
+        queue[0]["sites"][&sites[0]]["reason"],
+        "singles out two patients"
+    );
+    assert_eq!(queue[1]["status"], "approved");
+    let approved = queue[1]["sites"].as_object().unwrap();
+    assert!(
+        approved.values().all(|s| s["decision"] == "approved"),
+        "{approved:?}"
+    );
     net.net.shutdown().await;
 }

@@ -48,7 +48,7 @@ pub struct StoredReview {
     pub status: String,
     pub created_at_us: i64,
     /// Site → (decision, by, reason, at).
-    pub decisions: BTreeMap<String, (String, String, Option<String>, i64)>,
+    pub decisions: Decisions,
 }
 
 impl HubState {
@@ -82,55 +82,50 @@ impl HubState {
 
     /// Every review, newest first.
     pub async fn reviews(&self) -> Result<Vec<StoredReview>, StateError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM reviews ORDER BY created_us DESC")
-                .fetch_all(&self.db.pool)
-                .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.review(&id).await?);
+        // Two queries whatever the number of reviews: the reviews, then every decision.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{REVIEW} ORDER BY created_us DESC"
+        )))
+        .fetch_all(&self.db.pool)
+        .await?;
+        let mut decisions: BTreeMap<String, Decisions> = BTreeMap::new();
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DECISION} ORDER BY review_id"
+        )))
+        .fetch_all(&self.db.pool)
+        .await?
+        {
+            let (id, site, decision) = decision_of(&r)?;
+            decisions.entry(id).or_default().insert(site, decision);
         }
-        Ok(out)
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let d = decisions.remove(&id).unwrap_or_default();
+                stored(row, d)
+            })
+            .collect()
     }
 
     /// One review with its decisions.
     pub async fn review(&self, id: &str) -> Result<StoredReview, StateError> {
-        let row = sqlx::query(
-            "SELECT study_id, researcher, sql_text, checks, sites, held, status, created_us \
-             FROM reviews WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.db.pool)
-        .await?
-        .ok_or_else(|| StateError::NotFound(format!("review {id}")))?;
-        let json = |i: usize| -> Result<String, StateError> { Ok(row.try_get(i)?) };
-        let corrupt = |e: serde_json::Error| StateError::NotFound(format!("review {id}: {e}"));
-        let mut decisions = BTreeMap::new();
-        let rows = sqlx::query(
-            "SELECT site, decision, decided_by, reason, at_us FROM review_decisions \
-             WHERE review_id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{REVIEW} WHERE id = $1")))
+            .bind(id)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| StateError::NotFound(format!("review {id}")))?;
+        let mut decisions = Decisions::new();
+        for r in sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{DECISION} WHERE review_id = $1"
+        )))
         .bind(id)
         .fetch_all(&self.db.pool)
-        .await?;
-        for r in rows {
-            decisions.insert(
-                r.try_get(0)?,
-                (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
-            );
+        .await?
+        {
+            let (_, site, decision) = decision_of(&r)?;
+            decisions.insert(site, decision);
         }
-        Ok(StoredReview {
-            id: id.to_string(),
-            study_id: row.try_get(0)?,
-            researcher: row.try_get(1)?,
-            sql: row.try_get(2)?,
-            checks: serde_json::from_str(&json(3)?).map_err(corrupt)?,
-            sites: serde_json::from_str(&json(4)?).map_err(corrupt)?,
-            held: serde_json::from_str(&json(5)?).map_err(corrupt)?,
-            status: row.try_get(6)?,
-            created_at_us: row.try_get(7)?,
-            decisions,
-        })
+        stored(&row, decisions)
     }
 
     /// Records `site`'s decision on review `id` (a later decision for the same site replaces
@@ -177,4 +172,42 @@ impl HubState {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+const REVIEW: &str = "SELECT id, study_id, researcher, sql_text, checks, sites, held, status, \
+                      created_us FROM reviews";
+const DECISION: &str =
+    "SELECT review_id, site, decision, decided_by, reason, at_us FROM review_decisions";
+
+/// One site's decision: (decision, decided by, reason, when).
+type Decision = (String, String, Option<String>, i64);
+/// Each site's decision.
+type Decisions = BTreeMap<String, Decision>;
+
+/// A review as stored, from a [`REVIEW`] row and its decisions.
+fn stored(row: &sqlx::any::AnyRow, decisions: Decisions) -> Result<StoredReview, StateError> {
+    let id: String = row.try_get(0)?;
+    let json = |i: usize| -> Result<String, StateError> { Ok(row.try_get(i)?) };
+    let corrupt = |e: serde_json::Error| StateError::NotFound(format!("review {id}: {e}"));
+    Ok(StoredReview {
+        study_id: row.try_get(1)?,
+        researcher: row.try_get(2)?,
+        sql: row.try_get(3)?,
+        checks: serde_json::from_str(&json(4)?).map_err(corrupt)?,
+        sites: serde_json::from_str(&json(5)?).map_err(corrupt)?,
+        held: serde_json::from_str(&json(6)?).map_err(corrupt)?,
+        status: row.try_get(7)?,
+        created_at_us: row.try_get(8)?,
+        decisions,
+        id,
+    })
+}
+
+/// (review id, site, its decision) of a [`DECISION`] row.
+fn decision_of(r: &sqlx::any::AnyRow) -> Result<(String, String, Decision), StateError> {
+    Ok((
+        r.try_get(0)?,
+        r.try_get(1)?,
+        (r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?),
+    ))
 }
