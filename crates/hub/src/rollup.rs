@@ -9,7 +9,7 @@
 //! Trust boundary: combines released results only; it adds no data of its own. Under DP the
 //! query's ε is split evenly between its groupings, so the whole result spends what was asked.
 
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::BTreeMap;
 
 use medfed_analysis::sql::grouping_sets::Groupings;
@@ -53,15 +53,17 @@ impl Hub {
                 Err(e) => return Err(e),
             }
         }
-        let Some(finest) = (0..n)
-            .filter(|&i| results[i].is_some())
-            .max_by_key(|&i| (groupings.groupings[i].keys, std::cmp::Reverse(i)))
-        else {
+        // The released groupings in SQL's order, with their key counts.
+        let released: Vec<(usize, QueryResult)> = results
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.map(|r| (groupings.groupings[i].keys, r)))
+            .collect();
+        let Some(finest) = (0..released.len()).max_by_key(|&j| (released[j].0, Reverse(j))) else {
             let (_, why) = refused.swap_remove(0);
             return Err(HubError::Forbidden(why));
         };
-        let finest = results[..finest].iter().flatten().count();
-        let results: Vec<QueryResult> = results.into_iter().flatten().collect();
+        let results = released.into_iter().map(|(_, r)| r).collect();
         let mut result = combine(results, finest, &groupings.order);
         refused.sort();
         for (i, why) in refused {
@@ -218,22 +220,13 @@ mod tests {
     #[test]
     fn nulls_sort_last_ascending_and_first_descending() {
         let rows = [json!([1, null]), json!([null, 3]), json!([2, 1])];
-        let mut asc: Vec<&Value> = rows.iter().collect();
-        asc.sort_by(|a, b| {
-            compare(
-                a.as_array().unwrap(),
-                b.as_array().unwrap(),
-                &[(0, true, false)],
-            )
-        });
-        assert_eq!(asc, [&rows[0], &rows[2], &rows[1]]);
-        asc.sort_by(|a, b| {
-            compare(
-                a.as_array().unwrap(),
-                b.as_array().unwrap(),
-                &[(0, false, true)],
-            )
-        });
+        let sorted = |order| {
+            let mut all: Vec<&Value> = rows.iter().collect();
+            all.sort_by(|a, b| compare(a.as_array().unwrap(), b.as_array().unwrap(), order));
+            all
+        };
+        assert_eq!(sorted(&[(0, true, false)]), [&rows[0], &rows[2], &rows[1]]);
+        let asc = sorted(&[(0, false, true)]);
         assert_eq!(asc, [&rows[1], &rows[2], &rows[0]]);
     }
 }

@@ -130,6 +130,13 @@ async fn margins_released_earlier_or_later_never_give_a_withheld_group_away() {
     net.net.shutdown().await;
 }
 
+/// A cohort of one small year (fewer than k people) and the `big` largest years.
+fn small_and_big_years(years: &[(i64, i64)], big: usize) -> String {
+    let small = years.iter().find(|(_, n)| *n < K).unwrap().0;
+    let big: Vec<String> = years.iter().take(big).map(|y| y.0.to_string()).collect();
+    format!("year_of_birth IN ({small}, {})", big.join(", "))
+}
+
 /// (gender, year of birth) of a ROLLUP row; `None` where rolled up.
 type Key = (Option<i64>, Option<i64>);
 
@@ -139,10 +146,7 @@ type Key = (Option<i64>, Option<i64>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollup_releases_totals_and_subtotals_that_give_no_withheld_cell_away() {
     let net = network(3, 10_000).await;
-    let years = years(&net).await;
-    let small = years.iter().find(|(_, n)| *n < K).unwrap().0;
-    let big: Vec<String> = years.iter().take(5).map(|y| y.0.to_string()).collect();
-    let cohort = format!("year_of_birth IN ({small}, {})", big.join(", "));
+    let cohort = small_and_big_years(&years(&net).await, 5);
     let sql = format!(
         "SELECT gender_concept_id AS g, year_of_birth AS y, COUNT(*) AS n FROM person \
          WHERE {cohort} GROUP BY ROLLUP(gender_concept_id, year_of_birth) ORDER BY 1, 2"
@@ -203,10 +207,7 @@ async fn a_rollup_releases_totals_and_subtotals_that_give_no_withheld_cell_away(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_total_row_by_union_all_gives_no_withheld_cell_away() {
     let net = network(3, 10_000).await;
-    let years = years(&net).await;
-    let small = years.iter().find(|(_, n)| *n < K).unwrap().0;
-    let big: Vec<String> = years.iter().take(4).map(|y| y.0.to_string()).collect();
-    let cohort = format!("year_of_birth IN ({small}, {})", big.join(", "));
+    let cohort = small_and_big_years(&years(&net).await, 4);
     let sql = format!(
         "SELECT year_of_birth AS y, COUNT(*) AS n FROM person WHERE {cohort} GROUP BY 1 \
          UNION ALL SELECT NULL, COUNT(*) FROM person WHERE {cohort} ORDER BY y"

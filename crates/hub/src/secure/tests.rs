@@ -408,26 +408,24 @@ fn a_dominated_keyless_total_is_kept_but_flagged_for_the_merge_to_null() {
     let fixed = cells::fixed_point(&keyless);
     assert_eq!(domain.len(), 1);
     let rules = medfed_privacy::DisclosureRules::default();
-    let (keep, flag) = choose(
-        &sum,
-        &keyless,
-        &fixed,
-        &[String::new()],
-        Reveal::Rules(rules),
-        &mut BTreeMap::new(),
-    )
-    .unwrap();
-    assert_eq!((keep, flag), (vec![0], vec![(0, Suppression::Dominance)]));
+    let choose_keyless = |sum: &[u64]| {
+        let none = &mut BTreeMap::new();
+        choose(
+            sum,
+            &keyless,
+            &fixed,
+            &[String::new()],
+            Reveal::Rules(rules),
+            none,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        choose_keyless(&sum),
+        (vec![0], vec![(0, Suppression::Dominance)])
+    );
     // A keyless mean over 40 people who all have 1: kept, flagged with its own reason.
     let (_, sum, _) = summed_with_dominance(&[("one value", 40, 2.0, 40.0)]);
-    let (keep, flag) = choose(
-        &sum,
-        &keyless,
-        &fixed,
-        &[String::new()],
-        Reveal::Rules(rules),
-        &mut BTreeMap::new(),
-    )
-    .unwrap();
+    let (keep, flag) = choose_keyless(&sum);
     assert_eq!((keep, flag), (vec![0], vec![(0, Suppression::SharedValue)]));
 }
